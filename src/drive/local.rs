@@ -1,0 +1,528 @@
+//! `LocalDrive`: a drive folder of this machine. Metadata and inline shards live in one
+//! RocksDB (`<drive>/meta`), shard files under `<drive>/shards/<bucket>/<xx>/<uuid>`, and
+//! files being written under `<drive>/tmp`. Paths never contain object keys, so no key can
+//! reach outside the drive folder.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteOptions, DB};
+
+use super::record::{self, BucketRecord, FormatRecord, VersionRecord};
+use super::{Drive, DriveError, ShardWriter, Space};
+
+const CF_BUCKETS: &str = "buckets";
+const CF_OBJECTS: &str = "objects";
+const CF_UPLOADS: &str = "uploads";
+const CF_HEAL: &str = "heal";
+const FORMAT_FILE: &str = "format.json";
+
+/// A drive folder served by this process.
+pub struct LocalDrive {
+    root: PathBuf,
+    db: Arc<DB>,
+}
+
+impl LocalDrive {
+    /// Opens (creating if needed) the drive folder at `root`, and clears its temporary files.
+    pub fn open(root: &Path) -> Result<Self, DriveError> {
+        std::fs::create_dir_all(root.join("tmp"))?;
+        std::fs::create_dir_all(root.join("shards"))?;
+        for entry in std::fs::read_dir(root.join("tmp"))? {
+            let _ = std::fs::remove_file(entry?.path());
+        }
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        opts.set_keep_log_file_num(4);
+        let cfs = [CF_BUCKETS, CF_OBJECTS, CF_UPLOADS, CF_HEAL]
+            .into_iter()
+            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, root.join("meta"), cfs)
+            .map_err(|e| DriveError::Db(e.to_string()))?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            db: Arc::new(db),
+        })
+    }
+
+    fn shard_path(&self, bucket: &str, data_dir: &str) -> PathBuf {
+        let fan = data_dir.get(..2).unwrap_or("00");
+        self.root
+            .join("shards")
+            .join(bucket)
+            .join(fan)
+            .join(data_dir)
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, DriveError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&DB) -> Result<T, DriveError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| DriveError::Db(format!("task: {e}")))?
+    }
+}
+
+fn db_err(e: rocksdb::Error) -> DriveError {
+    DriveError::Db(e.to_string())
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, DriveError> {
+    db.cf_handle(name)
+        .ok_or_else(|| DriveError::Db(format!("missing column family {name}")))
+}
+
+fn sync_opts() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+/// `bucket \0 key \0 version`: keys sort in byte order within a bucket.
+fn object_key(bucket: &str, key: &str, version: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(bucket.len() + key.len() + version.len() + 2);
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k.push(0);
+    k.extend_from_slice(version.as_bytes());
+    k
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes `data` to `path` crash-safely: temporary file, fsync, rename, directory fsync.
+fn write_atomic(tmp: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)?;
+    if let Some(dir) = path.parent() {
+        fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+struct LocalShardWriter {
+    file: Option<std::fs::File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    committed: bool,
+}
+
+impl Drop for LocalShardWriter {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[async_trait]
+impl ShardWriter for LocalShardWriter {
+    async fn write(&mut self, data: Bytes) -> Result<(), DriveError> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| DriveError::Corrupt("shard writer already failed".into()))?;
+        let file = tokio::task::spawn_blocking(move || file.write_all(&data).map(|_| file))
+            .await
+            .map_err(|e| DriveError::Io(std::io::Error::other(e)))??;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), DriveError> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| DriveError::Corrupt("shard writer already failed".into()))?;
+        let tmp = self.tmp.clone();
+        let dest = self.dest.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            file.sync_all()?;
+            drop(file);
+            let dir = dest
+                .parent()
+                .ok_or_else(|| std::io::Error::other("no parent"))?;
+            let fresh = !dir.exists();
+            std::fs::create_dir_all(dir)?;
+            std::fs::rename(&tmp, &dest)?;
+            fsync_dir(dir)?;
+            if fresh {
+                if let Some(parent) = dir.parent() {
+                    fsync_dir(parent)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| DriveError::Io(std::io::Error::other(e)))??;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Drive for LocalDrive {
+    fn endpoint(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn read_format(&self) -> Result<Option<FormatRecord>, DriveError> {
+        match tokio::fs::read(self.root.join(FORMAT_FILE)).await {
+            Ok(raw) => serde_json::from_slice(&raw)
+                .map(Some)
+                .map_err(|e| DriveError::Corrupt(format!("format record: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn write_format(&self, format: &FormatRecord) -> Result<(), DriveError> {
+        let raw =
+            serde_json::to_vec_pretty(format).map_err(|e| DriveError::Corrupt(e.to_string()))?;
+        let tmp = self.root.join("tmp").join(format!("{FORMAT_FILE}.tmp"));
+        let dest = self.root.join(FORMAT_FILE);
+        tokio::task::spawn_blocking(move || write_atomic(&tmp, &dest, &raw))
+            .await
+            .map_err(|e| DriveError::Io(std::io::Error::other(e)))??;
+        Ok(())
+    }
+
+    async fn create_shard(
+        &self,
+        bucket: &str,
+        data_dir: &str,
+    ) -> Result<Box<dyn ShardWriter>, DriveError> {
+        let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().to_string());
+        let dest = self.shard_path(bucket, data_dir);
+        let file = {
+            let tmp = tmp.clone();
+            tokio::task::spawn_blocking(move || std::fs::File::create(tmp))
+                .await
+                .map_err(|e| DriveError::Io(std::io::Error::other(e)))??
+        };
+        Ok(Box::new(LocalShardWriter {
+            file: Some(file),
+            tmp,
+            dest,
+            committed: false,
+        }))
+    }
+
+    async fn read_shard(
+        &self,
+        bucket: &str,
+        data_dir: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, DriveError> {
+        let path = self.shard_path(bucket, data_dir);
+        tokio::task::spawn_blocking(move || -> Result<Bytes, DriveError> {
+            let mut f = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(DriveError::NotFound)
+                }
+                Err(e) => return Err(e.into()),
+            };
+            f.seek(SeekFrom::Start(offset))?;
+            let len = usize::try_from(len).map_err(|_| DriveError::Corrupt("len".into()))?;
+            let mut buf = vec![0u8; len];
+            let mut got = 0;
+            while got < len {
+                let n = f.read(&mut buf[got..])?;
+                if n == 0 {
+                    return Err(DriveError::Corrupt(format!(
+                        "shard file short: wanted {len} bytes at {offset}, got {got}"
+                    )));
+                }
+                got += n;
+            }
+            Ok(Bytes::from(buf))
+        })
+        .await
+        .map_err(|e| DriveError::Io(std::io::Error::other(e)))?
+    }
+
+    async fn delete_shard(&self, bucket: &str, data_dir: &str) -> Result<(), DriveError> {
+        let path = self.shard_path(bucket, data_dir);
+        match tokio::fs::remove_file(path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn put_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &VersionRecord,
+    ) -> Result<(), DriveError> {
+        let k = object_key(bucket, key, &rec.version_id);
+        let v = record::encode(rec)?;
+        self.blocking(move |db| {
+            db.put_cf_opt(cf(db, CF_OBJECTS)?, k, v, &sync_opts())
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<VersionRecord>, DriveError> {
+        let k = object_key(bucket, key, version_id);
+        self.blocking(
+            move |db| match db.get_cf(cf(db, CF_OBJECTS)?, k).map_err(db_err)? {
+                Some(raw) => record::decode(&raw).map(Some),
+                None => Ok(None),
+            },
+        )
+        .await
+    }
+
+    async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<VersionRecord>, DriveError> {
+        let k = object_key(bucket, key, version_id);
+        self.blocking(move |db| {
+            let cf = cf(db, CF_OBJECTS)?;
+            let old = match db.get_cf(cf, &k).map_err(db_err)? {
+                Some(raw) => Some(record::decode(&raw)?),
+                None => None,
+            };
+            if old.is_some() {
+                db.delete_cf_opt(cf, &k, &sync_opts()).map_err(db_err)?;
+            }
+            Ok(old)
+        })
+        .await
+    }
+
+    async fn list_keys(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(String, VersionRecord)>, DriveError> {
+        let mut base = bucket.as_bytes().to_vec();
+        base.push(0);
+        let mut start = base.clone();
+        start.extend_from_slice(prefix.as_bytes());
+        let mut after_full = base.clone();
+        after_full.extend_from_slice(after);
+        if !after.is_empty() && after_full >= start {
+            // The first key strictly after `after`: `after \0` would be that key's own
+            // records, so skip them by seeking to `after \1`.
+            start = after_full;
+            start.push(1);
+        }
+        let prefix_full = {
+            let mut p = base.clone();
+            p.extend_from_slice(prefix.as_bytes());
+            p
+        };
+        self.blocking(move |db| {
+            let iter = db.iterator_cf(
+                cf(db, CF_OBJECTS)?,
+                IteratorMode::From(&start, rocksdb::Direction::Forward),
+            );
+            let mut out: Vec<(String, VersionRecord)> = Vec::new();
+            for item in iter {
+                let (k, v) = item.map_err(db_err)?;
+                if !k.starts_with(&prefix_full) {
+                    break;
+                }
+                let rest = &k[base.len()..];
+                let Some(nul) = rest.iter().position(|&b| b == 0) else {
+                    continue;
+                };
+                let key = String::from_utf8_lossy(&rest[..nul]).into_owned();
+                if out.last().is_some_and(|(last, _)| *last == key) {
+                    continue;
+                }
+                if out.len() >= limit {
+                    break;
+                }
+                out.push((key, record::decode(&v)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_bucket(&self, rec: &BucketRecord) -> Result<(), DriveError> {
+        let v = record::encode(rec)?;
+        let k = rec.name.clone().into_bytes();
+        self.blocking(move |db| {
+            db.put_cf_opt(cf(db, CF_BUCKETS)?, k, v, &sync_opts())
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, DriveError> {
+        let k = name.as_bytes().to_vec();
+        self.blocking(
+            move |db| match db.get_cf(cf(db, CF_BUCKETS)?, k).map_err(db_err)? {
+                Some(raw) => record::decode(&raw).map(Some),
+                None => Ok(None),
+            },
+        )
+        .await
+    }
+
+    async fn delete_bucket(&self, name: &str) -> Result<(), DriveError> {
+        let k = name.as_bytes().to_vec();
+        let dir = self.root.join("shards").join(name);
+        self.blocking(move |db| {
+            db.delete_cf_opt(cf(db, CF_BUCKETS)?, k, &sync_opts())
+                .map_err(db_err)?;
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>, DriveError> {
+        self.blocking(|db| {
+            db.iterator_cf(cf(db, CF_BUCKETS)?, IteratorMode::Start)
+                .map(|item| {
+                    let (_, v) = item.map_err(db_err)?;
+                    record::decode(&v)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn space(&self) -> Result<Space, DriveError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || -> Result<Space, DriveError> {
+            Ok(Space {
+                free: fs2::available_space(&root)?,
+                total: fs2::total_space(&root)?,
+            })
+        })
+        .await
+        .map_err(|e| DriveError::Io(std::io::Error::other(e)))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drive::ErasureLayout;
+
+    fn rec(v: &str) -> VersionRecord {
+        VersionRecord {
+            version_id: v.into(),
+            mod_time_ns: 1,
+            size: 3,
+            etag: "e".into(),
+            headers: Default::default(),
+            user_meta: Default::default(),
+            checksum: None,
+            layout: ErasureLayout {
+                k: 4,
+                m: 2,
+                stripe_size: 1 << 20,
+                shard_index: 0,
+                distribution: vec![0, 1, 2, 3, 4, 5],
+            },
+            data_dir: String::new(),
+            inline: Some(b"abc".to_vec()),
+        }
+    }
+
+    #[tokio::test]
+    async fn records_survive_reopen_and_list_in_byte_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let d = LocalDrive::open(dir.path()).unwrap();
+            for k in ["b", "a/b", "a", "a/b/c", "é", "a b"] {
+                d.put_version("bkt", k, &rec("null")).await.unwrap();
+            }
+            d.put_version("bkt2", "zz", &rec("null")).await.unwrap();
+        }
+        let d = LocalDrive::open(dir.path()).unwrap();
+        let keys: Vec<String> = d
+            .list_keys("bkt", "", b"", 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["a", "a b", "a/b", "a/b/c", "b", "é"]);
+        let after: Vec<String> = d
+            .list_keys("bkt", "a", b"a", 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(after, ["a b", "a/b", "a/b/c"]);
+        assert_eq!(d.list_keys("bkt", "", b"", 2).await.unwrap().len(), 2);
+        assert_eq!(
+            d.get_version("bkt", "a/b", "null").await.unwrap(),
+            Some(rec("null"))
+        );
+        assert!(d
+            .delete_version("bkt", "a/b", "null")
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(d.get_version("bkt", "a/b", "null").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn shard_files_commit_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = LocalDrive::open(dir.path()).unwrap();
+        let mut w = d.create_shard("bkt", "abcd-1").await.unwrap();
+        w.write(Bytes::from_static(b"hello ")).await.unwrap();
+        w.write(Bytes::from_static(b"world")).await.unwrap();
+        assert!(matches!(
+            d.read_shard("bkt", "abcd-1", 0, 5).await,
+            Err(DriveError::NotFound)
+        ));
+        w.commit().await.unwrap();
+        assert_eq!(
+            d.read_shard("bkt", "abcd-1", 6, 5).await.unwrap().as_ref(),
+            b"world"
+        );
+        assert!(matches!(
+            d.read_shard("bkt", "abcd-1", 6, 50).await,
+            Err(DriveError::Corrupt(_))
+        ));
+        // An abandoned writer leaves nothing behind.
+        let w = d.create_shard("bkt", "abcd-2").await.unwrap();
+        drop(w);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+}

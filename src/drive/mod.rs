@@ -1,0 +1,121 @@
+//! The `Drive` seam: everything about bytes on disk lives below it, everything S3 above it.
+//! The object layer only ever sees `Drive`s; `LocalDrive` serves a folder of this machine.
+
+pub mod local;
+pub mod record;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use local::LocalDrive;
+pub use record::{BucketRecord, ErasureLayout, FormatRecord, VersionRecord};
+
+/// Errors a drive reports.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    /// An I/O error from the file system.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The metadata database failed.
+    #[error("db: {0}")]
+    Db(String),
+    /// Stored data is unreadable or does not verify.
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+    /// The drive is not reachable.
+    #[error("drive offline: {0}")]
+    Offline(String),
+    /// The shard file or record does not exist.
+    #[error("not found")]
+    NotFound,
+}
+
+/// Free and total space of a drive.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Space {
+    /// Bytes available to unprivileged writers.
+    pub free: u64,
+    /// Size of the file system.
+    pub total: u64,
+}
+
+/// A shard file being written: blocks are appended, then the file is committed atomically
+/// (temporary name, fsync, rename, directory fsync). Dropping it uncommitted removes it.
+#[async_trait]
+pub trait ShardWriter: Send {
+    /// Appends framed bytes.
+    async fn write(&mut self, data: Bytes) -> Result<(), DriveError>;
+    /// Makes the file durable under its final name.
+    async fn commit(self: Box<Self>) -> Result<(), DriveError>;
+}
+
+/// One drive: its format record, shard files and metadata records.
+#[async_trait]
+pub trait Drive: Send + Sync + 'static {
+    /// Human-readable location of the drive (a path or a URL).
+    fn endpoint(&self) -> String;
+    /// The drive's format record, `None` when the drive is blank.
+    async fn read_format(&self) -> Result<Option<FormatRecord>, DriveError>;
+    /// Writes the format record durably.
+    async fn write_format(&self, format: &FormatRecord) -> Result<(), DriveError>;
+
+    /// Starts a new shard file `data_dir` of `bucket` under a temporary name.
+    async fn create_shard(
+        &self,
+        bucket: &str,
+        data_dir: &str,
+    ) -> Result<Box<dyn ShardWriter>, DriveError>;
+    /// Reads `len` bytes at `offset` of a committed shard file; a short file is `Corrupt`.
+    async fn read_shard(
+        &self,
+        bucket: &str,
+        data_dir: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, DriveError>;
+    /// Deletes a committed shard file; a missing one is not an error.
+    async fn delete_shard(&self, bucket: &str, data_dir: &str) -> Result<(), DriveError>;
+
+    /// Writes (or replaces) a version record, durably.
+    async fn put_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &VersionRecord,
+    ) -> Result<(), DriveError>;
+    /// Reads one version record.
+    async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<VersionRecord>, DriveError>;
+    /// Deletes a version record, returning what was there.
+    async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<VersionRecord>, DriveError>;
+    /// Up to `limit` records of `bucket` whose keys start with `prefix` and sort strictly
+    /// after `after` (bytes), in key byte order, one record (the first version) per key.
+    async fn list_keys(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(String, VersionRecord)>, DriveError>;
+
+    /// Writes a bucket record.
+    async fn put_bucket(&self, rec: &BucketRecord) -> Result<(), DriveError>;
+    /// Reads a bucket record.
+    async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, DriveError>;
+    /// Deletes a bucket record and the bucket's shard folder.
+    async fn delete_bucket(&self, name: &str) -> Result<(), DriveError>;
+    /// All bucket records, sorted by name.
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>, DriveError>;
+
+    /// Free and total space.
+    async fn space(&self) -> Result<Space, DriveError>;
+}

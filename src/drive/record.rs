@@ -1,0 +1,119 @@
+//! Records a drive stores, and their on-disk encoding: one format-version byte followed by
+//! JSON. The layout is documented in `docs/format.md`; a change of layout bumps the byte and
+//! keeps the code that reads the old one.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::DriveError;
+
+/// The record format version written today.
+pub const RECORD_VERSION: u8 = 1;
+
+/// Identity of a drive within a deployment, written at first start and checked after.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormatRecord {
+    /// Format version of this record.
+    pub version: u8,
+    /// The deployment this drive belongs to.
+    pub deployment_id: String,
+    /// Index of the erasure set that holds this drive.
+    pub set: u32,
+    /// Position of this drive within its set.
+    pub index: u32,
+    /// Unique id of this drive.
+    pub drive_id: String,
+}
+
+/// A bucket, stored on every drive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    /// Bucket name.
+    pub name: String,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_ns: i128,
+    /// Region given at creation, if any.
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+/// How an object version is spread over its erasure set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureLayout {
+    /// Data shards.
+    pub k: u8,
+    /// Parity shards.
+    pub m: u8,
+    /// Object bytes per stripe.
+    pub stripe_size: u32,
+    /// Which shard of the stripe this drive holds (0..k are data, k.. parity).
+    pub shard_index: u8,
+    /// `distribution[i]` is the set position of the drive holding shard `i`.
+    pub distribution: Vec<u8>,
+}
+
+/// One version of an object, as stored on each drive of its set (each copy differs only in
+/// `layout.shard_index` and `inline`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// Version id; `"null"` in a bucket without versioning.
+    pub version_id: String,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mod_time_ns: i128,
+    /// Object size in bytes.
+    pub size: u64,
+    /// The ETag without quotes.
+    pub etag: String,
+    /// `Content-Type` and the other stored system headers (lowercase names).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// User metadata (`x-amz-meta-*`, names without the prefix, lowercase).
+    #[serde(default)]
+    pub user_meta: BTreeMap<String, String>,
+    /// Checksum algorithm name and base64 value, when the client sent one.
+    #[serde(default)]
+    pub checksum: Option<(String, String)>,
+    /// Erasure layout of this version.
+    pub layout: ErasureLayout,
+    /// Name of the shard file (a UUID); empty when the data is inline.
+    pub data_dir: String,
+    /// This drive's framed shard, for small objects kept in the record.
+    #[serde(default, with = "opt_b64")]
+    pub inline: Option<Vec<u8>>,
+}
+
+/// Serialises a record: the version byte, then JSON.
+pub fn encode<T: Serialize>(rec: &T) -> Result<Vec<u8>, DriveError> {
+    let mut out = vec![RECORD_VERSION];
+    serde_json::to_writer(&mut out, rec).map_err(|e| DriveError::Corrupt(e.to_string()))?;
+    Ok(out)
+}
+
+/// Reads a record written by [`encode`] (any known version).
+pub fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T, DriveError> {
+    match raw.split_first() {
+        Some((&RECORD_VERSION, body)) => {
+            serde_json::from_slice(body).map_err(|e| DriveError::Corrupt(e.to_string()))
+        }
+        Some((v, _)) => Err(DriveError::Corrupt(format!("unknown record version {v}"))),
+        None => Err(DriveError::Corrupt("empty record".into())),
+    }
+}
+
+mod opt_b64 {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&STANDARD.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let v: Option<String> = Option::deserialize(d)?;
+        v.map(|s| STANDARD.decode(s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

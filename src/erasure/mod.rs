@@ -1,0 +1,191 @@
+//! Stripe encoding and decoding with Reed-Solomon, and the BLAKE3 framing of shard blocks.
+//!
+//! An object is cut into stripes of `stripe_size` bytes (the last one may be shorter). Each
+//! stripe is split into `k` data shards of `ceil(len / k)` bytes (the last zero-padded) and
+//! `m` parity shards of the same size. Shard `i` of every stripe goes to the same drive, one
+//! frame per stripe, so a drive's shard file is the sequence of its frames.
+
+pub mod frame;
+
+use bytes::Bytes;
+use reed_solomon_erasure::galois_8::ReedSolomon;
+
+/// Errors of the codec.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The `k+m` layout is not usable.
+    #[error("invalid erasure layout {0}+{1}")]
+    Layout(usize, usize),
+    /// Fewer than `k` shards of a stripe were available.
+    #[error("too few shards to reconstruct: have {have}, need {need}")]
+    TooFewShards {
+        /// shards present
+        have: usize,
+        /// shards needed
+        need: usize,
+    },
+    /// The Reed-Solomon library refused the input.
+    #[error("reed-solomon: {0:?}")]
+    Codec(reed_solomon_erasure::Error),
+}
+
+/// A Reed-Solomon codec for one `k+m` layout and stripe size.
+#[derive(Debug)]
+pub struct Codec {
+    k: usize,
+    m: usize,
+    stripe_size: usize,
+    rs: ReedSolomon,
+}
+
+impl Codec {
+    /// Builds a codec for `k` data and `m` parity shards over stripes of `stripe_size` bytes.
+    pub fn new(k: usize, m: usize, stripe_size: usize) -> Result<Self, Error> {
+        if k == 0 || m == 0 || k + m > 256 || stripe_size == 0 {
+            return Err(Error::Layout(k, m));
+        }
+        let rs = ReedSolomon::new(k, m).map_err(|_| Error::Layout(k, m))?;
+        Ok(Self {
+            k,
+            m,
+            stripe_size,
+            rs,
+        })
+    }
+
+    /// Number of data shards.
+    pub fn data_shards(&self) -> usize {
+        self.k
+    }
+
+    /// Number of parity shards.
+    pub fn parity_shards(&self) -> usize {
+        self.m
+    }
+
+    /// Total shards per stripe, `k+m`.
+    pub fn total_shards(&self) -> usize {
+        self.k + self.m
+    }
+
+    /// Bytes of object data per full stripe.
+    pub fn stripe_size(&self) -> usize {
+        self.stripe_size
+    }
+
+    /// Size of each shard block for a stripe of `len` data bytes.
+    pub fn shard_len(&self, len: usize) -> usize {
+        len.div_ceil(self.k).max(1)
+    }
+
+    /// Encodes one stripe of at most `stripe_size` bytes into `k+m` shard blocks.
+    pub fn encode(&self, data: &[u8]) -> Result<Vec<Bytes>, Error> {
+        let shard_len = self.shard_len(data.len());
+        let mut shards: Vec<Vec<u8>> = Vec::with_capacity(self.k + self.m);
+        for i in 0..self.k {
+            let start = (i * shard_len).min(data.len());
+            let end = ((i + 1) * shard_len).min(data.len());
+            let mut s = Vec::with_capacity(shard_len);
+            s.extend_from_slice(&data[start..end]);
+            s.resize(shard_len, 0);
+            shards.push(s);
+        }
+        for _ in 0..self.m {
+            shards.push(vec![0u8; shard_len]);
+        }
+        self.rs.encode(&mut shards).map_err(Error::Codec)?;
+        Ok(shards.into_iter().map(Bytes::from).collect())
+    }
+
+    /// Rebuilds the data of one stripe of `len` bytes from its shard blocks, where `None`
+    /// marks a shard that is missing or failed its hash. Needs any `k` of them.
+    pub fn decode(&self, shards: Vec<Option<Bytes>>, len: usize) -> Result<Bytes, Error> {
+        let have = shards.iter().filter(|s| s.is_some()).count();
+        if have < self.k || shards.len() != self.k + self.m {
+            return Err(Error::TooFewShards { have, need: self.k });
+        }
+        let data_present = shards[..self.k].iter().all(|s| s.is_some());
+        let mut out = Vec::with_capacity(len);
+        if data_present {
+            for s in shards.into_iter().take(self.k).flatten() {
+                out.extend_from_slice(&s);
+            }
+        } else {
+            let mut owned: Vec<Option<Vec<u8>>> =
+                shards.into_iter().map(|s| s.map(|b| b.to_vec())).collect();
+            self.rs.reconstruct_data(&mut owned).map_err(Error::Codec)?;
+            for s in owned.into_iter().take(self.k).flatten() {
+                out.extend_from_slice(&s);
+            }
+        }
+        if out.len() < len {
+            return Err(Error::TooFewShards { have, need: self.k });
+        }
+        out.truncate(len);
+        Ok(Bytes::from(out))
+    }
+
+    /// Rebuilds every missing shard (data and parity) of a stripe in place.
+    pub fn reconstruct_all(&self, shards: &mut [Option<Vec<u8>>]) -> Result<(), Error> {
+        self.rs.reconstruct(shards).map_err(Error::Codec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 + i / 7) as u8).collect()
+    }
+
+    /// Every combination of up to `m` lost shards decodes to the original bytes.
+    #[test]
+    fn round_trip_with_every_loss_pattern() {
+        for (k, m) in [(4, 2), (2, 1), (8, 4), (3, 3)] {
+            let codec = Codec::new(k, m, 1 << 16).unwrap();
+            for len in [1usize, 7, 1000, 1 << 16] {
+                let data = sample(len);
+                let shards = codec.encode(&data).unwrap();
+                let n = k + m;
+                for mask in 0u32..(1 << n) {
+                    let lost = mask.count_ones() as usize;
+                    let input: Vec<Option<Bytes>> = (0..n)
+                        .map(|i| (mask & (1 << i) == 0).then(|| shards[i].clone()))
+                        .collect();
+                    let res = codec.decode(input, len);
+                    if lost <= m {
+                        assert_eq!(
+                            res.unwrap().as_ref(),
+                            &data[..],
+                            "k={k} m={m} mask={mask:b}"
+                        );
+                    } else {
+                        assert!(res.is_err(), "k={k} m={m} mask={mask:b} must fail");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reconstruct_all_restores_parity() {
+        let codec = Codec::new(4, 2, 4096).unwrap();
+        let data = sample(4096);
+        let shards = codec.encode(&data).unwrap();
+        let mut v: Vec<Option<Vec<u8>>> = shards.iter().map(|s| Some(s.to_vec())).collect();
+        v[1] = None;
+        v[5] = None;
+        codec.reconstruct_all(&mut v).unwrap();
+        for (a, b) in v.iter().zip(shards.iter()) {
+            assert_eq!(a.as_deref(), Some(b.as_ref()));
+        }
+    }
+
+    #[test]
+    fn bad_layouts_are_refused() {
+        assert!(Codec::new(0, 2, 10).is_err());
+        assert!(Codec::new(4, 0, 10).is_err());
+        assert!(Codec::new(200, 100, 10).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! Tessera: an erasure-coded, S3-compatible object store.
+//!
+//! Layers, imports pointing down: `s3` -> `object` -> `erasure`, `drive`.
+
+pub mod admin;
+pub mod config;
+pub mod credentials;
+pub mod drive;
+pub mod erasure;
+pub mod object;
+pub mod s3;
+pub mod server;

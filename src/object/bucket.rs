@@ -1,0 +1,103 @@
+//! Bucket records: written to every drive of the set, read with a quorum.
+
+use futures::future::join_all;
+
+use super::{now_ns, ErasureSet, Error, Result};
+use crate::drive::BucketRecord;
+
+impl ErasureSet {
+    /// The bucket's record, `NoSuchBucket` when a quorum says it does not exist.
+    pub async fn get_bucket(&self, name: &str) -> Result<BucketRecord> {
+        let answers = join_all(self.drives.iter().map(|d| d.get_bucket(name))).await;
+        let errors = answers.iter().filter(|a| a.is_err()).count();
+        let found: Vec<BucketRecord> = answers
+            .into_iter()
+            .filter_map(|a| a.ok().flatten())
+            .collect();
+        if found.len() >= self.read_quorum() {
+            return Ok(found[0].clone());
+        }
+        if found.is_empty() && errors <= self.m() {
+            return Err(Error::NoSuchBucket);
+        }
+        if !found.is_empty() && errors == 0 {
+            // Fewer copies than a quorum but every drive answered: a bucket created while
+            // drives were away. It exists; the missing copies are healed on the next create.
+            return Ok(found[0].clone());
+        }
+        Err(Error::Quorum(format!(
+            "bucket {name}: {} copies, {errors} drives failed",
+            found.len()
+        )))
+    }
+
+    /// Creates a bucket on every drive; `BucketExists` when it is there already.
+    pub async fn create_bucket(&self, name: &str, location: Option<String>) -> Result<()> {
+        match self.get_bucket(name).await {
+            Ok(_) => return Err(Error::BucketExists),
+            Err(Error::NoSuchBucket) => {}
+            Err(e) => return Err(e),
+        }
+        let rec = BucketRecord {
+            name: name.to_string(),
+            created_ns: now_ns(),
+            location,
+        };
+        let ok = join_all(self.drives.iter().map(|d| d.put_bucket(&rec)))
+            .await
+            .into_iter()
+            .filter(|r| r.is_ok())
+            .count();
+        if ok < self.write_quorum() {
+            return Err(Error::Quorum(format!(
+                "bucket {name} written on {ok} drives"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Deletes an empty bucket; `BucketNotEmpty` while any object remains.
+    pub async fn delete_bucket(&self, name: &str) -> Result<()> {
+        self.get_bucket(name).await?;
+        let probes = join_all(self.drives.iter().map(|d| d.list_keys(name, "", b"", 1))).await;
+        let holding = probes
+            .iter()
+            .filter(|p| p.as_ref().is_ok_and(|v| !v.is_empty()))
+            .count();
+        if holding > 0 {
+            return Err(Error::BucketNotEmpty);
+        }
+        let ok = join_all(self.drives.iter().map(|d| d.delete_bucket(name)))
+            .await
+            .into_iter()
+            .filter(|r| r.is_ok())
+            .count();
+        if ok < self.write_quorum() {
+            return Err(Error::Quorum(format!(
+                "bucket {name} deleted on {ok} drives"
+            )));
+        }
+        Ok(())
+    }
+
+    /// All buckets that a quorum of drives holds, sorted by name.
+    pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        let answers = join_all(self.drives.iter().map(|d| d.list_buckets())).await;
+        let errors = answers.iter().filter(|a| a.is_err()).count();
+        if errors > self.drives.len() - self.read_quorum() {
+            return Err(Error::Quorum(format!(
+                "{errors} drives failed listing buckets"
+            )));
+        }
+        let mut all: std::collections::BTreeMap<String, (BucketRecord, usize)> = Default::default();
+        for rec in answers.into_iter().flatten().flatten() {
+            all.entry(rec.name.clone()).or_insert((rec, 0)).1 += 1;
+        }
+        let need = if errors == 0 { 1 } else { self.read_quorum() };
+        Ok(all
+            .into_values()
+            .filter(|(_, n)| *n >= need)
+            .map(|(r, _)| r)
+            .collect())
+    }
+}

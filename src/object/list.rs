@@ -1,0 +1,150 @@
+//! LIST: every drive returns its sorted keys; the set merges them, keeps keys that a read
+//! quorum holds, and folds common prefixes. Pages stop at the first key that some drive has
+//! not yet listed past, so a merge never skips a key.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+
+use super::{ErasureSet, Error, Result};
+use crate::drive::VersionRecord;
+
+/// One page of a listing.
+#[derive(Debug, Default)]
+pub struct ListPage {
+    /// Objects, in key byte order.
+    pub objects: Vec<(String, VersionRecord)>,
+    /// Common prefixes, in byte order.
+    pub prefixes: Vec<String>,
+    /// More entries follow.
+    pub truncated: bool,
+    /// Where the next page starts (exclusive), as raw bytes; meaningful when truncated.
+    pub next_after: Vec<u8>,
+}
+
+impl ErasureSet {
+    /// Keys of `bucket` under `prefix` strictly after `after`, folding at `delimiter`, at most
+    /// `max_keys` entries (objects and prefixes together).
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: &[u8],
+        max_keys: usize,
+    ) -> Result<ListPage> {
+        self.get_bucket(bucket).await?;
+        let mut page = ListPage::default();
+        let mut cursor = after.to_vec();
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        if max_keys == 0 {
+            let (batch, _) = self.merged_scan(bucket, prefix, &cursor, 1).await?;
+            page.truncated = !batch.is_empty();
+            page.next_after = cursor;
+            return Ok(page);
+        }
+        'outer: loop {
+            let want = (max_keys - page.objects.len() - page.prefixes.len() + 1).clamp(2, 1000);
+            let (batch, scanned_to) = self.merged_scan(bucket, prefix, &cursor, want).await?;
+            if batch.is_empty() && scanned_to.is_none() {
+                break;
+            }
+            for (key, rec) in batch {
+                if page.objects.len() + page.prefixes.len() == max_keys {
+                    page.truncated = true;
+                    break 'outer;
+                }
+                if let Some(d) = delimiter {
+                    if let Some(pos) = key[prefix.len()..].find(d) {
+                        let cp = key[..prefix.len() + pos + d.len()].to_string();
+                        let mut skip_to = cp.clone().into_bytes();
+                        skip_to.push(0xFF);
+                        if cp.as_bytes() > after {
+                            page.prefixes.push(cp);
+                        }
+                        cursor = skip_to;
+                        // The rest of this batch may be under the folded prefix: rescan.
+                        continue 'outer;
+                    }
+                }
+                cursor = key.clone().into_bytes();
+                page.objects.push((key, rec));
+            }
+            match scanned_to {
+                None => break,
+                // Keys up to the cutoff that lacked a quorum were skipped: move past them.
+                Some(c) if c.as_bytes() > cursor.as_slice() => cursor = c.into_bytes(),
+                Some(_) => {}
+            }
+        }
+        if page.truncated {
+            // The last entry returned is where the next page starts.
+            page.next_after = match (page.objects.last(), page.prefixes.last()) {
+                (Some((k, _)), Some(p)) if k.as_str() > p.as_str() => k.clone().into_bytes(),
+                (_, Some(p)) => {
+                    let mut b = p.clone().into_bytes();
+                    b.push(0xFF);
+                    b
+                }
+                (Some((k, _)), None) => k.clone().into_bytes(),
+                (None, None) => cursor,
+            };
+        }
+        Ok(page)
+    }
+
+    /// Merges one batch from every drive. Returns the keys that are complete (no drive can
+    /// still hold a smaller unlisted key) and the key up to which the scan is complete, or
+    /// `None` when every drive is exhausted.
+    async fn merged_scan(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<(String, VersionRecord)>, Option<String>)> {
+        let answers = join_all(
+            self.drives
+                .iter()
+                .map(|d| d.list_keys(bucket, prefix, after, limit)),
+        )
+        .await;
+        let errors = answers.iter().filter(|a| a.is_err()).count();
+        if self.drives.len() - errors < self.read_quorum() {
+            return Err(Error::Quorum(format!("{errors} drives failed listing")));
+        }
+        let mut cutoff: Option<String> = None;
+        let mut merged: BTreeMap<String, (VersionRecord, usize)> = BTreeMap::new();
+        for entries in answers.into_iter().flatten() {
+            if entries.len() >= limit {
+                if let Some((last, _)) = entries.last() {
+                    if cutoff.as_ref().is_none_or(|c| last < c) {
+                        cutoff = Some(last.clone());
+                    }
+                }
+            }
+            for (key, mut rec) in entries {
+                rec.inline = None;
+                match merged.get_mut(&key) {
+                    Some((best, n)) => {
+                        *n += 1;
+                        if rec.mod_time_ns > best.mod_time_ns {
+                            *best = rec;
+                        }
+                    }
+                    None => {
+                        merged.insert(key, (rec, 1));
+                    }
+                }
+            }
+        }
+        let need = self.read_quorum().min(self.drives.len() - errors);
+        let out = merged
+            .into_iter()
+            .filter(|(k, _)| cutoff.as_ref().is_none_or(|c| k <= c))
+            .filter(|(_, (_, n))| *n >= need)
+            .map(|(k, (r, _))| (k, r))
+            .collect();
+        Ok((out, cutoff))
+    }
+}

@@ -1,0 +1,195 @@
+//! The object layer: buckets and objects over one erasure set of `Drive`s. It knows quorums,
+//! placement and the codec; it knows nothing of HTTP or S3 wire formats.
+
+mod bucket;
+mod get;
+mod list;
+mod put;
+pub mod setup;
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+
+use crate::drive::{Drive, DriveError, VersionRecord};
+use crate::erasure::Codec;
+
+pub use get::ObjectReader;
+pub use list::ListPage;
+pub use put::{BodyStream, PutOptions};
+
+/// A boxed error from a request body (signature, checksum or transport failure).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Errors of the object layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bucket does not exist.
+    #[error("no such bucket")]
+    NoSuchBucket,
+    /// The key (or version) does not exist.
+    #[error("no such key")]
+    NoSuchKey,
+    /// The bucket exists already.
+    #[error("bucket exists")]
+    BucketExists,
+    /// The bucket still holds objects.
+    #[error("bucket not empty")]
+    BucketNotEmpty,
+    /// The body did not match its Content-MD5.
+    #[error("content-md5 mismatch")]
+    BadDigest,
+    /// Too few drives answered to reach a quorum.
+    #[error("insufficient drives: {0}")]
+    Quorum(String),
+    /// The request body failed (signature, checksum, truncation, transport).
+    #[error("body: {0}")]
+    Body(BoxError),
+    /// A drive failed in a way no quorum logic could absorb.
+    #[error("drive: {0}")]
+    Drive(#[from] DriveError),
+    /// Internal failure.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Result of the object layer.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// One erasure set: `k+m` drives, the codec, and the quorum rules.
+pub struct ErasureSet {
+    drives: Vec<Arc<dyn Drive>>,
+    codec: Arc<Codec>,
+    inline_limit: usize,
+}
+
+impl ErasureSet {
+    /// Builds a set over `drives` (their order is their position in the set).
+    pub fn new(drives: Vec<Arc<dyn Drive>>, codec: Codec, inline_limit: usize) -> Self {
+        Self {
+            drives,
+            codec: Arc::new(codec),
+            inline_limit,
+        }
+    }
+
+    /// Data shards `k`.
+    pub fn k(&self) -> usize {
+        self.codec.data_shards()
+    }
+
+    /// Parity shards `m`.
+    pub fn m(&self) -> usize {
+        self.codec.parity_shards()
+    }
+
+    /// Drives that must commit a write: `k`, or `k+1` when `k == m`.
+    pub fn write_quorum(&self) -> usize {
+        let (k, m) = (self.k(), self.m());
+        if k == m {
+            k + 1
+        } else {
+            k
+        }
+    }
+
+    /// Drives that must agree on a read: `k`.
+    pub fn read_quorum(&self) -> usize {
+        self.k()
+    }
+
+    /// The drives of the set, in set order.
+    pub fn drives(&self) -> &[Arc<dyn Drive>] {
+        &self.drives
+    }
+
+    /// How many drives answer a cheap probe right now.
+    pub async fn online_drives(&self) -> usize {
+        join_all(self.drives.iter().map(|d| d.read_format()))
+            .await
+            .into_iter()
+            .filter(|r| matches!(r, Ok(Some(_))))
+            .count()
+    }
+
+    /// Shard placement of `key`: `distribution[i]` is the set position holding shard `i`.
+    fn distribution(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let n = self.drives.len();
+        let mut h = blake3::Hasher::new();
+        h.update(bucket.as_bytes());
+        h.update(&[0]);
+        h.update(key.as_bytes());
+        let b = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&b.as_bytes()[..8]);
+        let off = (u64::from_le_bytes(first) % n as u64) as usize;
+        (0..n).map(|i| ((i + off) % n) as u8).collect()
+    }
+
+    /// Reads the version records of `key` from every drive and picks the newest one that a
+    /// read quorum holds. Returns it with, per set position, that drive's copy (or `None`).
+    async fn quorum_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<(VersionRecord, Vec<Option<VersionRecord>>)> {
+        let answers = join_all(
+            self.drives
+                .iter()
+                .map(|d| d.get_version(bucket, key, version_id)),
+        )
+        .await;
+        let errors = answers.iter().filter(|a| a.is_err()).count();
+        let copies: Vec<Option<VersionRecord>> =
+            answers.into_iter().map(|a| a.ok().flatten()).collect();
+        let mut best: Option<(&VersionRecord, usize)> = None;
+        for c in copies.iter().flatten() {
+            let agree = copies
+                .iter()
+                .flatten()
+                .filter(|o| same_version(o, c))
+                .count();
+            let newer =
+                best.is_none_or(|(b, _)| (c.mod_time_ns, &c.etag) > (b.mod_time_ns, &b.etag));
+            if agree >= self.read_quorum() && newer {
+                best = Some((c, agree));
+            }
+        }
+        match best {
+            Some((rec, _)) => {
+                let rec = rec.clone();
+                let copies = copies
+                    .into_iter()
+                    .map(|c| c.filter(|c| same_version(c, &rec)))
+                    .collect();
+                Ok((rec, copies))
+            }
+            None => {
+                let found = copies.iter().flatten().count();
+                if found == 0 && errors <= self.m() {
+                    Err(Error::NoSuchKey)
+                } else {
+                    Err(Error::Quorum(format!(
+                        "{found} of {} drives hold {bucket}/{key}, {errors} failed; need {}",
+                        self.drives.len(),
+                        self.read_quorum()
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// Two copies describe the same version (they differ only in shard index and inline bytes).
+fn same_version(a: &VersionRecord, b: &VersionRecord) -> bool {
+    a.version_id == b.version_id
+        && a.mod_time_ns == b.mod_time_ns
+        && a.data_dir == b.data_dir
+        && a.etag == b.etag
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_ns() -> i128 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+}

@@ -1,0 +1,311 @@
+//! PUT: the body is streamed stripe by stripe (a reader task fills stripes, this task encodes
+//! them on a blocking thread and writes each drive's frame), so memory stays a few stripes
+//! whatever the object size. Shards are committed, then metadata; a quorum of both is needed.
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::join_all;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use md5::{Digest, Md5};
+
+use super::{now_ns, BoxError, ErasureSet, Error, Result};
+use crate::drive::{ErasureLayout, ShardWriter, VersionRecord};
+use crate::erasure::frame;
+
+/// A request body: data pieces, or the error that ended it.
+pub type BodyStream = BoxStream<'static, std::result::Result<Bytes, BoxError>>;
+
+/// Called once the body has been read whole, before anything is committed: it checks what
+/// only the end of the body can tell (trailing checksums, payload hashes) and returns the
+/// checksum to store, as `(algorithm, base64 value)`.
+pub type FinishCheck =
+    Box<dyn FnOnce() -> std::result::Result<Option<(String, String)>, BoxError> + Send>;
+
+/// What a PUT stores beside the data.
+#[derive(Default)]
+pub struct PutOptions {
+    /// System headers kept with the object (lowercase names).
+    pub headers: BTreeMap<String, String>,
+    /// User metadata without the `x-amz-meta-` prefix.
+    pub user_meta: BTreeMap<String, String>,
+    /// The body's expected MD5 (`Content-MD5`).
+    pub content_md5: Option<[u8; 16]>,
+    /// End-of-body check; see [`FinishCheck`].
+    pub finish: Option<FinishCheck>,
+}
+
+impl ErasureSet {
+    /// Stores an object from a streamed body. Nothing is visible unless the whole body arrived,
+    /// passed its checks, and a write quorum of drives committed both shards and metadata.
+    #[tracing::instrument(skip(self, opts, body), fields(bucket, key))]
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: PutOptions,
+        body: BodyStream,
+    ) -> Result<VersionRecord> {
+        self.get_bucket(bucket).await?;
+        let stripe_size = self.codec.stripe_size();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, BoxError>>(2);
+        let reader = tokio::spawn(read_stripes(body, stripe_size, tx));
+        let distribution = self.distribution(bucket, key);
+        let n = self.drives.len();
+        let mut md5 = Some(Md5::new());
+        let mut size: u64 = 0;
+
+        let first = match rx.recv().await {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => return Err(Error::Body(e)),
+            None => Bytes::new(),
+        };
+        let mut pending = Some(first);
+        let mut next = if pending.as_ref().is_some_and(|b| b.len() == stripe_size) {
+            rx.recv().await
+        } else {
+            None
+        };
+        let inline = next.is_none()
+            && pending
+                .as_ref()
+                .is_some_and(|b| b.len() <= self.inline_limit);
+
+        let data_dir = if inline {
+            String::new()
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        };
+        let mut inline_shards: Vec<Option<Vec<u8>>> = vec![None; n];
+        let mut writers: Vec<Option<Box<dyn ShardWriter>>> = Vec::new();
+        if !inline {
+            writers = join_all(
+                distribution
+                    .iter()
+                    .map(|&pos| self.drives[pos as usize].create_shard(bucket, &data_dir)),
+            )
+            .await
+            .into_iter()
+            .map(|w| w.ok())
+            .collect();
+            self.check_alive(&writers, "creating shard files")?;
+        }
+
+        while let Some(stripe) = pending.take() {
+            size += stripe.len() as u64;
+            let codec = self.codec.clone();
+            let mut hasher = md5.take().ok_or_else(|| Error::Internal("md5".into()))?;
+            let (frames, hasher) = tokio::task::spawn_blocking(move || {
+                hasher.update(&stripe);
+                let shards = codec.encode(&stripe)?;
+                let frames: Vec<Bytes> = shards.iter().map(|s| frame::encode(s)).collect();
+                Ok::<_, crate::erasure::Error>((frames, hasher))
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::Internal(e.to_string()))?;
+            md5 = Some(hasher);
+            if inline {
+                for (i, f) in frames.into_iter().enumerate() {
+                    inline_shards[i] = Some(f.to_vec());
+                }
+            } else {
+                let writes = writers.iter_mut().zip(frames).map(|(w, f)| async move {
+                    if let Some(wr) = w {
+                        if wr.write(f).await.is_err() {
+                            *w = None;
+                        }
+                    }
+                });
+                join_all(writes).await;
+                self.check_alive(&writers, "writing shards")?;
+            }
+            pending = match next.take() {
+                Some(Ok(b)) => {
+                    if b.len() == stripe_size {
+                        next = rx.recv().await;
+                    }
+                    Some(b)
+                }
+                Some(Err(e)) => return Err(Error::Body(e)),
+                None => None,
+            };
+        }
+        // The reader has finished; any error it met was sent on the channel.
+        let _ = reader.await;
+
+        let digest: [u8; 16] = md5
+            .ok_or_else(|| Error::Internal("md5".into()))?
+            .finalize()
+            .into();
+        if opts.content_md5.is_some_and(|want| want != digest) {
+            return Err(Error::BadDigest);
+        }
+        let checksum = match opts.finish {
+            Some(check) => check().map_err(Error::Body)?,
+            None => None,
+        };
+
+        let committed: Vec<bool> = if inline {
+            vec![true; n]
+        } else {
+            join_all(writers.into_iter().map(|w| async move {
+                match w {
+                    Some(w) => w.commit().await.is_ok(),
+                    None => false,
+                }
+            }))
+            .await
+        };
+        let base = VersionRecord {
+            version_id: "null".into(),
+            mod_time_ns: now_ns(),
+            size,
+            etag: hex::encode(digest),
+            headers: opts.headers,
+            user_meta: opts.user_meta,
+            checksum,
+            layout: ErasureLayout {
+                k: self.k() as u8,
+                m: self.m() as u8,
+                stripe_size: stripe_size as u32,
+                shard_index: 0,
+                distribution: distribution.clone(),
+            },
+            data_dir: data_dir.clone(),
+            inline: None,
+        };
+        let previous = self.quorum_version(bucket, key, "null").await.ok();
+        let metas = join_all((0..n).map(|shard| {
+            let pos = distribution[shard] as usize;
+            let mut rec = base.clone();
+            rec.layout.shard_index = shard as u8;
+            rec.inline = inline_shards[shard].take();
+            let ok = committed[shard];
+            let drive = self.drives[pos].clone();
+            let (bucket, key) = (bucket.to_string(), key.to_string());
+            async move { ok && drive.put_version(&bucket, &key, &rec).await.is_ok() }
+        }))
+        .await;
+        let written = metas.iter().filter(|ok| **ok).count();
+        if written < self.write_quorum() {
+            self.roll_back(bucket, key, &base, &distribution, &metas)
+                .await;
+            return Err(Error::Quorum(format!(
+                "{written} of {n} drives committed; need {}",
+                self.write_quorum()
+            )));
+        }
+        if let Some((old, _)) = previous {
+            if !old.data_dir.is_empty() && old.data_dir != data_dir {
+                join_all(
+                    self.drives
+                        .iter()
+                        .map(|d| d.delete_shard(bucket, &old.data_dir)),
+                )
+                .await;
+            }
+        }
+        Ok(base)
+    }
+
+    fn check_alive(&self, writers: &[Option<Box<dyn ShardWriter>>], what: &str) -> Result<()> {
+        let alive = writers.iter().filter(|w| w.is_some()).count();
+        if alive < self.write_quorum() {
+            return Err(Error::Quorum(format!(
+                "{what}: {alive} drives left, need {}",
+                self.write_quorum()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Undoes a write that missed its quorum: its records and shard files go.
+    async fn roll_back(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &VersionRecord,
+        distribution: &[u8],
+        written: &[bool],
+    ) {
+        let undo = distribution.iter().zip(written).map(|(&pos, &w)| {
+            let drive = self.drives[pos as usize].clone();
+            async move {
+                if w {
+                    if let Ok(Some(cur)) = drive.get_version(bucket, key, &rec.version_id).await {
+                        if super::same_version(&cur, rec) {
+                            let _ = drive.delete_version(bucket, key, &rec.version_id).await;
+                        }
+                    }
+                }
+                if !rec.data_dir.is_empty() {
+                    let _ = drive.delete_shard(bucket, &rec.data_dir).await;
+                }
+            }
+        });
+        join_all(undo).await;
+    }
+
+    /// Deletes the current (`null`) version of a key; deleting a missing key succeeds.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        self.get_bucket(bucket).await?;
+        let answers = join_all(
+            self.drives
+                .iter()
+                .map(|d| d.delete_version(bucket, key, "null")),
+        )
+        .await;
+        let ok = answers.iter().filter(|a| a.is_ok()).count();
+        let mut dirs: Vec<String> = answers
+            .into_iter()
+            .filter_map(|a| a.ok().flatten())
+            .map(|r| r.data_dir)
+            .filter(|d| !d.is_empty())
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            join_all(self.drives.iter().map(|d| d.delete_shard(bucket, &dir))).await;
+        }
+        if ok < self.write_quorum() {
+            return Err(Error::Quorum(format!("delete reached {ok} drives")));
+        }
+        Ok(())
+    }
+}
+
+/// Cuts the body into stripes of exactly `stripe_size` bytes (the last may be shorter) and
+/// sends them on; at most the channel's capacity plus one stripe is held.
+async fn read_stripes(
+    mut body: BodyStream,
+    stripe_size: usize,
+    tx: tokio::sync::mpsc::Sender<std::result::Result<Bytes, BoxError>>,
+) {
+    let mut buf = BytesMut::with_capacity(stripe_size);
+    while let Some(item) = body.next().await {
+        match item {
+            Ok(mut data) => {
+                while !data.is_empty() {
+                    let take = (stripe_size - buf.len()).min(data.len());
+                    buf.extend_from_slice(&data.split_to(take));
+                    if buf.len() == stripe_size {
+                        let full =
+                            std::mem::replace(&mut buf, BytesMut::with_capacity(stripe_size));
+                        if tx.send(Ok(full.freeze())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+    }
+    if !buf.is_empty() {
+        let _ = tx.send(Ok(buf.freeze())).await;
+    }
+}

@@ -1,0 +1,108 @@
+//! Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
+//! GetBucketLocation, GetBucketVersioning.
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::error::{S3Error, S3Result};
+use super::xml::{self, Xml};
+use super::{small_body, xml_response, Ctx};
+
+#[derive(Deserialize)]
+struct CreateBucketConfiguration {
+    #[serde(rename = "LocationConstraint", default)]
+    location: Option<String>,
+}
+
+/// `GET /`: every bucket.
+pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<Response> {
+    let buckets = ctx.state.set.list_buckets().await?;
+    let mut x = Xml::new();
+    x.root("ListAllMyBucketsResult");
+    x.open("Owner");
+    x.elem("ID", &ctx.auth.access_key);
+    x.elem("DisplayName", &ctx.auth.access_key);
+    x.close("Owner");
+    x.open("Buckets");
+    for b in buckets {
+        x.open("Bucket");
+        x.elem("Name", &b.name);
+        x.elem("CreationDate", &xml::timestamp(b.created_ns));
+        x.close("Bucket");
+    }
+    x.close("Buckets");
+    x.close("ListAllMyBucketsResult");
+    Ok(xml_response(x.finish()))
+}
+
+/// `PUT /bucket`, with an optional `CreateBucketConfiguration` body.
+pub async fn create(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result<Response> {
+    let raw = small_body(ctx, body, 64 * 1024).await?;
+    let mut location = None;
+    if !raw.iter().all(|b| b.is_ascii_whitespace()) {
+        let conf: CreateBucketConfiguration = xml::parse(&raw)?;
+        if let Some(loc) = conf.location.filter(|l| !l.is_empty()) {
+            if loc != ctx.state.region {
+                return Err(S3Error::bad(
+                    "IllegalLocationConstraintException",
+                    format!(
+                        "The {loc} location constraint is incompatible for the region specific endpoint this request was sent to."
+                    ),
+                ));
+            }
+            location = Some(loc);
+        }
+    }
+    ctx.state
+        .set
+        .create_bucket(bucket, location)
+        .await
+        .map_err(|e| S3Error::from(e).with_resource(bucket))?;
+    Ok((StatusCode::OK, [("location", format!("/{bucket}"))]).into_response())
+}
+
+/// `HEAD /bucket`.
+pub async fn head(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
+    ctx.state.set.get_bucket(bucket).await?;
+    Ok((
+        StatusCode::OK,
+        [("x-amz-bucket-region", ctx.state.region.clone())],
+    )
+        .into_response())
+}
+
+/// `DELETE /bucket`: only an empty bucket.
+pub async fn delete(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
+    ctx.state
+        .set
+        .delete_bucket(bucket)
+        .await
+        .map_err(|e| S3Error::from(e).with_resource(bucket))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /bucket?location`: empty for us-east-1, as S3 answers.
+pub async fn location(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
+    ctx.state.set.get_bucket(bucket).await?;
+    let region = if ctx.state.region == "us-east-1" {
+        ""
+    } else {
+        ctx.state.region.as_str()
+    };
+    Ok(xml_response(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"{}\">{}</LocationConstraint>",
+        xml::S3_NS,
+        quick_xml::escape::escape(region)
+    )))
+}
+
+/// `GET /bucket?versioning`: buckets have never had versioning enabled.
+pub async fn versioning(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
+    ctx.state.set.get_bucket(bucket).await?;
+    let mut x = Xml::new();
+    x.root("VersioningConfiguration");
+    x.close("VersioningConfiguration");
+    Ok(xml_response(x.finish()))
+}

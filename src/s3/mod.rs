@@ -1,0 +1,211 @@
+//! The S3 API: SigV4 authentication, routing to a typed endpoint, one handler per operation
+//! family, XML bodies and S3 errors.
+
+pub mod body;
+mod bucket;
+pub mod checksum;
+pub mod chunked;
+pub mod error;
+mod list;
+pub mod names;
+mod object;
+pub mod router;
+pub mod sigv4;
+pub mod xml;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::object::ErasureSet;
+use error::{S3Error, S3Result};
+use router::Endpoint;
+use sigv4::{AuthError, Verified};
+
+/// Shared state of the S3 listener.
+pub struct S3State {
+    /// The object layer.
+    pub set: Arc<ErasureSet>,
+    /// Region requests must be signed for.
+    pub region: String,
+    /// Access key to secret key.
+    pub credentials: HashMap<String, String>,
+    /// Base domain for virtual-host-style requests (`bucket.<domain>`), if any.
+    pub base_domain: Option<String>,
+}
+
+/// The axum router of the S3 listener: every request goes to [`handle`].
+pub fn router(state: Arc<S3State>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(state)
+}
+
+/// Serves one S3 request: authenticate, route, run the handler, and turn any error into an
+/// S3 error response. Every response carries `x-amz-request-id`.
+pub async fn handle(State(state): State<Arc<S3State>>, req: Request) -> Response {
+    let request_id = format!("{:016X}", rand::random::<u64>());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let (op, mut resp) = match dispatch(&state, req).await {
+        Ok((op, r)) => (op, r),
+        Err((op, e)) => {
+            if e.status.is_server_error() {
+                tracing::error!(code = e.code, message = %e.message, "request failed");
+            }
+            let mut r = if method == Method::HEAD {
+                e.status.into_response()
+            } else {
+                let body = e.to_xml(&request_id);
+                (
+                    e.status,
+                    [(axum::http::header::CONTENT_TYPE, "application/xml")],
+                    body,
+                )
+                    .into_response()
+            };
+            if e.status == StatusCode::SERVICE_UNAVAILABLE {
+                r.headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("1"));
+            }
+            (op, r)
+        }
+    };
+    tracing::info!(
+        request_id = %request_id,
+        %method,
+        %path,
+        op,
+        status = resp.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "s3 request"
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-amz-request-id", v.clone());
+        resp.headers_mut().insert("x-amz-id-2", v);
+    }
+    resp.headers_mut().insert(
+        axum::http::header::SERVER,
+        HeaderValue::from_static("Tessera"),
+    );
+    resp
+}
+
+type Dispatched = Result<(&'static str, Response), (&'static str, S3Error)>;
+
+async fn dispatch(state: &S3State, req: Request) -> Dispatched {
+    let (parts, body) = req.into_parts();
+    let query = router::parse_query(parts.uri.query());
+    let now = time::OffsetDateTime::now_utc();
+    let auth = match sigv4::verify(
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &state.region,
+        now,
+        &|ak: &str| state.credentials.get(ak).cloned(),
+    ) {
+        Ok(v) => v,
+        Err(AuthError::MissingAuth) => {
+            return Err(("Anonymous", S3Error::access_denied("Access Denied")))
+        }
+        Err(e) => return Err(("Auth", e.into())),
+    };
+    let vhost = vhost_bucket(&parts.headers, state.base_domain.as_deref());
+    let endpoint = router::route(
+        &parts.method,
+        parts.uri.path(),
+        &query,
+        parts.headers.contains_key("x-amz-copy-source"),
+        vhost,
+    )
+    .map_err(|e| ("Route", e))?;
+    let op = endpoint.name();
+    let ctx = Ctx {
+        state,
+        headers: &parts.headers,
+        query: &query,
+        auth: &auth,
+    };
+    let result = match endpoint {
+        Endpoint::ListBuckets => bucket::list_buckets(&ctx).await,
+        Endpoint::CreateBucket { bucket } => bucket::create(&ctx, &bucket, body).await,
+        Endpoint::HeadBucket { bucket } => bucket::head(&ctx, &bucket).await,
+        Endpoint::DeleteBucket { bucket } => bucket::delete(&ctx, &bucket).await,
+        Endpoint::GetBucketLocation { bucket } => bucket::location(&ctx, &bucket).await,
+        Endpoint::GetBucketVersioning { bucket } => bucket::versioning(&ctx, &bucket).await,
+        Endpoint::ListObjects { bucket, v2 } => list::list_objects(&ctx, &bucket, v2).await,
+        Endpoint::DeleteObjects { bucket } => object::delete_objects(&ctx, &bucket, body).await,
+        Endpoint::PutObject { bucket, key } => object::put(&ctx, &bucket, &key, body).await,
+        Endpoint::CopyObject { bucket, key } => object::copy(&ctx, &bucket, &key).await,
+        Endpoint::GetObject { bucket, key } => object::get(&ctx, &bucket, &key, false).await,
+        Endpoint::HeadObject { bucket, key } => object::get(&ctx, &bucket, &key, true).await,
+        Endpoint::DeleteObject { bucket, key } => object::delete(&ctx, &bucket, &key).await,
+    };
+    result.map(|r| (op, r)).map_err(|e| (op, e))
+}
+
+/// What every handler needs from the request besides its body.
+pub(crate) struct Ctx<'a> {
+    state: &'a S3State,
+    headers: &'a HeaderMap,
+    query: &'a router::Query,
+    auth: &'a Verified,
+}
+
+impl Ctx<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// The bucket named by a `Host: bucket.<base_domain>` header.
+fn vhost_bucket(headers: &HeaderMap, base: Option<&str>) -> Option<String> {
+    let base = base?;
+    let host = headers.get("host")?.to_str().ok()?;
+    let host = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    let bucket = host.strip_suffix(base)?.strip_suffix('.')?;
+    (!bucket.is_empty()).then(|| bucket.to_string())
+}
+
+/// Reads a small request body whole (XML documents), verified like any body, refusing more
+/// than `limit` bytes.
+async fn small_body(ctx: &Ctx<'_>, body: Body, limit: usize) -> S3Result<Bytes> {
+    let (mut stream, _) = body::request_body(body, ctx.headers, ctx.auth)?;
+    let mut out = bytes::BytesMut::new();
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|e| match e.downcast::<S3Error>() {
+            Ok(s3) => *s3,
+            Err(_) => S3Error::incomplete_body(),
+        })?;
+        if out.len() + piece.len() > limit {
+            return Err(S3Error::bad(
+                "MaxMessageLengthExceeded",
+                "Your request was too big.",
+            ));
+        }
+        out.extend_from_slice(&piece);
+    }
+    Ok(out.freeze())
+}
+
+/// A 200 response with an XML body.
+fn xml_response(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/xml")],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,517 @@
+//! Object operations: PutObject, GetObject, HeadObject, DeleteObject, CopyObject and
+//! DeleteObjects.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::{engine::general_purpose::STANDARD as B64, Engine};
+use futures::StreamExt;
+use md5::{Digest, Md5};
+use serde::Deserialize;
+
+use super::body;
+use super::error::{S3Error, S3Result};
+use super::xml::{self, Xml};
+use super::{small_body, xml_response, Ctx};
+use crate::drive::VersionRecord;
+use crate::object::{BoxError, PutOptions};
+
+/// Largest single PUT, as S3: 5 GiB.
+pub const MAX_PUT: u64 = 5 << 30;
+/// Largest total of user metadata, as S3: 2 KiB.
+const MAX_USER_META: usize = 2048;
+
+/// System headers stored with an object and returned on GET.
+const STORED_HEADERS: &[&str] = &[
+    "content-type",
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+];
+
+/// `PUT /bucket/key`.
+pub async fn put(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3Result<Response> {
+    check_put_length(ctx)?;
+    let (stream, slot) = body::request_body(body, ctx.headers, ctx.auth)?;
+    let opts = PutOptions {
+        headers: stored_headers(ctx.headers),
+        user_meta: user_meta(ctx.headers)?,
+        content_md5: content_md5(ctx.headers)?,
+        finish: Some(Box::new(move || {
+            Ok(slot.lock().ok().and_then(|mut s| s.take()))
+        })),
+    };
+    let rec = ctx.state.set.put_object(bucket, key, opts, stream).await?;
+    let mut resp = StatusCode::OK.into_response();
+    let h = resp.headers_mut();
+    set(h, "etag", &format!("\"{}\"", rec.etag));
+    if let Some((alg, v)) = &rec.checksum {
+        set(
+            h,
+            &format!("x-amz-checksum-{}", alg.to_ascii_lowercase()),
+            v,
+        );
+    }
+    Ok(resp)
+}
+
+fn check_put_length(ctx: &Ctx<'_>) -> S3Result<()> {
+    let declared = ctx
+        .header("x-amz-decoded-content-length")
+        .or_else(|| ctx.header("content-length"));
+    match declared {
+        None if ctx.header("transfer-encoding").is_some() => Err(S3Error::new(
+            StatusCode::LENGTH_REQUIRED,
+            "MissingContentLength",
+            "You must provide the Content-Length HTTP header.",
+        )),
+        None => Ok(()),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n > MAX_PUT => Err(S3Error::bad(
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed object size.",
+            )),
+            Ok(_) => Ok(()),
+            Err(_) => Err(S3Error::invalid_argument("Bad Content-Length")),
+        },
+    }
+}
+
+fn set(h: &mut HeaderMap, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
+        h.insert(n, v);
+    }
+}
+
+fn stored_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for name in STORED_HEADERS {
+        if let Some(v) = headers.get(*name).and_then(|v| v.to_str().ok()) {
+            let v = if *name == "content-encoding" {
+                // aws-chunked is the transfer framing, not the object's encoding.
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.eq_ignore_ascii_case("aws-chunked") && !e.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            } else {
+                v.to_string()
+            };
+            if !v.is_empty() {
+                out.insert(name.to_string(), v);
+            }
+        }
+    }
+    out
+}
+
+fn user_meta(headers: &HeaderMap) -> S3Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut total = 0;
+    for (name, value) in headers {
+        if let Some(k) = name.as_str().strip_prefix("x-amz-meta-") {
+            let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            total += k.len() + v.len();
+            out.insert(k.to_string(), v);
+        }
+    }
+    if total > MAX_USER_META {
+        return Err(S3Error::bad(
+            "MetadataTooLarge",
+            "Your metadata headers exceed the maximum allowed metadata size.",
+        ));
+    }
+    Ok(out)
+}
+
+fn content_md5(headers: &HeaderMap) -> S3Result<Option<[u8; 16]>> {
+    let Some(v) = headers.get("content-md5") else {
+        return Ok(None);
+    };
+    let invalid = || {
+        S3Error::bad(
+            "InvalidDigest",
+            "The Content-MD5 you specified is not valid.",
+        )
+    };
+    let raw = B64
+        .decode(v.as_bytes().trim_ascii())
+        .map_err(|_| invalid())?;
+    raw.try_into().map(Some).map_err(|_| invalid())
+}
+
+/// `GET` or `HEAD /bucket/key`.
+pub async fn get(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> S3Result<Response> {
+    let reader = ctx
+        .state
+        .set
+        .open_object(bucket, key)
+        .await
+        .map_err(|e| S3Error::from(e).with_resource(format!("/{bucket}/{key}")))?;
+    let info = reader.info.clone();
+    if let Some(status) = check_conditions(ctx, &info, "")? {
+        let mut r = status.into_response();
+        set(r.headers_mut(), "etag", &format!("\"{}\"", info.etag));
+        set(
+            r.headers_mut(),
+            "last-modified",
+            &xml::http_date(info.mod_time_ns),
+        );
+        return Ok(r);
+    }
+    let range = match ctx.header("range") {
+        Some(r) => parse_range(r, info.size)?,
+        None => None,
+    };
+    let (start, end) = range.unwrap_or((0, info.size));
+    let mut resp = if head {
+        Response::new(Body::empty())
+    } else {
+        let stream = reader.stream(start, end).await?;
+        Response::new(Body::from_stream(stream))
+    };
+    let h = resp.headers_mut();
+    object_headers(h, &info);
+    set(h, "content-length", &(end - start).to_string());
+    if range.is_some() {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        set(
+            resp.headers_mut(),
+            "content-range",
+            &format!("bytes {start}-{}/{}", end.saturating_sub(1), info.size),
+        );
+    } else if ctx
+        .header("x-amz-checksum-mode")
+        .is_some_and(|m| m.eq_ignore_ascii_case("ENABLED"))
+    {
+        if let Some((alg, v)) = &info.checksum {
+            set(
+                resp.headers_mut(),
+                &format!("x-amz-checksum-{}", alg.to_ascii_lowercase()),
+                v,
+            );
+        }
+    }
+    // response-* query parameters override the stored headers.
+    for (param, header) in [
+        ("response-content-type", "content-type"),
+        ("response-content-language", "content-language"),
+        ("response-expires", "expires"),
+        ("response-cache-control", "cache-control"),
+        ("response-content-disposition", "content-disposition"),
+        ("response-content-encoding", "content-encoding"),
+    ] {
+        if let Some(v) = ctx.query.get(param) {
+            set(resp.headers_mut(), header, v);
+        }
+    }
+    Ok(resp)
+}
+
+fn object_headers(h: &mut HeaderMap, info: &VersionRecord) {
+    set(h, "etag", &format!("\"{}\"", info.etag));
+    set(h, "last-modified", &xml::http_date(info.mod_time_ns));
+    set(h, "accept-ranges", "bytes");
+    if !info.headers.contains_key("content-type") {
+        set(h, "content-type", "binary/octet-stream");
+    }
+    for (k, v) in &info.headers {
+        set(h, k, v);
+    }
+    for (k, v) in &info.user_meta {
+        set(h, &format!("x-amz-meta-{k}"), v);
+    }
+}
+
+/// Evaluates `If-Match`, `If-None-Match`, `If-Modified-Since` and `If-Unmodified-Since`
+/// (with `prefix` `x-amz-copy-source-` for a copy's source) the way S3 does. Returns the
+/// status to answer instead of the object, or `None` to go on.
+fn check_conditions(
+    ctx: &Ctx<'_>,
+    info: &VersionRecord,
+    prefix: &str,
+) -> S3Result<Option<StatusCode>> {
+    let h = |n: &str| ctx.header(&format!("{prefix}{n}"));
+    let matches = |list: &str| {
+        list.split(',')
+            .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+            .any(|t| t == "*" || t == info.etag)
+    };
+    let modified = info.mod_time_ns / 1_000_000_000;
+    let date = |v: &str| {
+        httpdate::parse_http_date(v).ok().and_then(|t| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs() as i128)
+        })
+    };
+    let if_match = h("if-match");
+    if let Some(m) = if_match {
+        if !matches(m) {
+            return Err(S3Error::precondition_failed());
+        }
+    } else if let Some(t) = h("if-unmodified-since").and_then(date) {
+        if modified > t {
+            return Err(S3Error::precondition_failed());
+        }
+    }
+    let not_modified = if prefix.is_empty() {
+        Some(StatusCode::NOT_MODIFIED)
+    } else {
+        None
+    };
+    if let Some(m) = h("if-none-match") {
+        if matches(m) {
+            return not_modified
+                .map(Some)
+                .ok_or_else(S3Error::precondition_failed);
+        }
+    } else if let Some(t) = h("if-modified-since").and_then(date) {
+        if modified <= t {
+            return not_modified
+                .map(Some)
+                .ok_or_else(S3Error::precondition_failed);
+        }
+    }
+    Ok(None)
+}
+
+/// Parses a `Range` header against an object of `size` bytes: `Ok(None)` when the header is
+/// not a single byte range S3 honours (the whole object is sent), `InvalidRange` when the
+/// range is unsatisfiable. Returns `(start, end)` with `end` exclusive.
+pub fn parse_range(header: &str, size: u64) -> S3Result<Option<(u64, u64)>> {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let invalid = || {
+        S3Error::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "InvalidRange",
+            "The requested range is not satisfiable",
+        )
+    };
+    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(start), Ok(last)) if start <= last => {
+            if start >= size {
+                return Err(invalid());
+            }
+            (start, (last + 1).min(size))
+        }
+        (Ok(start), Err(_)) if b.is_empty() => {
+            if start >= size {
+                return Err(invalid());
+            }
+            (start, size)
+        }
+        (Err(_), Ok(n)) if a.is_empty() => {
+            if n == 0 {
+                return Err(invalid());
+            }
+            (size.saturating_sub(n), size)
+        }
+        _ => return Ok(None),
+    };
+    if size == 0 {
+        return Err(invalid());
+    }
+    Ok(Some(range))
+}
+
+/// `DELETE /bucket/key`: 204 whether or not the key existed.
+pub async fn delete(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> {
+    ctx.state.set.delete_object(bucket, key).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `PUT /bucket/key` with `x-amz-copy-source`.
+pub async fn copy(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> {
+    let source = ctx.header("x-amz-copy-source").unwrap_or_default();
+    let (src_path, version) = match source.split_once('?') {
+        Some((p, q)) => (p, q.strip_prefix("versionId=")),
+        None => (source, None),
+    };
+    if version.is_some_and(|v| v != "null") {
+        return Err(S3Error::not_implemented(
+            "copying a version other than null",
+        ));
+    }
+    let decoded = percent_encoding::percent_decode_str(src_path)
+        .decode_utf8()
+        .map_err(|_| S3Error::invalid_argument("Invalid copy source encoding"))?;
+    let decoded = decoded.trim_start_matches('/');
+    let (src_bucket, src_key) = decoded
+        .split_once('/')
+        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+        .ok_or_else(|| {
+            S3Error::invalid_argument(
+                "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            )
+        })?;
+    super::names::check_bucket(src_bucket)?;
+    super::names::check_key(src_key)?;
+    let directive = ctx.header("x-amz-metadata-directive").unwrap_or("COPY");
+    let replace = match directive {
+        "COPY" => false,
+        "REPLACE" => true,
+        other => {
+            return Err(S3Error::invalid_argument(format!(
+                "Unknown metadata directive {other}"
+            )))
+        }
+    };
+    if src_bucket == bucket && src_key == key && !replace {
+        return Err(S3Error::invalid_request(
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+        ));
+    }
+    let reader = ctx
+        .state
+        .set
+        .open_object(src_bucket, src_key)
+        .await
+        .map_err(|e| S3Error::from(e).with_resource(format!("/{src_bucket}/{src_key}")))?;
+    let info = reader.info.clone();
+    check_conditions(ctx, &info, "x-amz-copy-source-")?;
+    if info.size > MAX_PUT {
+        return Err(S3Error::invalid_request(
+            "The specified copy source is larger than the maximum allowable size for a copy source: 5368709120",
+        ));
+    }
+    let (headers, user_meta) = if replace {
+        (stored_headers(ctx.headers), user_meta(ctx.headers)?)
+    } else {
+        (info.headers.clone(), info.user_meta.clone())
+    };
+    let checksum = info.checksum.clone();
+    let data = reader
+        .stream(0, info.size)
+        .await?
+        .map(|r| r.map_err(|e| Box::new(e) as BoxError))
+        .boxed();
+    let opts = PutOptions {
+        headers,
+        user_meta,
+        content_md5: None,
+        finish: Some(Box::new(move || Ok(checksum))),
+    };
+    let rec = ctx.state.set.put_object(bucket, key, opts, data).await?;
+    let mut x = Xml::new();
+    x.root("CopyObjectResult");
+    x.elem("LastModified", &xml::timestamp(rec.mod_time_ns));
+    x.elem("ETag", &format!("\"{}\"", rec.etag));
+    x.close("CopyObjectResult");
+    Ok(xml_response(x.finish()))
+}
+
+#[derive(Deserialize)]
+struct DeleteRequest {
+    #[serde(rename = "Object", default)]
+    objects: Vec<DeleteEntry>,
+    #[serde(rename = "Quiet", default)]
+    quiet: bool,
+}
+
+#[derive(Deserialize)]
+struct DeleteEntry {
+    #[serde(rename = "Key")]
+    key: String,
+    #[serde(rename = "VersionId", default)]
+    version_id: Option<String>,
+}
+
+/// `POST /bucket?delete`: up to 1000 keys in one request.
+pub async fn delete_objects(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result<Response> {
+    let raw = small_body(ctx, body, 2 << 20).await?;
+    if let Some(want) = content_md5(ctx.headers)? {
+        let got: [u8; 16] = Md5::digest(&raw).into();
+        if got != want {
+            return Err(S3Error::bad(
+                "BadDigest",
+                "The Content-MD5 you specified did not match what we received.",
+            ));
+        }
+    }
+    let req: DeleteRequest = xml::parse(&raw)?;
+    if req.objects.is_empty() || req.objects.len() > 1000 {
+        return Err(S3Error::malformed_xml());
+    }
+    ctx.state.set.get_bucket(bucket).await?;
+    let mut x = Xml::new();
+    x.root("DeleteResult");
+    for entry in req.objects {
+        let result = match (&entry.version_id, super::names::check_key(&entry.key)) {
+            (_, Err(e)) => Err(e),
+            (Some(v), _) if v != "null" => Err(S3Error::not_implemented("deleting versions")),
+            _ => ctx
+                .state
+                .set
+                .delete_object(bucket, &entry.key)
+                .await
+                .map_err(S3Error::from),
+        };
+        match result {
+            Ok(()) if req.quiet => {}
+            Ok(()) => {
+                x.open("Deleted");
+                x.elem("Key", &entry.key);
+                if let Some(v) = &entry.version_id {
+                    x.elem("VersionId", v);
+                }
+                x.close("Deleted");
+            }
+            Err(e) => {
+                x.open("Error");
+                x.elem("Key", &entry.key);
+                x.elem("Code", e.code);
+                x.elem("Message", &e.message);
+                x.close("Error");
+            }
+        }
+    }
+    x.close("DeleteResult");
+    Ok(xml_response(x.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100).unwrap(), Some((0, 10)));
+        assert_eq!(parse_range("bytes=90-200", 100).unwrap(), Some((90, 100)));
+        assert_eq!(parse_range("bytes=95-", 100).unwrap(), Some((95, 100)));
+        assert_eq!(parse_range("bytes=-10", 100).unwrap(), Some((90, 100)));
+        assert_eq!(parse_range("bytes=-1000", 100).unwrap(), Some((0, 100)));
+        assert_eq!(
+            parse_range("bytes=100-", 100).unwrap_err().code,
+            "InvalidRange"
+        );
+        assert_eq!(
+            parse_range("bytes=100-200", 100).unwrap_err().code,
+            "InvalidRange"
+        );
+        assert_eq!(
+            parse_range("bytes=-0", 100).unwrap_err().code,
+            "InvalidRange"
+        );
+        assert_eq!(
+            parse_range("bytes=0-0", 0).unwrap_err().code,
+            "InvalidRange"
+        );
+        assert_eq!(parse_range("bytes=5-2", 100).unwrap(), None);
+        assert_eq!(parse_range("bytes=0-1,4-5", 100).unwrap(), None);
+        assert_eq!(parse_range("items=0-1", 100).unwrap(), None);
+    }
+}

@@ -1,0 +1,280 @@
+//! Turns a request's method, host, path and query into a typed `Endpoint`, once.
+
+use std::collections::BTreeMap;
+
+use axum::http::Method;
+
+use super::error::{S3Error, S3Result};
+use super::names;
+
+/// Decoded query parameters (last value wins).
+pub type Query = BTreeMap<String, String>;
+
+/// The S3 operation a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /`
+    ListBuckets,
+    /// `PUT /bucket`
+    CreateBucket { bucket: String },
+    /// `HEAD /bucket`
+    HeadBucket { bucket: String },
+    /// `DELETE /bucket`
+    DeleteBucket { bucket: String },
+    /// `GET /bucket?location`
+    GetBucketLocation { bucket: String },
+    /// `GET /bucket?versioning`
+    GetBucketVersioning { bucket: String },
+    /// `GET /bucket` (v1) or `GET /bucket?list-type=2`
+    ListObjects { bucket: String, v2: bool },
+    /// `POST /bucket?delete`
+    DeleteObjects { bucket: String },
+    /// `PUT /bucket/key`
+    PutObject { bucket: String, key: String },
+    /// `PUT /bucket/key` with `x-amz-copy-source`
+    CopyObject { bucket: String, key: String },
+    /// `GET /bucket/key`
+    GetObject { bucket: String, key: String },
+    /// `HEAD /bucket/key`
+    HeadObject { bucket: String, key: String },
+    /// `DELETE /bucket/key`
+    DeleteObject { bucket: String, key: String },
+}
+
+impl Endpoint {
+    /// The bucket the request is about, if any.
+    pub fn bucket(&self) -> Option<&str> {
+        match self {
+            Endpoint::ListBuckets => None,
+            Endpoint::CreateBucket { bucket }
+            | Endpoint::HeadBucket { bucket }
+            | Endpoint::DeleteBucket { bucket }
+            | Endpoint::GetBucketLocation { bucket }
+            | Endpoint::GetBucketVersioning { bucket }
+            | Endpoint::ListObjects { bucket, .. }
+            | Endpoint::DeleteObjects { bucket }
+            | Endpoint::PutObject { bucket, .. }
+            | Endpoint::CopyObject { bucket, .. }
+            | Endpoint::GetObject { bucket, .. }
+            | Endpoint::HeadObject { bucket, .. }
+            | Endpoint::DeleteObject { bucket, .. } => Some(bucket),
+        }
+    }
+
+    /// A short operation name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Endpoint::ListBuckets => "ListBuckets",
+            Endpoint::CreateBucket { .. } => "CreateBucket",
+            Endpoint::HeadBucket { .. } => "HeadBucket",
+            Endpoint::DeleteBucket { .. } => "DeleteBucket",
+            Endpoint::GetBucketLocation { .. } => "GetBucketLocation",
+            Endpoint::GetBucketVersioning { .. } => "GetBucketVersioning",
+            Endpoint::ListObjects { v2: false, .. } => "ListObjects",
+            Endpoint::ListObjects { v2: true, .. } => "ListObjectsV2",
+            Endpoint::DeleteObjects { .. } => "DeleteObjects",
+            Endpoint::PutObject { .. } => "PutObject",
+            Endpoint::CopyObject { .. } => "CopyObject",
+            Endpoint::GetObject { .. } => "GetObject",
+            Endpoint::HeadObject { .. } => "HeadObject",
+            Endpoint::DeleteObject { .. } => "DeleteObject",
+        }
+    }
+}
+
+/// Parses the raw query string into decoded pairs.
+pub fn parse_query(raw: Option<&str>) -> Query {
+    let mut q = Query::new();
+    for part in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        q.insert(decode(k), decode(v));
+    }
+    q
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Object-level subresources that Tessera does not serve yet.
+const OBJECT_UNSUPPORTED: &[&str] = &[
+    "uploads",
+    "uploadId",
+    "tagging",
+    "acl",
+    "attributes",
+    "retention",
+    "legal-hold",
+    "torrent",
+    "restore",
+    "select",
+    "versionId",
+];
+
+/// Bucket-level subresources that Tessera does not serve yet.
+const BUCKET_UNSUPPORTED: &[&str] = &[
+    "uploads",
+    "tagging",
+    "acl",
+    "policy",
+    "cors",
+    "lifecycle",
+    "website",
+    "logging",
+    "notification",
+    "replication",
+    "encryption",
+    "object-lock",
+    "accelerate",
+    "requestPayment",
+    "ownershipControls",
+    "publicAccessBlock",
+    "analytics",
+    "metrics",
+    "inventory",
+    "intelligent-tiering",
+    "versions",
+    "policyStatus",
+];
+
+/// Routes a request. `vhost_bucket` is the bucket named by the Host header, when the request
+/// uses virtual-host-style addressing.
+pub fn route(
+    method: &Method,
+    raw_path: &str,
+    query: &Query,
+    has_copy_source: bool,
+    vhost_bucket: Option<String>,
+) -> S3Result<Endpoint> {
+    let path = percent_encoding::percent_decode_str(raw_path)
+        .decode_utf8()
+        .map_err(|_| S3Error::invalid_argument("The path is not valid UTF-8"))?;
+    let path = path.strip_prefix('/').unwrap_or(&path);
+    let (bucket, key) = match vhost_bucket {
+        Some(b) => (b, path.to_string()),
+        None => match path.split_once('/') {
+            Some((b, k)) => (b.to_string(), k.to_string()),
+            None => (path.to_string(), String::new()),
+        },
+    };
+    if bucket.is_empty() {
+        return match *method {
+            Method::GET => Ok(Endpoint::ListBuckets),
+            _ => Err(method_not_allowed()),
+        };
+    }
+    names::check_bucket(&bucket)?;
+    if key.is_empty() {
+        if let Some(sub) = BUCKET_UNSUPPORTED.iter().find(|s| query.contains_key(**s)) {
+            return Err(S3Error::not_implemented(&format!("bucket ?{sub}")));
+        }
+        return match *method {
+            Method::PUT if query.contains_key("versioning") => {
+                Err(S3Error::not_implemented("PutBucketVersioning"))
+            }
+            Method::PUT => Ok(Endpoint::CreateBucket { bucket }),
+            Method::HEAD => Ok(Endpoint::HeadBucket { bucket }),
+            Method::DELETE => Ok(Endpoint::DeleteBucket { bucket }),
+            Method::GET if query.contains_key("location") => {
+                Ok(Endpoint::GetBucketLocation { bucket })
+            }
+            Method::GET if query.contains_key("versioning") => {
+                Ok(Endpoint::GetBucketVersioning { bucket })
+            }
+            Method::GET => Ok(Endpoint::ListObjects {
+                v2: query.get("list-type").map(String::as_str) == Some("2"),
+                bucket,
+            }),
+            Method::POST if query.contains_key("delete") => Ok(Endpoint::DeleteObjects { bucket }),
+            _ => Err(method_not_allowed()),
+        };
+    }
+    names::check_key(&key)?;
+    if let Some(sub) = OBJECT_UNSUPPORTED
+        .iter()
+        .find(|s| query.contains_key(**s) && !(**s == "versionId" && query["versionId"] == "null"))
+    {
+        return Err(S3Error::not_implemented(&format!("object ?{sub}")));
+    }
+    match *method {
+        Method::PUT if has_copy_source => Ok(Endpoint::CopyObject { bucket, key }),
+        Method::PUT => Ok(Endpoint::PutObject { bucket, key }),
+        Method::GET => Ok(Endpoint::GetObject { bucket, key }),
+        Method::HEAD => Ok(Endpoint::HeadObject { bucket, key }),
+        Method::DELETE => Ok(Endpoint::DeleteObject { bucket, key }),
+        Method::POST => Err(S3Error::not_implemented("POST on an object")),
+        _ => Err(method_not_allowed()),
+    }
+}
+
+fn method_not_allowed() -> S3Error {
+    S3Error::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "The specified method is not allowed against this resource.",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(m: Method, p: &str, q: &str) -> S3Result<Endpoint> {
+        route(&m, p, &parse_query(Some(q)), false, None)
+    }
+
+    #[test]
+    fn routes_path_style() {
+        assert!(matches!(r(Method::GET, "/", ""), Ok(Endpoint::ListBuckets)));
+        assert!(matches!(
+            r(Method::PUT, "/photos", ""),
+            Ok(Endpoint::CreateBucket { .. })
+        ));
+        assert!(matches!(
+            r(Method::GET, "/photos", "list-type=2&prefix=a"),
+            Ok(Endpoint::ListObjects { v2: true, .. })
+        ));
+        match r(Method::GET, "/photos/a%20b/c%2Bd", "") {
+            Ok(Endpoint::GetObject { bucket, key }) => {
+                assert_eq!(bucket, "photos");
+                assert_eq!(key, "a b/c+d");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            r(Method::POST, "/photos", "delete"),
+            Ok(Endpoint::DeleteObjects { .. })
+        ));
+        assert_eq!(
+            r(Method::PATCH, "/photos/x", "").unwrap_err().code,
+            "MethodNotAllowed"
+        );
+        assert_eq!(
+            r(Method::GET, "/ab/x", "").unwrap_err().code,
+            "InvalidBucketName"
+        );
+        assert_eq!(
+            r(Method::GET, "/photos", "cors").unwrap_err().code,
+            "NotImplemented"
+        );
+    }
+
+    #[test]
+    fn routes_virtual_host_style() {
+        let q = parse_query(None);
+        match route(
+            &Method::GET,
+            "/dir/file.txt",
+            &q,
+            false,
+            Some("photos".into()),
+        ) {
+            Ok(Endpoint::GetObject { bucket, key }) => {
+                assert_eq!((bucket.as_str(), key.as_str()), ("photos", "dir/file.txt"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

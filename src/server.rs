@@ -1,0 +1,106 @@
+//! `tessera server`: the whole store in one process over local drive folders.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use crate::admin::{self, AdminState};
+use crate::config::ServerConfig;
+use crate::credentials::{self, Credentials, Source};
+use crate::drive::{Drive, LocalDrive};
+use crate::erasure::Codec;
+use crate::object::{setup, ErasureSet};
+use crate::s3::{self, S3State};
+
+/// A started server: listeners bound, drives open, ready to serve.
+pub struct Server {
+    /// Bound S3 address.
+    pub s3_addr: SocketAddr,
+    /// Bound admin address.
+    pub admin_addr: SocketAddr,
+    /// Root credentials.
+    pub credentials: Credentials,
+    /// Where they came from.
+    pub credentials_source: Source,
+    /// Deployment id of the drives.
+    pub deployment_id: String,
+    s3: (TcpListener, axum::Router),
+    admin: (TcpListener, axum::Router),
+}
+
+impl Server {
+    /// Opens the drives, checks their format records, and binds both listeners.
+    pub async fn start(cfg: ServerConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&cfg.data)?;
+        let mut drives: Vec<Arc<dyn Drive>> = Vec::new();
+        for i in 0..cfg.drives {
+            let path = cfg.data.join(format!("drive-{i}"));
+            let drive = LocalDrive::open(&path)
+                .map_err(|e| anyhow::anyhow!("drive {}: {e}", path.display()))?;
+            drives.push(Arc::new(drive));
+        }
+        let codec = Codec::new(cfg.k, cfg.m, cfg.stripe_size)?;
+        let set = ErasureSet::new(drives, codec, cfg.inline_limit);
+        let deployment_id = setup::check_formats(set.drives(), 0, set.read_quorum()).await?;
+        let set = Arc::new(set);
+        let (credentials, credentials_source) = credentials::root(&cfg.data)?;
+        let s3_state = Arc::new(S3State {
+            set: set.clone(),
+            region: cfg.region.clone(),
+            credentials: HashMap::from([(
+                credentials.access_key.clone(),
+                credentials.secret_key.clone(),
+            )]),
+            base_domain: cfg.base_domain.clone(),
+        });
+        let admin_state = Arc::new(AdminState { sets: vec![set] });
+        let s3_listener = TcpListener::bind(&cfg.address)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.address))?;
+        let admin_listener = TcpListener::bind(&cfg.admin_address)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.admin_address))?;
+        Ok(Self {
+            s3_addr: s3_listener.local_addr()?,
+            admin_addr: admin_listener.local_addr()?,
+            credentials,
+            credentials_source,
+            deployment_id,
+            s3: (s3_listener, s3::router(s3_state)),
+            admin: (admin_listener, admin::router(admin_state)),
+        })
+    }
+
+    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+    pub async fn serve(self) -> anyhow::Result<()> {
+        let (s3_l, s3_r) = self.s3;
+        let (admin_l, admin_r) = self.admin;
+        let s3_l = s3_l.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let admin_l = admin_l.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let s3 = axum::serve(s3_l, s3_r).with_graceful_shutdown(shutdown_signal());
+        let admin = axum::serve(admin_l, admin_r).with_graceful_shutdown(shutdown_signal());
+        tokio::try_join!(async { s3.await.map_err(anyhow::Error::from) }, async {
+            admin.await.map_err(anyhow::Error::from)
+        })?;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,155 @@
+//! Test harness: starts the real `tessera` binary on free ports over a temporary data folder,
+//! and kills it (and removes the folder) when the test ends, even when it fails.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+
+pub const ACCESS_KEY: &str = "TESTACCESSKEY0000001";
+pub const SECRET_KEY: &str = "testsecretkey/with+chars0000000000000001";
+
+/// A running `tessera server`.
+pub struct TestServer {
+    child: Option<Child>,
+    pub s3_url: String,
+    pub admin_url: String,
+    pub data: PathBuf,
+    pub log: PathBuf,
+}
+
+impl TestServer {
+    /// Starts a server over `data` (created if needed) with extra flags.
+    pub fn start(data: &Path, extra: &[&str]) -> Self {
+        let log = data.with_extension("log");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .arg("server")
+            .arg("--data")
+            .arg(data)
+            .args(["--address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0"])
+            .args(extra)
+            .env("TESSERA_ROOT_ACCESS_KEY", ACCESS_KEY)
+            .env("TESSERA_ROOT_SECRET_KEY", SECRET_KEY)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start tessera");
+        let out = child.stdout.take().expect("stdout");
+        let mut s3_url = String::new();
+        let mut admin_url = String::new();
+        for line in BufReader::new(out).lines() {
+            let line = line.expect("read stdout");
+            if let Some(u) = line.trim().strip_prefix("S3 API:") {
+                s3_url = u.trim().to_string();
+            }
+            if let Some(u) = line.trim().strip_prefix("admin:") {
+                admin_url = u.trim().to_string();
+            }
+            if line.trim() == "ready" {
+                break;
+            }
+        }
+        if s3_url.is_empty() {
+            let _ = child.kill();
+            panic!(
+                "tessera did not start; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        Self {
+            child: Some(child),
+            s3_url,
+            admin_url,
+            data: data.to_path_buf(),
+            log,
+        }
+    }
+
+    /// An SDK client with its default checksum behaviour and no retries.
+    pub async fn client(&self) -> aws_sdk_s3::Client {
+        client_with(&self.s3_url, ACCESS_KEY, SECRET_KEY)
+    }
+
+    /// Stops the server with SIGKILL and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => c.try_wait().ok().flatten().is_none(),
+            None => false,
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A client for `url` with the given keys.
+pub fn client_with(url: &str, ak: &str, sk: &str) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new(ak, sk, None, None, "test"))
+        .force_path_style(true)
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// The S3 error code of a failed SDK call.
+pub fn code<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match err.as_service_error() {
+        Some(e) => e.code().unwrap_or("<none>").to_string(),
+        None => format!("<not a service error: {err:?}>"),
+    }
+}
+
+/// The HTTP status of a failed SDK call.
+pub fn status<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> u16 {
+    err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
+}

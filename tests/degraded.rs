@@ -1,0 +1,254 @@
+//! Degraded reads: shards deleted or corrupted on up to `m` drives while the server is down;
+//! every object still reads back byte for byte. Beyond `m`, reads fail with 503.
+
+mod common;
+
+use std::path::Path;
+
+use aws_sdk_s3::primitives::ByteStream;
+use common::{code, data, status, TestServer};
+
+/// inline, one partial stripe, one full stripe, several stripes with a tail.
+const SIZES: [usize; 5] = [0, 1000, 300_000, 1 << 20, (4 << 20) + 4321];
+
+async fn write_all(s: &TestServer) {
+    let c = s.client().await;
+    c.create_bucket().bucket("safe").send().await.unwrap();
+    for (i, n) in SIZES.iter().enumerate() {
+        c.put_object()
+            .bucket("safe")
+            .key(format!("dir/obj-{n}"))
+            .body(ByteStream::from(data(*n, i as u64)))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+async fn read_all(s: &TestServer) {
+    let c = s.client().await;
+    for (i, n) in SIZES.iter().enumerate() {
+        let key = format!("dir/obj-{n}");
+        let got = c
+            .get_object()
+            .bucket("safe")
+            .key(&key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("get {key}: {e:?}"))
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        assert!(got[..] == data(*n, i as u64)[..], "{key} differs");
+        let r = c
+            .get_object()
+            .bucket("safe")
+            .key(&key)
+            .range("bytes=10-")
+            .send()
+            .await;
+        if *n > 10 {
+            let got = r.unwrap().body.collect().await.unwrap().into_bytes();
+            assert!(got[..] == data(*n, i as u64)[10..], "{key} range differs");
+        }
+        let h = c
+            .head_object()
+            .bucket("safe")
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(h.content_length(), Some(*n as i64));
+    }
+    let l = c
+        .list_objects_v2()
+        .bucket("safe")
+        .prefix("dir/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(l.key_count(), Some(SIZES.len() as i32));
+}
+
+fn shard_files(drive: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![drive.join("shards")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn shards_deleted_on_two_drives() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut s = TestServer::start(&data_dir, &[]);
+    write_all(&s).await;
+    s.kill();
+    let mut removed = 0;
+    for d in [1, 4] {
+        for f in shard_files(&data_dir.join(format!("drive-{d}"))) {
+            std::fs::remove_file(f).unwrap();
+            removed += 1;
+        }
+    }
+    assert!(
+        removed >= 6,
+        "expected shard files to delete, found {removed}"
+    );
+    let mut s = TestServer::start(&data_dir, &[]);
+    read_all(&s).await;
+    assert!(s.alive());
+    assert!(!s.log_text().contains("panicked"));
+}
+
+#[tokio::test]
+async fn two_drives_wiped_entirely() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut s = TestServer::start(&data_dir, &[]);
+    write_all(&s).await;
+    s.kill();
+    for d in [0, 5] {
+        std::fs::remove_dir_all(data_dir.join(format!("drive-{d}"))).unwrap();
+    }
+    let s = TestServer::start(&data_dir, &[]);
+    read_all(&s).await;
+}
+
+#[tokio::test]
+async fn bytes_flipped_in_shards_of_two_drives() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut s = TestServer::start(&data_dir, &[]);
+    write_all(&s).await;
+    s.kill();
+    let mut flipped = 0;
+    for d in [2, 3] {
+        for f in shard_files(&data_dir.join(format!("drive-{d}"))) {
+            let mut b = std::fs::read(&f).unwrap();
+            // One byte in every 64 KiB, and the first block's hash.
+            for i in (0..b.len()).step_by(65536) {
+                b[i] ^= 0xA5;
+            }
+            let last = b.len() - 1;
+            b[last] ^= 0x01;
+            std::fs::write(&f, b).unwrap();
+            flipped += 1;
+        }
+    }
+    assert!(flipped >= 6);
+    let mut s = TestServer::start(&data_dir, &[]);
+    read_all(&s).await;
+    assert!(s.alive());
+}
+
+#[tokio::test]
+async fn three_of_six_drives_gone_is_503_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut s = TestServer::start(&data_dir, &[]);
+    write_all(&s).await;
+    s.kill();
+    for d in [0, 2, 4] {
+        std::fs::remove_dir_all(data_dir.join(format!("drive-{d}"))).unwrap();
+    }
+    let mut s = TestServer::start(&data_dir, &[]);
+    let c = s.client().await;
+    for n in SIZES {
+        let e = c
+            .get_object()
+            .bucket("safe")
+            .key(format!("dir/obj-{n}"))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(status(&e), 503, "obj-{n}");
+        assert_eq!(code(&e), "ServiceUnavailable");
+    }
+    // Shards gone (not metadata) on three drives: also 503, for objects with shard files.
+    assert!(s.alive());
+    assert!(!s.log_text().contains("panicked"));
+}
+
+#[tokio::test]
+async fn three_drives_lose_shard_files_is_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut s = TestServer::start(&data_dir, &[]);
+    write_all(&s).await;
+    s.kill();
+    for d in [1, 2, 3] {
+        for f in shard_files(&data_dir.join(format!("drive-{d}"))) {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    let mut s = TestServer::start(&data_dir, &[]);
+    let c = s.client().await;
+    for n in [300_000usize, (4 << 20) + 4321] {
+        let e = c
+            .get_object()
+            .bucket("safe")
+            .key(format!("dir/obj-{n}"))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(status(&e), 503, "obj-{n}");
+    }
+    // Inline objects live in metadata and still read.
+    let ok = c
+        .get_object()
+        .bucket("safe")
+        .key("dir/obj-1000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.body.collect().await.unwrap().into_bytes().len(), 1000);
+    assert!(s.alive());
+}
+
+#[tokio::test]
+async fn restart_serves_everything_and_ready_reflects_drives() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut s = TestServer::start(&data_dir, &[]);
+    write_all(&s).await;
+    let ready = http_status(&format!("{}/health/ready", s.admin_url));
+    assert_eq!(ready, 200);
+    assert_eq!(http_status(&format!("{}/health/live", s.admin_url)), 200);
+    s.kill();
+    let s = TestServer::start(&data_dir, &[]);
+    read_all(&s).await;
+    // Three drives vanish while running: the set has lost write quorum.
+    for d in [0, 1, 2] {
+        std::fs::remove_dir_all(data_dir.join(format!("drive-{d}"))).unwrap();
+    }
+    assert_eq!(http_status(&format!("{}/health/ready", s.admin_url)), 503);
+    assert_eq!(http_status(&format!("{}/health/live", s.admin_url)), 200);
+}
+
+/// Status of a plain HTTP GET.
+fn http_status(url: &str) -> u16 {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_whitespace().nth(1).unwrap().parse().unwrap()
+}

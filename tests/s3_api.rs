@@ -1,0 +1,624 @@
+//! The S3 surface of `tessera server`, driven by `aws-sdk-s3` with its default checksums.
+
+mod common;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use common::{code, data, status, TestServer};
+
+fn server() -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(&dir.path().join("data"), &[]);
+    (dir, s)
+}
+
+async fn get_bytes(c: &aws_sdk_s3::Client, b: &str, k: &str) -> Vec<u8> {
+    c.get_object()
+        .bucket(b)
+        .key(k)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {k}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn buckets_create_list_head_delete() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("photos").send().await.unwrap();
+    c.create_bucket().bucket("backups").send().await.unwrap();
+    let again = c.create_bucket().bucket("photos").send().await.unwrap_err();
+    assert_eq!(code(&again), "BucketAlreadyOwnedByYou");
+    let names: Vec<String> = c
+        .list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .buckets()
+        .iter()
+        .map(|b| b.name().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["backups", "photos"]);
+    c.head_bucket().bucket("photos").send().await.unwrap();
+    let missing = c.head_bucket().bucket("nothere").send().await.unwrap_err();
+    assert_eq!(status(&missing), 404);
+    let loc = c
+        .get_bucket_location()
+        .bucket("photos")
+        .send()
+        .await
+        .unwrap();
+    assert!(loc
+        .location_constraint()
+        .is_none_or(|l| l.as_str().is_empty()));
+
+    let bad = c.create_bucket().bucket("ab").send().await.unwrap_err();
+    assert_eq!(code(&bad), "InvalidBucketName");
+    let bad = c
+        .create_bucket()
+        .bucket("Upper-Case")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&bad), "InvalidBucketName");
+
+    c.put_object()
+        .bucket("photos")
+        .key("a.jpg")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let full = c.delete_bucket().bucket("photos").send().await.unwrap_err();
+    assert_eq!(code(&full), "BucketNotEmpty");
+    c.delete_object()
+        .bucket("photos")
+        .key("a.jpg")
+        .send()
+        .await
+        .unwrap();
+    c.delete_bucket().bucket("photos").send().await.unwrap();
+    let gone = c.head_bucket().bucket("photos").send().await.unwrap_err();
+    assert_eq!(status(&gone), 404);
+    let nb = c
+        .list_objects_v2()
+        .bucket("photos")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&nb), "NoSuchBucket");
+}
+
+#[tokio::test]
+async fn objects_round_trip_every_size_class() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("sizes").send().await.unwrap();
+    // empty, tiny, inline limit, just over, one stripe, many stripes with a partial tail.
+    let sizes = [0usize, 1, 65536, 65537, 1 << 20, (5 << 20) + 12345];
+    for (i, &n) in sizes.iter().enumerate() {
+        let body = data(n, i as u64);
+        let key = format!("obj-{n}");
+        let put = c
+            .put_object()
+            .bucket("sizes")
+            .key(&key)
+            .content_type("application/x-test")
+            .metadata("origin", "unit test")
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap();
+        let md5 = format!("\"{}\"", hex::encode(md5_digest(&body)));
+        assert_eq!(put.e_tag(), Some(md5.as_str()), "etag of {n}");
+        assert_eq!(get_bytes(&c, "sizes", &key).await, body, "bytes of {n}");
+        let head = c
+            .head_object()
+            .bucket("sizes")
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.content_length(), Some(n as i64));
+        assert_eq!(head.content_type(), Some("application/x-test"));
+        assert_eq!(head.e_tag(), Some(md5.as_str()));
+        assert_eq!(
+            head.metadata().unwrap().get("origin").map(String::as_str),
+            Some("unit test")
+        );
+    }
+    // Overwrite replaces the bytes.
+    c.put_object()
+        .bucket("sizes")
+        .key("obj-1")
+        .body(ByteStream::from_static(b"second"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get_bytes(&c, "sizes", "obj-1").await, b"second");
+}
+
+fn md5_digest(b: &[u8]) -> [u8; 16] {
+    use md5::Digest;
+    md5::Md5::digest(b).into()
+}
+
+#[tokio::test]
+async fn ranges_and_conditions() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("ranges").send().await.unwrap();
+    let body = data(3 * (1 << 20) + 777, 9);
+    let put = c
+        .put_object()
+        .bucket("ranges")
+        .key("big")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    let etag = put.e_tag().unwrap().to_string();
+    for (range, lo, hi) in [
+        ("bytes=0-0", 0usize, 1usize),
+        ("bytes=1048570-1048600", 1048570, 1048601),
+        ("bytes=-100", body.len() - 100, body.len()),
+        ("bytes=3000000-", 3000000, body.len()),
+        ("bytes=5-99999999", 5, body.len()),
+    ] {
+        let r = c
+            .get_object()
+            .bucket("ranges")
+            .key("big")
+            .range(range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.content_length(), Some((hi - lo) as i64), "{range}");
+        assert!(r
+            .content_range()
+            .unwrap()
+            .starts_with(&format!("bytes {lo}-{}/", hi - 1)));
+        let got = r.body.collect().await.unwrap().into_bytes();
+        assert_eq!(&got[..], &body[lo..hi], "{range}");
+    }
+    let e = c
+        .get_object()
+        .bucket("ranges")
+        .key("big")
+        .range(format!("bytes={}-", body.len()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidRange");
+    assert_eq!(status(&e), 416);
+
+    let e = c
+        .get_object()
+        .bucket("ranges")
+        .key("big")
+        .if_match("\"nope\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), 412);
+    c.get_object()
+        .bucket("ranges")
+        .key("big")
+        .if_match(&etag)
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .get_object()
+        .bucket("ranges")
+        .key("big")
+        .if_none_match(&etag)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), 304);
+    let future = aws_smithy_types::DateTime::from_secs(4_000_000_000);
+    let past = aws_smithy_types::DateTime::from_secs(1_000_000_000);
+    let e = c
+        .get_object()
+        .bucket("ranges")
+        .key("big")
+        .if_modified_since(future)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), 304);
+    let e = c
+        .get_object()
+        .bucket("ranges")
+        .key("big")
+        .if_unmodified_since(past)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), 412);
+
+    let r = c
+        .get_object()
+        .bucket("ranges")
+        .key("big")
+        .range("bytes=0-3")
+        .response_content_type("text/plain")
+        .response_content_disposition("attachment; filename=\"x.txt\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.content_type(), Some("text/plain"));
+    assert_eq!(
+        r.content_disposition(),
+        Some("attachment; filename=\"x.txt\"")
+    );
+
+    let e = c
+        .get_object()
+        .bucket("ranges")
+        .key("missing")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchKey");
+    let e = c
+        .get_object()
+        .bucket("nobucket")
+        .key("missing")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchBucket");
+}
+
+#[tokio::test]
+async fn listing_prefixes_delimiters_pages() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("tree").send().await.unwrap();
+    let keys = [
+        "a", "a/b", "a/b/c", "a/d", "b/x", "b/y/z", "c d", "e+f", "g%h", "h..i", "j/😀", "k~",
+    ];
+    for k in keys {
+        c.put_object()
+            .bucket("tree")
+            .key(k)
+            .body(ByteStream::from(k.as_bytes().to_vec()))
+            .send()
+            .await
+            .unwrap();
+    }
+    // Plain listing: all keys in byte order.
+    let all = c.list_objects_v2().bucket("tree").send().await.unwrap();
+    let got: Vec<&str> = all.contents().iter().map(|o| o.key().unwrap()).collect();
+    let mut want = keys.to_vec();
+    want.sort();
+    assert_eq!(got, want);
+    for k in keys {
+        assert_eq!(get_bytes(&c, "tree", k).await, k.as_bytes(), "{k}");
+    }
+    // Delimiter folding.
+    let top = c
+        .list_objects_v2()
+        .bucket("tree")
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap();
+    let objs: Vec<&str> = top.contents().iter().map(|o| o.key().unwrap()).collect();
+    let prefixes: Vec<&str> = top
+        .common_prefixes()
+        .iter()
+        .map(|p| p.prefix().unwrap())
+        .collect();
+    assert_eq!(objs, ["a", "c d", "e+f", "g%h", "h..i", "k~"]);
+    assert_eq!(prefixes, ["a/", "b/", "j/"]);
+    let under = c
+        .list_objects_v2()
+        .bucket("tree")
+        .prefix("a/")
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap();
+    let objs: Vec<&str> = under.contents().iter().map(|o| o.key().unwrap()).collect();
+    let prefixes: Vec<&str> = under
+        .common_prefixes()
+        .iter()
+        .map(|p| p.prefix().unwrap())
+        .collect();
+    assert_eq!(objs, ["a/b", "a/d"]);
+    assert_eq!(prefixes, ["a/b/"]);
+    // Pagination with continuation tokens, pages of 2, delimiter on.
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut req = c
+            .list_objects_v2()
+            .bucket("tree")
+            .delimiter("/")
+            .max_keys(2);
+        if let Some(t) = &token {
+            req = req.continuation_token(t);
+        }
+        let page = req.send().await.unwrap();
+        assert!(page.key_count().unwrap() <= 2);
+        seen.extend(page.contents().iter().map(|o| o.key().unwrap().to_string()));
+        seen.extend(
+            page.common_prefixes()
+                .iter()
+                .map(|p| p.prefix().unwrap().to_string()),
+        );
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["a", "a/", "b/", "c d", "e+f", "g%h", "h..i", "j/", "k~"]
+    );
+    // start-after, and v1 with marker.
+    let after = c
+        .list_objects_v2()
+        .bucket("tree")
+        .start_after("b/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.contents()[0].key(), Some("b/y/z"));
+    let mut v1 = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let mut req = c.list_objects().bucket("tree").max_keys(5);
+        if let Some(m) = &marker {
+            req = req.marker(m);
+        }
+        let page = req.send().await.unwrap();
+        let keys: Vec<String> = page
+            .contents()
+            .iter()
+            .map(|o| o.key().unwrap().to_string())
+            .collect();
+        v1.extend(keys.clone());
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        marker = Some(
+            page.next_marker()
+                .map(str::to_string)
+                .unwrap_or_else(|| keys.last().unwrap().clone()),
+        );
+    }
+    assert_eq!(v1, want);
+    let zero = c
+        .list_objects_v2()
+        .bucket("tree")
+        .max_keys(0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zero.key_count(), Some(0));
+    assert_eq!(zero.is_truncated(), Some(true));
+}
+
+#[tokio::test]
+async fn copy_and_multi_delete() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("src-bucket").send().await.unwrap();
+    c.create_bucket().bucket("dst-bucket").send().await.unwrap();
+    let body = data(2 * (1 << 20) + 5, 3);
+    c.put_object()
+        .bucket("src-bucket")
+        .key("dir/orig file")
+        .content_type("image/png")
+        .metadata("k", "v")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    let cp = c
+        .copy_object()
+        .bucket("dst-bucket")
+        .key("copy")
+        .copy_source("src-bucket/dir/orig%20file")
+        .send()
+        .await
+        .unwrap();
+    assert!(cp.copy_object_result().unwrap().e_tag().is_some());
+    assert_eq!(get_bytes(&c, "dst-bucket", "copy").await, body);
+    let h = c
+        .head_object()
+        .bucket("dst-bucket")
+        .key("copy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.content_type(), Some("image/png"));
+    assert_eq!(
+        h.metadata().unwrap().get("k").map(String::as_str),
+        Some("v")
+    );
+    c.copy_object()
+        .bucket("dst-bucket")
+        .key("replaced")
+        .copy_source("src-bucket/dir/orig%20file")
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .content_type("text/plain")
+        .metadata("new", "yes")
+        .send()
+        .await
+        .unwrap();
+    let h = c
+        .head_object()
+        .bucket("dst-bucket")
+        .key("replaced")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.content_type(), Some("text/plain"));
+    assert!(h.metadata().unwrap().get("k").is_none());
+    let selfcopy = c
+        .copy_object()
+        .bucket("dst-bucket")
+        .key("copy")
+        .copy_source("dst-bucket/copy")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&selfcopy), "InvalidRequest");
+    let missing = c
+        .copy_object()
+        .bucket("dst-bucket")
+        .key("x")
+        .copy_source("src-bucket/none")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&missing), "NoSuchKey");
+
+    for i in 0..5 {
+        c.put_object()
+            .bucket("dst-bucket")
+            .key(format!("m/{i}"))
+            .body(ByteStream::from_static(b"z"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let ids: Vec<ObjectIdentifier> = (0..6)
+        .map(|i| {
+            ObjectIdentifier::builder()
+                .key(format!("m/{i}"))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let del = c
+        .delete_objects()
+        .bucket("dst-bucket")
+        .delete(Delete::builder().set_objects(Some(ids)).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.deleted().len(), 6);
+    assert!(del.errors().is_empty());
+    let left = c
+        .list_objects_v2()
+        .bucket("dst-bucket")
+        .prefix("m/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.key_count(), Some(0));
+}
+
+#[tokio::test]
+async fn bad_input_gets_s3_errors_and_stores_nothing() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("strict").send().await.unwrap();
+    // Wrong secret: SignatureDoesNotMatch. Unknown key: InvalidAccessKeyId.
+    let wrong = common::client_with(&s.s3_url, common::ACCESS_KEY, "not-the-secret");
+    let e = wrong.list_buckets().send().await.unwrap_err();
+    assert_eq!(code(&e), "SignatureDoesNotMatch");
+    assert_eq!(status(&e), 403);
+    let unknown = common::client_with(&s.s3_url, "NOSUCHKEY", "x");
+    let e = unknown.list_buckets().send().await.unwrap_err();
+    assert_eq!(code(&e), "InvalidAccessKeyId");
+    // Wrong Content-MD5: BadDigest; malformed Content-MD5: InvalidDigest.
+    let e = c
+        .put_object()
+        .bucket("strict")
+        .key("md5")
+        .content_md5("1B2M2Y8AsgTpgAmY7PhCfg==")
+        .body(ByteStream::from_static(b"not empty"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "BadDigest");
+    let e = c
+        .put_object()
+        .bucket("strict")
+        .key("md5")
+        .content_md5("nope")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidDigest");
+    // Wrong CRC32 checksum: BadDigest.
+    let e = c
+        .put_object()
+        .bucket("strict")
+        .key("crc")
+        .checksum_crc32("AAAAAA==")
+        .body(ByteStream::from_static(b"hello world"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "BadDigest");
+    let e = c
+        .put_object()
+        .bucket("strict")
+        .key("k".repeat(1025))
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "KeyTooLongError");
+    for k in ["md5", "crc"] {
+        let e = c
+            .head_object()
+            .bucket("strict")
+            .key(k)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(status(&e), 404, "{k} must not exist");
+    }
+    // A right checksum is stored and returned with checksum mode.
+    c.put_object()
+        .bucket("strict")
+        .key("crc-ok")
+        .checksum_crc32("DUoRhQ==")
+        .body(ByteStream::from_static(b"hello world"))
+        .send()
+        .await
+        .unwrap();
+    let h = c
+        .head_object()
+        .bucket("strict")
+        .key("crc-ok")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.checksum_crc32(), Some("DUoRhQ=="));
+    for alg in [
+        aws_sdk_s3::types::ChecksumAlgorithm::Crc32C,
+        aws_sdk_s3::types::ChecksumAlgorithm::Crc64Nvme,
+        aws_sdk_s3::types::ChecksumAlgorithm::Sha1,
+        aws_sdk_s3::types::ChecksumAlgorithm::Sha256,
+    ] {
+        let key = format!("alg-{}", alg.as_str());
+        c.put_object()
+            .bucket("strict")
+            .key(&key)
+            .checksum_algorithm(alg)
+            .body(ByteStream::from(data(200_000, 5)))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e:?}"));
+        assert_eq!(get_bytes(&c, "strict", &key).await, data(200_000, 5));
+    }
+}
