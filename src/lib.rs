@@ -3,6 +3,7 @@
 //! Layers, imports pointing down: `s3` -> `object` -> `erasure`, `drive`.
 
 pub mod admin;
+pub mod checksum;
 pub mod config;
 pub mod credentials;
 pub mod drive;

@@ -23,6 +23,52 @@ async fn write_all(s: &TestServer) {
             .await
             .unwrap();
     }
+    // A multipart object: two parts, each with its own shard files.
+    let id = c
+        .create_multipart_upload()
+        .bucket("safe")
+        .key("dir/multipart")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    let mut parts = Vec::new();
+    for (n, body) in [(1, data(5 << 20, 100)), (2, data(777_777, 101))] {
+        let r = c
+            .upload_part()
+            .bucket("safe")
+            .key("dir/multipart")
+            .upload_id(&id)
+            .part_number(n)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap();
+        parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(n)
+                .e_tag(r.e_tag().unwrap())
+                .build(),
+        );
+    }
+    c.complete_multipart_upload()
+        .bucket("safe")
+        .key("dir/multipart")
+        .upload_id(&id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+fn multipart_bytes() -> Vec<u8> {
+    [data(5 << 20, 100), data(777_777, 101)].concat()
 }
 
 async fn read_all(s: &TestServer) {
@@ -62,6 +108,19 @@ async fn read_all(s: &TestServer) {
             .unwrap();
         assert_eq!(h.content_length(), Some(*n as i64));
     }
+    let got = c
+        .get_object()
+        .bucket("safe")
+        .key("dir/multipart")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get multipart: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert!(got[..] == multipart_bytes()[..], "multipart object differs");
     let l = c
         .list_objects_v2()
         .bucket("safe")
@@ -69,7 +128,7 @@ async fn read_all(s: &TestServer) {
         .send()
         .await
         .unwrap();
-    assert_eq!(l.key_count(), Some(SIZES.len() as i32));
+    assert_eq!(l.key_count(), Some(SIZES.len() as i32 + 1));
 }
 
 fn shard_files(drive: &Path) -> Vec<std::path::PathBuf> {
@@ -195,15 +254,15 @@ async fn three_drives_lose_shard_files_is_503() {
     }
     let mut s = TestServer::start(&data_dir, &[]);
     let c = s.client().await;
-    for n in [300_000usize, (4 << 20) + 4321] {
+    for key in ["dir/obj-300000", "dir/obj-4198625", "dir/multipart"] {
         let e = c
             .get_object()
             .bucket("safe")
-            .key(format!("dir/obj-{n}"))
+            .key(key)
             .send()
             .await
             .unwrap_err();
-        assert_eq!(status(&e), 503, "obj-{n}");
+        assert_eq!(status(&e), 503, "{key}");
     }
     // Inline objects live in metadata and still read.
     let ok = c

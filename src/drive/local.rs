@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteOptions, DB};
 
-use super::record::{self, BucketRecord, FormatRecord, VersionRecord};
+use super::record::{self, BucketRecord, FormatRecord, PartRecord, UploadRecord, VersionRecord};
 use super::{Drive, DriveError, ShardWriter, Space};
 
 const CF_BUCKETS: &str = "buckets";
@@ -94,6 +94,21 @@ fn object_key(bucket: &str, key: &str, version: &str) -> Vec<u8> {
     k.extend_from_slice(key.as_bytes());
     k.push(0);
     k.extend_from_slice(version.as_bytes());
+    k
+}
+
+/// `U bucket \0 key \0 upload`: upload records sort by key, then upload id.
+fn upload_key(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
+    let mut k = vec![b'U'];
+    k.extend_from_slice(&object_key(bucket, key, upload_id));
+    k
+}
+
+/// `P bucket \0 key \0 upload \0`: the prefix of an upload's part records.
+fn parts_prefix(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
+    let mut k = vec![b'P'];
+    k.extend_from_slice(&object_key(bucket, key, upload_id));
+    k.push(0);
     k
 }
 
@@ -418,6 +433,141 @@ impl Drive for LocalDrive {
         .await
     }
 
+    async fn put_upload(&self, bucket: &str, rec: &UploadRecord) -> Result<(), DriveError> {
+        let k = upload_key(bucket, &rec.key, &rec.upload_id);
+        let v = record::encode(rec)?;
+        self.blocking(move |db| {
+            db.put_cf_opt(cf(db, CF_UPLOADS)?, k, v, &sync_opts())
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<UploadRecord>, DriveError> {
+        let k = upload_key(bucket, key, upload_id);
+        self.blocking(
+            move |db| match db.get_cf(cf(db, CF_UPLOADS)?, k).map_err(db_err)? {
+                Some(raw) => record::decode(&raw).map(Some),
+                None => Ok(None),
+            },
+        )
+        .await
+    }
+
+    async fn delete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), DriveError> {
+        let uk = upload_key(bucket, key, upload_id);
+        let pp = parts_prefix(bucket, key, upload_id);
+        self.blocking(move |db| {
+            let cf = cf(db, CF_UPLOADS)?;
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.delete_cf(cf, &uk);
+            for item in db.iterator_cf(cf, IteratorMode::From(&pp, rocksdb::Direction::Forward)) {
+                let (k, _) = item.map_err(db_err)?;
+                if !k.starts_with(&pp) {
+                    break;
+                }
+                batch.delete_cf(cf, &k);
+            }
+            db.write_opt(batch, &sync_opts()).map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>, DriveError> {
+        let mut base = vec![b'U'];
+        base.extend_from_slice(bucket.as_bytes());
+        base.push(0);
+        let mut start = base.clone();
+        start.extend_from_slice(prefix.as_bytes());
+        let full_prefix = start.clone();
+        let (after_key, after_upload) = (after.0.to_string(), after.1.to_string());
+        self.blocking(move |db| {
+            let iter = db.iterator_cf(
+                cf(db, CF_UPLOADS)?,
+                IteratorMode::From(&start, rocksdb::Direction::Forward),
+            );
+            let mut out = Vec::new();
+            for item in iter {
+                let (k, v) = item.map_err(db_err)?;
+                if !k.starts_with(&full_prefix) || out.len() >= limit {
+                    break;
+                }
+                let rec: UploadRecord = record::decode(&v)?;
+                if (rec.key.as_str(), rec.upload_id.as_str())
+                    <= (after_key.as_str(), after_upload.as_str())
+                {
+                    continue;
+                }
+                out.push(rec);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        rec: &PartRecord,
+    ) -> Result<Option<PartRecord>, DriveError> {
+        let mut k = parts_prefix(bucket, key, upload_id);
+        k.extend_from_slice(format!("{:05}", rec.number).as_bytes());
+        let v = record::encode(rec)?;
+        self.blocking(move |db| {
+            let cf = cf(db, CF_UPLOADS)?;
+            let old = match db.get_cf(cf, &k).map_err(db_err)? {
+                Some(raw) => Some(record::decode(&raw)?),
+                None => None,
+            };
+            db.put_cf_opt(cf, k, v, &sync_opts()).map_err(db_err)?;
+            Ok(old)
+        })
+        .await
+    }
+
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<PartRecord>, DriveError> {
+        let pp = parts_prefix(bucket, key, upload_id);
+        self.blocking(move |db| {
+            let mut out = Vec::new();
+            let iter = db.iterator_cf(
+                cf(db, CF_UPLOADS)?,
+                IteratorMode::From(&pp, rocksdb::Direction::Forward),
+            );
+            for item in iter {
+                let (k, v) = item.map_err(db_err)?;
+                if !k.starts_with(&pp) {
+                    break;
+                }
+                out.push(record::decode(&v)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn space(&self) -> Result<Space, DriveError> {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || -> Result<Space, DriveError> {
@@ -454,6 +604,8 @@ mod tests {
             },
             data_dir: String::new(),
             inline: Some(b"abc".to_vec()),
+            parts: Vec::new(),
+            upload_id: None,
         }
     }
 

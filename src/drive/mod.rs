@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use local::LocalDrive;
-pub use record::{BucketRecord, ErasureLayout, FormatRecord, VersionRecord};
+pub use record::{
+    BucketRecord, ErasureLayout, FormatRecord, PartRecord, PartRef, UploadRecord, VersionRecord,
+};
 
 /// Errors a drive reports.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +117,47 @@ pub trait Drive: Send + Sync + 'static {
     async fn delete_bucket(&self, name: &str) -> Result<(), DriveError>;
     /// All bucket records, sorted by name.
     async fn list_buckets(&self) -> Result<Vec<BucketRecord>, DriveError>;
+
+    /// Writes a multipart upload record.
+    async fn put_upload(&self, bucket: &str, rec: &UploadRecord) -> Result<(), DriveError>;
+    /// Reads a multipart upload record.
+    async fn get_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<UploadRecord>, DriveError>;
+    /// Deletes an upload record and all its part records (not their shard files).
+    async fn delete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), DriveError>;
+    /// Upload records of `bucket` whose keys start with `prefix`, sorted by (key, upload id),
+    /// strictly after `(after_key, after_upload)`, at most `limit`.
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>, DriveError>;
+    /// Writes (or replaces) a part record, returning the one it replaced.
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        rec: &PartRecord,
+    ) -> Result<Option<PartRecord>, DriveError>;
+    /// All part records of an upload, by part number.
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<PartRecord>, DriveError>;
 
     /// Free and total space.
     async fn space(&self) -> Result<Space, DriveError>;

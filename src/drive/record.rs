@@ -80,6 +80,77 @@ pub struct VersionRecord {
     /// This drive's framed shard, for small objects kept in the record.
     #[serde(default, with = "opt_b64")]
     pub inline: Option<Vec<u8>>,
+    /// For an object made by a multipart upload: its parts in order, each with its own shard
+    /// file. Empty for a single PUT, whose data is `data_dir`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartRef>,
+    /// The multipart upload that made this version, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
+}
+
+impl VersionRecord {
+    /// Every shard file this version owns.
+    pub fn data_dirs(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.parts.iter().map(|p| p.data_dir.clone()).collect();
+        if !self.data_dir.is_empty() {
+            out.push(self.data_dir.clone());
+        }
+        out
+    }
+}
+
+/// One part of a completed multipart object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRef {
+    /// Part number given by the client.
+    pub number: u32,
+    /// Bytes in the part.
+    pub size: u64,
+    /// The part's shard file.
+    pub data_dir: String,
+    /// The part's ETag (hex MD5).
+    pub etag: String,
+}
+
+/// A multipart upload in progress, stored on every drive of the set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// Upload id.
+    pub upload_id: String,
+    /// Object key.
+    pub key: String,
+    /// Start time, nanoseconds since the Unix epoch.
+    pub initiated_ns: i128,
+    /// System headers for the object.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// User metadata for the object.
+    #[serde(default)]
+    pub user_meta: BTreeMap<String, String>,
+    /// Checksum algorithm the client asked for at creation.
+    #[serde(default)]
+    pub checksum_algorithm: Option<String>,
+}
+
+/// One uploaded part, stored on every drive of the set (copies differ in `shard_index`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    /// Part number, 1..=10000.
+    pub number: u32,
+    /// Bytes in the part.
+    pub size: u64,
+    /// Hex MD5 of the part.
+    pub etag: String,
+    /// Upload time, nanoseconds since the Unix epoch.
+    pub mod_time_ns: i128,
+    /// The part's shard file.
+    pub data_dir: String,
+    /// Checksum the client sent, `(algorithm, base64)`.
+    #[serde(default)]
+    pub checksum: Option<(String, String)>,
+    /// Which shard this drive holds.
+    pub shard_index: u8,
 }
 
 /// Serialises a record: the version byte, then JSON.

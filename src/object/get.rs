@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::join_all;
 use futures::stream::BoxStream;
+use futures::StreamExt;
 
 use super::{ErasureSet, Error, Result};
 use crate::drive::{Drive, VersionRecord};
@@ -80,7 +81,32 @@ impl ErasureSet {
     }
 }
 
+/// One erasure-coded run of bytes: a whole single-PUT object, or one part of a multipart one.
+#[derive(Clone)]
+struct Segment {
+    data_dir: String,
+    size: u64,
+}
+
 impl ObjectReader {
+    fn segments(&self) -> Vec<Segment> {
+        if self.info.parts.is_empty() {
+            vec![Segment {
+                data_dir: self.info.data_dir.clone(),
+                size: self.info.size,
+            }]
+        } else {
+            self.info
+                .parts
+                .iter()
+                .map(|p| Segment {
+                    data_dir: p.data_dir.clone(),
+                    size: p.size,
+                })
+                .collect()
+        }
+    }
+
     /// Streams bytes `start..end` of the object. The first batch is read before this returns,
     /// so an object that cannot be read fails here, before any response is sent.
     pub async fn stream(self, start: u64, end: u64) -> Result<DataStream> {
@@ -89,7 +115,7 @@ impl ObjectReader {
         if start >= end {
             return Ok(Box::pin(futures::stream::empty()));
         }
-        if self.info.data_dir.is_empty() {
+        if self.info.data_dir.is_empty() && self.info.parts.is_empty() {
             let shards = self
                 .inline
                 .iter()
@@ -102,43 +128,60 @@ impl ObjectReader {
             let part = data.slice(start as usize..end as usize);
             return Ok(Box::pin(futures::stream::once(async move { Ok(part) })));
         }
-        let stripe = self.codec.stripe_size() as u64;
-        let per_batch = (BATCH_BYTES / stripe).max(1);
-        let first_stripe = start / stripe;
-        let last_stripe = (end - 1) / stripe;
-        let reader = Arc::new(self);
-        let first_end = (first_stripe + per_batch - 1).min(last_stripe);
-        let first = reader
-            .read_stripes(first_stripe, first_end, start, end)
-            .await?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(2);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(2);
         tokio::spawn(async move {
-            if tx.send(Ok(first)).await.is_err() {
-                return;
-            }
-            let mut s = first_end + 1;
-            while s <= last_stripe {
-                let e = (s + per_batch - 1).min(last_stripe);
-                let item = reader
-                    .read_stripes(s, e, start, end)
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()));
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    return;
+            let stripe = self.codec.stripe_size() as u64;
+            let per_batch = (BATCH_BYTES / stripe).max(1);
+            let mut seg_start = 0u64;
+            for seg in self.segments() {
+                let seg_end = seg_start + seg.size;
+                if seg_end <= start || seg.size == 0 {
+                    seg_start = seg_end;
+                    continue;
                 }
-                s = e + 1;
+                if seg_start >= end {
+                    break;
+                }
+                let lo = start.saturating_sub(seg_start);
+                let hi = end.min(seg_end) - seg_start;
+                let last_stripe = (hi - 1) / stripe;
+                let mut s = lo / stripe;
+                while s <= last_stripe {
+                    let e = (s + per_batch - 1).min(last_stripe);
+                    let item = self.read_stripes(&seg, s, e, lo, hi).await;
+                    let failed = item.is_err();
+                    if tx.send(item).await.is_err() || failed {
+                        return;
+                    }
+                    s = e + 1;
+                }
+                seg_start = seg_end;
             }
         });
-        Ok(Box::pin(tokio_stream_from(rx)))
+        let first = match rx.recv().await {
+            Some(r) => r?,
+            None => return Err(Error::Internal("reader stopped".into())),
+        };
+        let rest =
+            tokio_stream_from(rx).map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
+        Ok(Box::pin(
+            futures::stream::once(async move { Ok(first) }).chain(rest),
+        ))
     }
 
-    /// Reads stripes `s0..=s1`, reconstructing where needed, and returns the bytes of the
-    /// object range `start..end` that they cover.
-    async fn read_stripes(&self, s0: u64, s1: u64, start: u64, end: u64) -> Result<Bytes> {
+    /// Reads stripes `s0..=s1` of a segment, reconstructing where needed, and returns the
+    /// bytes of the segment range `start..end` that they cover.
+    async fn read_stripes(
+        &self,
+        seg: &Segment,
+        s0: u64,
+        s1: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Bytes> {
         let k = self.codec.data_shards();
         let n = self.codec.total_shards();
-        let size = self.info.size;
+        let size = seg.size;
         let stripe = self.codec.stripe_size() as u64;
         let count = (s1 - s0 + 1) as usize;
         let spans: Vec<(u64, u64)> = (s0..=s1)
@@ -151,7 +194,7 @@ impl ObjectReader {
         let fetch = |i: usize| {
             let drive = self.holders[i].clone();
             let bucket = self.bucket.clone();
-            let dir = self.info.data_dir.clone();
+            let dir = seg.data_dir.clone();
             async move {
                 match drive {
                     Some(d) => d.read_shard(&bucket, &dir, offset, len).await.ok(),
@@ -181,7 +224,7 @@ impl ObjectReader {
             for (j, raw) in parity.into_iter().enumerate() {
                 place(k + j, raw, &mut frames);
             }
-            tracing::warn!(bucket = %self.bucket, data_dir = %self.info.data_dir, "reconstructing from parity");
+            tracing::warn!(bucket = %self.bucket, data_dir = %seg.data_dir, "reconstructing from parity");
         }
         let mut out = bytes::BytesMut::with_capacity(((s1 - s0 + 1) * stripe) as usize);
         for (j, shards) in frames.into_iter().enumerate() {

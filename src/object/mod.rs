@@ -4,6 +4,7 @@
 mod bucket;
 mod get;
 mod list;
+mod multipart;
 mod put;
 pub mod setup;
 
@@ -16,6 +17,7 @@ use crate::erasure::Codec;
 
 pub use get::ObjectReader;
 pub use list::ListPage;
+pub use multipart::{CompletedPart, UploadsPage, MIN_PART_SIZE};
 pub use put::{BodyStream, PutOptions};
 
 /// A boxed error from a request body (signature, checksum or transport failure).
@@ -36,6 +38,18 @@ pub enum Error {
     /// The bucket still holds objects.
     #[error("bucket not empty")]
     BucketNotEmpty,
+    /// The multipart upload does not exist (or was completed or aborted).
+    #[error("no such upload")]
+    NoSuchUpload,
+    /// A part named in CompleteMultipartUpload is missing or its ETag differs.
+    #[error("invalid part: {0}")]
+    InvalidPart(String),
+    /// The parts of CompleteMultipartUpload are not in ascending order.
+    #[error("invalid part order")]
+    InvalidPartOrder,
+    /// A part other than the last is smaller than 5 MiB.
+    #[error("part too small: {0}")]
+    EntityTooSmall(String),
     /// The body did not match its Content-MD5.
     #[error("content-md5 mismatch")]
     BadDigest,

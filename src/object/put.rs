@@ -36,10 +36,26 @@ pub struct PutOptions {
     pub finish: Option<FinishCheck>,
 }
 
+/// The outcome of streaming a body into shards.
+pub(super) struct Encoded {
+    /// Bytes in the body.
+    pub size: u64,
+    /// MD5 of the body.
+    pub md5: [u8; 16],
+    /// The verified checksum the client sent, if any.
+    pub checksum: Option<(String, String)>,
+    /// The shard file name; empty when inline.
+    pub data_dir: String,
+    /// Per shard index: the framed shard, when inline.
+    pub inline: Vec<Option<Vec<u8>>>,
+    /// Per shard index: whether its drive committed the shard.
+    pub committed: Vec<bool>,
+}
+
 impl ErasureSet {
     /// Stores an object from a streamed body. Nothing is visible unless the whole body arrived,
     /// passed its checks, and a write quorum of drives committed both shards and metadata.
-    #[tracing::instrument(skip(self, opts, body), fields(bucket, key))]
+    #[tracing::instrument(skip(self, opts, body))]
     pub async fn put_object(
         &self,
         bucket: &str,
@@ -48,10 +64,60 @@ impl ErasureSet {
         body: BodyStream,
     ) -> Result<VersionRecord> {
         self.get_bucket(bucket).await?;
+        let distribution = self.distribution(bucket, key);
+        let enc = self
+            .encode_body(
+                bucket,
+                &distribution,
+                body,
+                opts.content_md5,
+                opts.finish,
+                true,
+            )
+            .await?;
+        let rec = VersionRecord {
+            version_id: "null".into(),
+            mod_time_ns: now_ns(),
+            size: enc.size,
+            etag: hex::encode(enc.md5),
+            headers: opts.headers,
+            user_meta: opts.user_meta,
+            checksum: enc.checksum.clone(),
+            layout: self.layout(&distribution),
+            data_dir: enc.data_dir.clone(),
+            inline: None,
+            parts: Vec::new(),
+            upload_id: None,
+        };
+        self.commit_version(bucket, key, rec, enc.inline, &enc.committed)
+            .await
+    }
+
+    pub(super) fn layout(&self, distribution: &[u8]) -> ErasureLayout {
+        ErasureLayout {
+            k: self.k() as u8,
+            m: self.m() as u8,
+            stripe_size: self.codec.stripe_size() as u32,
+            shard_index: 0,
+            distribution: distribution.to_vec(),
+        }
+    }
+
+    /// Streams `body` into shard files (or inline shards, when `allow_inline` and it is
+    /// small), verifying its MD5 and the end-of-body checks. Shard files are committed on
+    /// every drive that can; fewer than a write quorum is an error and leaves nothing.
+    pub(super) async fn encode_body(
+        &self,
+        bucket: &str,
+        distribution: &[u8],
+        body: BodyStream,
+        content_md5: Option<[u8; 16]>,
+        finish: Option<FinishCheck>,
+        allow_inline: bool,
+    ) -> Result<Encoded> {
         let stripe_size = self.codec.stripe_size();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, BoxError>>(2);
         let reader = tokio::spawn(read_stripes(body, stripe_size, tx));
-        let distribution = self.distribution(bucket, key);
         let n = self.drives.len();
         let mut md5 = Some(Md5::new());
         let mut size: u64 = 0;
@@ -67,7 +133,8 @@ impl ErasureSet {
         } else {
             None
         };
-        let inline = next.is_none()
+        let inline = allow_inline
+            && next.is_none()
             && pending
                 .as_ref()
                 .is_some_and(|b| b.len() <= self.inline_limit);
@@ -139,14 +206,13 @@ impl ErasureSet {
             .ok_or_else(|| Error::Internal("md5".into()))?
             .finalize()
             .into();
-        if opts.content_md5.is_some_and(|want| want != digest) {
+        if content_md5.is_some_and(|want| want != digest) {
             return Err(Error::BadDigest);
         }
-        let checksum = match opts.finish {
+        let checksum = match finish {
             Some(check) => check().map_err(Error::Body)?,
             None => None,
         };
-
         let committed: Vec<bool> = if inline {
             vec![true; n]
         } else {
@@ -158,34 +224,55 @@ impl ErasureSet {
             }))
             .await
         };
-        let base = VersionRecord {
-            version_id: "null".into(),
-            mod_time_ns: now_ns(),
+        let ok = committed.iter().filter(|c| **c).count();
+        if ok < self.write_quorum() {
+            if !inline {
+                join_all(
+                    self.drives
+                        .iter()
+                        .map(|d| d.delete_shard(bucket, &data_dir)),
+                )
+                .await;
+            }
+            return Err(Error::Quorum(format!(
+                "{ok} of {n} drives committed shards; need {}",
+                self.write_quorum()
+            )));
+        }
+        Ok(Encoded {
             size,
-            etag: hex::encode(digest),
-            headers: opts.headers,
-            user_meta: opts.user_meta,
+            md5: digest,
             checksum,
-            layout: ErasureLayout {
-                k: self.k() as u8,
-                m: self.m() as u8,
-                stripe_size: stripe_size as u32,
-                shard_index: 0,
-                distribution: distribution.clone(),
-            },
-            data_dir: data_dir.clone(),
-            inline: None,
-        };
-        let previous = self.quorum_version(bucket, key, "null").await.ok();
+            data_dir,
+            inline: inline_shards,
+            committed,
+        })
+    }
+
+    /// Writes a version's records on the drives whose shards committed, then removes the
+    /// data of the version it replaced. Below a write quorum, everything written is undone.
+    pub(super) async fn commit_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        base: VersionRecord,
+        mut inline: Vec<Option<Vec<u8>>>,
+        committed: &[bool],
+    ) -> Result<VersionRecord> {
+        let distribution = base.layout.distribution.clone();
+        let n = self.drives.len();
+        let previous = self
+            .quorum_version(bucket, key, &base.version_id)
+            .await
+            .ok();
         let metas = join_all((0..n).map(|shard| {
             let pos = distribution[shard] as usize;
             let mut rec = base.clone();
             rec.layout.shard_index = shard as u8;
-            rec.inline = inline_shards[shard].take();
+            rec.inline = inline[shard].take();
             let ok = committed[shard];
             let drive = self.drives[pos].clone();
-            let (bucket, key) = (bucket.to_string(), key.to_string());
-            async move { ok && drive.put_version(&bucket, &key, &rec).await.is_ok() }
+            async move { ok && drive.put_version(bucket, key, &rec).await.is_ok() }
         }))
         .await;
         let written = metas.iter().filter(|ok| **ok).count();
@@ -198,13 +285,11 @@ impl ErasureSet {
             )));
         }
         if let Some((old, _)) = previous {
-            if !old.data_dir.is_empty() && old.data_dir != data_dir {
-                join_all(
-                    self.drives
-                        .iter()
-                        .map(|d| d.delete_shard(bucket, &old.data_dir)),
-                )
-                .await;
+            let keep = base.data_dirs();
+            for dir in old.data_dirs() {
+                if !keep.contains(&dir) {
+                    join_all(self.drives.iter().map(|d| d.delete_shard(bucket, &dir))).await;
+                }
             }
         }
         Ok(base)
@@ -230,8 +315,10 @@ impl ErasureSet {
         distribution: &[u8],
         written: &[bool],
     ) {
+        let dirs = rec.data_dirs();
         let undo = distribution.iter().zip(written).map(|(&pos, &w)| {
             let drive = self.drives[pos as usize].clone();
+            let dirs = dirs.clone();
             async move {
                 if w {
                     if let Ok(Some(cur)) = drive.get_version(bucket, key, &rec.version_id).await {
@@ -240,8 +327,8 @@ impl ErasureSet {
                         }
                     }
                 }
-                if !rec.data_dir.is_empty() {
-                    let _ = drive.delete_shard(bucket, &rec.data_dir).await;
+                for dir in dirs {
+                    let _ = drive.delete_shard(bucket, &dir).await;
                 }
             }
         });
@@ -261,8 +348,7 @@ impl ErasureSet {
         let mut dirs: Vec<String> = answers
             .into_iter()
             .filter_map(|a| a.ok().flatten())
-            .map(|r| r.data_dir)
-            .filter(|d| !d.is_empty())
+            .flat_map(|r| r.data_dirs())
             .collect();
         dirs.sort();
         dirs.dedup();

@@ -32,11 +32,13 @@ pub async fn check_formats(
         if let Ok(Some(f)) = f {
             match &deployment {
                 None => deployment = Some(f.deployment_id.clone()),
-                Some(d) if *d != f.deployment_id => return Err(SetupError::Foreign(format!(
+                Some(d) if *d != f.deployment_id => {
+                    return Err(SetupError::Foreign(format!(
                     "drive {} belongs to deployment {}, but other drives to {d}: refusing to start",
                     drives[pos].endpoint(),
                     f.deployment_id
-                ))),
+                )))
+                }
                 Some(_) => {}
             }
             if f.set != set || f.index as usize != pos {

@@ -179,6 +179,23 @@ impl From<object::Error> for S3Error {
                 "BucketNotEmpty",
                 "The bucket you tried to delete is not empty",
             ),
+            E::NoSuchUpload => Self::new(
+                StatusCode::NOT_FOUND,
+                "NoSuchUpload",
+                "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed.",
+            ),
+            E::InvalidPart(m) => Self::bad(
+                "InvalidPart",
+                format!("One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag: {m}"),
+            ),
+            E::InvalidPartOrder => Self::bad(
+                "InvalidPartOrder",
+                "The list of parts was not in ascending order. The parts list must be specified in order by part number.",
+            ),
+            E::EntityTooSmall(m) => Self::bad(
+                "EntityTooSmall",
+                format!("Your proposed upload is smaller than the minimum allowed object size: {m}"),
+            ),
             E::BadDigest => Self::bad(
                 "BadDigest",
                 "The Content-MD5 you specified did not match what we received.",

@@ -3,10 +3,11 @@
 
 pub mod body;
 mod bucket;
-pub mod checksum;
+pub use crate::checksum;
 pub mod chunked;
 pub mod error;
 mod list;
+mod multipart;
 pub mod names;
 mod object;
 pub mod router;
@@ -146,6 +147,20 @@ async fn dispatch(state: &S3State, req: Request) -> Dispatched {
         Endpoint::GetObject { bucket, key } => object::get(&ctx, &bucket, &key, false).await,
         Endpoint::HeadObject { bucket, key } => object::get(&ctx, &bucket, &key, true).await,
         Endpoint::DeleteObject { bucket, key } => object::delete(&ctx, &bucket, &key).await,
+        Endpoint::ListMultipartUploads { bucket } => multipart::list_uploads(&ctx, &bucket).await,
+        Endpoint::CreateMultipartUpload { bucket, key } => {
+            multipart::create(&ctx, &bucket, &key).await
+        }
+        Endpoint::UploadPart { bucket, key, copy } => {
+            multipart::upload_part(&ctx, &bucket, &key, copy, body).await
+        }
+        Endpoint::CompleteMultipartUpload { bucket, key } => {
+            multipart::complete(&ctx, &bucket, &key, body).await
+        }
+        Endpoint::AbortMultipartUpload { bucket, key } => {
+            multipart::abort(&ctx, &bucket, &key).await
+        }
+        Endpoint::ListParts { bucket, key } => multipart::list_parts(&ctx, &bucket, &key).await,
     };
     result.map(|r| (op, r)).map_err(|e| (op, e))
 }

@@ -16,7 +16,7 @@ use super::error::{S3Error, S3Result};
 use super::xml::{self, Xml};
 use super::{small_body, xml_response, Ctx};
 use crate::drive::VersionRecord;
-use crate::object::{BoxError, PutOptions};
+use crate::object::{BoxError, ObjectReader, PutOptions};
 
 /// Largest single PUT, as S3: 5 GiB.
 pub const MAX_PUT: u64 = 5 << 30;
@@ -81,13 +81,13 @@ fn check_put_length(ctx: &Ctx<'_>) -> S3Result<()> {
     }
 }
 
-fn set(h: &mut HeaderMap, name: &str, value: &str) {
+pub(super) fn set(h: &mut HeaderMap, name: &str, value: &str) {
     if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
         h.insert(n, v);
     }
 }
 
-fn stored_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+pub(super) fn stored_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for name in STORED_HEADERS {
         if let Some(v) = headers.get(*name).and_then(|v| v.to_str().ok()) {
@@ -109,7 +109,7 @@ fn stored_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     out
 }
 
-fn user_meta(headers: &HeaderMap) -> S3Result<BTreeMap<String, String>> {
+pub(super) fn user_meta(headers: &HeaderMap) -> S3Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let mut total = 0;
     for (name, value) in headers {
@@ -128,7 +128,7 @@ fn user_meta(headers: &HeaderMap) -> S3Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-fn content_md5(headers: &HeaderMap) -> S3Result<Option<[u8; 16]>> {
+pub(super) fn content_md5(headers: &HeaderMap) -> S3Result<Option<[u8; 16]>> {
     let Some(v) = headers.get("content-md5") else {
         return Ok(None);
     };
@@ -163,9 +163,10 @@ pub async fn get(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> S3Result
         );
         return Ok(r);
     }
-    let range = match ctx.header("range") {
-        Some(r) => parse_range(r, info.size)?,
-        None => None,
+    let range = match (ctx.query.get("partNumber"), ctx.header("range")) {
+        (Some(n), _) => Some(part_range(&info, n)?),
+        (None, Some(r)) => parse_range(r, info.size)?,
+        (None, None) => None,
     };
     let (start, end) = range.unwrap_or((0, info.size));
     let mut resp = if head {
@@ -176,6 +177,9 @@ pub async fn get(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> S3Result
     };
     let h = resp.headers_mut();
     object_headers(h, &info);
+    if ctx.query.contains_key("partNumber") && !info.parts.is_empty() {
+        set(h, "x-amz-mp-parts-count", &info.parts.len().to_string());
+    }
     set(h, "content-length", &(end - start).to_string());
     if range.is_some() {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
@@ -280,6 +284,33 @@ fn check_conditions(
     Ok(None)
 }
 
+/// The byte range of part `n` (`?partNumber=n`); a single PUT is one part.
+fn part_range(info: &VersionRecord, n: &str) -> S3Result<(u64, u64)> {
+    let invalid = || {
+        S3Error::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "InvalidPartNumber",
+            "The requested partnumber is not satisfiable",
+        )
+    };
+    let n: usize = n.parse().map_err(|_| {
+        S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
+    })?;
+    if info.parts.is_empty() {
+        return if n == 1 {
+            Ok((0, info.size))
+        } else {
+            Err(invalid())
+        };
+    }
+    let index = n
+        .checked_sub(1)
+        .filter(|i| *i < info.parts.len())
+        .ok_or_else(invalid)?;
+    let start: u64 = info.parts[..index].iter().map(|p| p.size).sum();
+    Ok((start, start + info.parts[index].size))
+}
+
 /// Parses a `Range` header against an object of `size` bytes: `Ok(None)` when the header is
 /// not a single byte range S3 honours (the whole object is sent), `InvalidRange` when the
 /// range is unsatisfiable. Returns `(start, end)` with `end` exclusive.
@@ -334,8 +365,8 @@ pub async fn delete(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `PUT /bucket/key` with `x-amz-copy-source`.
-pub async fn copy(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> {
+/// Resolves `x-amz-copy-source` (and its conditions) to a reader of the source object.
+pub(super) async fn open_copy_source(ctx: &Ctx<'_>) -> S3Result<(String, String, ObjectReader)> {
     let source = ctx.header("x-amz-copy-source").unwrap_or_default();
     let (src_path, version) = match source.split_once('?') {
         Some((p, q)) => (p, q.strip_prefix("versionId=")),
@@ -360,6 +391,18 @@ pub async fn copy(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> 
         })?;
     super::names::check_bucket(src_bucket)?;
     super::names::check_key(src_key)?;
+    let reader = ctx
+        .state
+        .set
+        .open_object(src_bucket, src_key)
+        .await
+        .map_err(|e| S3Error::from(e).with_resource(format!("/{src_bucket}/{src_key}")))?;
+    check_conditions(ctx, &reader.info, "x-amz-copy-source-")?;
+    Ok((src_bucket.to_string(), src_key.to_string(), reader))
+}
+
+/// `PUT /bucket/key` with `x-amz-copy-source`.
+pub async fn copy(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> {
     let directive = ctx.header("x-amz-metadata-directive").unwrap_or("COPY");
     let replace = match directive {
         "COPY" => false,
@@ -370,19 +413,13 @@ pub async fn copy(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> 
             )))
         }
     };
+    let (src_bucket, src_key, reader) = open_copy_source(ctx).await?;
     if src_bucket == bucket && src_key == key && !replace {
         return Err(S3Error::invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
-    let reader = ctx
-        .state
-        .set
-        .open_object(src_bucket, src_key)
-        .await
-        .map_err(|e| S3Error::from(e).with_resource(format!("/{src_bucket}/{src_key}")))?;
     let info = reader.info.clone();
-    check_conditions(ctx, &info, "x-amz-copy-source-")?;
     if info.size > MAX_PUT {
         return Err(S3Error::invalid_request(
             "The specified copy source is larger than the maximum allowable size for a copy source: 5368709120",

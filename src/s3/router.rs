@@ -39,6 +39,22 @@ pub enum Endpoint {
     HeadObject { bucket: String, key: String },
     /// `DELETE /bucket/key`
     DeleteObject { bucket: String, key: String },
+    /// `GET /bucket?uploads`
+    ListMultipartUploads { bucket: String },
+    /// `POST /bucket/key?uploads`
+    CreateMultipartUpload { bucket: String, key: String },
+    /// `PUT /bucket/key?partNumber&uploadId`, with or without `x-amz-copy-source`
+    UploadPart {
+        bucket: String,
+        key: String,
+        copy: bool,
+    },
+    /// `POST /bucket/key?uploadId`
+    CompleteMultipartUpload { bucket: String, key: String },
+    /// `DELETE /bucket/key?uploadId`
+    AbortMultipartUpload { bucket: String, key: String },
+    /// `GET /bucket/key?uploadId`
+    ListParts { bucket: String, key: String },
 }
 
 impl Endpoint {
@@ -53,6 +69,12 @@ impl Endpoint {
             | Endpoint::GetBucketVersioning { bucket }
             | Endpoint::ListObjects { bucket, .. }
             | Endpoint::DeleteObjects { bucket }
+            | Endpoint::ListMultipartUploads { bucket }
+            | Endpoint::CreateMultipartUpload { bucket, .. }
+            | Endpoint::UploadPart { bucket, .. }
+            | Endpoint::CompleteMultipartUpload { bucket, .. }
+            | Endpoint::AbortMultipartUpload { bucket, .. }
+            | Endpoint::ListParts { bucket, .. }
             | Endpoint::PutObject { bucket, .. }
             | Endpoint::CopyObject { bucket, .. }
             | Endpoint::GetObject { bucket, .. }
@@ -78,6 +100,13 @@ impl Endpoint {
             Endpoint::GetObject { .. } => "GetObject",
             Endpoint::HeadObject { .. } => "HeadObject",
             Endpoint::DeleteObject { .. } => "DeleteObject",
+            Endpoint::ListMultipartUploads { .. } => "ListMultipartUploads",
+            Endpoint::CreateMultipartUpload { .. } => "CreateMultipartUpload",
+            Endpoint::UploadPart { copy: false, .. } => "UploadPart",
+            Endpoint::UploadPart { copy: true, .. } => "UploadPartCopy",
+            Endpoint::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
+            Endpoint::AbortMultipartUpload { .. } => "AbortMultipartUpload",
+            Endpoint::ListParts { .. } => "ListParts",
         }
     }
 }
@@ -100,8 +129,6 @@ fn decode(s: &str) -> String {
 
 /// Object-level subresources that Tessera does not serve yet.
 const OBJECT_UNSUPPORTED: &[&str] = &[
-    "uploads",
-    "uploadId",
     "tagging",
     "acl",
     "attributes",
@@ -115,7 +142,6 @@ const OBJECT_UNSUPPORTED: &[&str] = &[
 
 /// Bucket-level subresources that Tessera does not serve yet.
 const BUCKET_UNSUPPORTED: &[&str] = &[
-    "uploads",
     "tagging",
     "acl",
     "policy",
@@ -180,6 +206,9 @@ pub fn route(
             Method::GET if query.contains_key("location") => {
                 Ok(Endpoint::GetBucketLocation { bucket })
             }
+            Method::GET if query.contains_key("uploads") => {
+                Ok(Endpoint::ListMultipartUploads { bucket })
+            }
             Method::GET if query.contains_key("versioning") => {
                 Ok(Endpoint::GetBucketVersioning { bucket })
             }
@@ -198,7 +227,23 @@ pub fn route(
     {
         return Err(S3Error::not_implemented(&format!("object ?{sub}")));
     }
+    if query.contains_key("uploadId") {
+        return match *method {
+            Method::PUT if query.contains_key("partNumber") => Ok(Endpoint::UploadPart {
+                bucket,
+                key,
+                copy: has_copy_source,
+            }),
+            Method::POST => Ok(Endpoint::CompleteMultipartUpload { bucket, key }),
+            Method::DELETE => Ok(Endpoint::AbortMultipartUpload { bucket, key }),
+            Method::GET => Ok(Endpoint::ListParts { bucket, key }),
+            _ => Err(method_not_allowed()),
+        };
+    }
     match *method {
+        Method::POST if query.contains_key("uploads") => {
+            Ok(Endpoint::CreateMultipartUpload { bucket, key })
+        }
         Method::PUT if has_copy_source => Ok(Endpoint::CopyObject { bucket, key }),
         Method::PUT => Ok(Endpoint::PutObject { bucket, key }),
         Method::GET => Ok(Endpoint::GetObject { bucket, key }),

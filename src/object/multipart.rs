@@ -1,0 +1,404 @@
+//! Multipart uploads: each part is erasure coded into its own shard files as it arrives; the
+//! upload and part records live on every drive; completion writes one version record that
+//! lists the parts, so the object replaces the key atomically.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+use md5::{Digest, Md5};
+
+use super::put::{BodyStream, PutOptions};
+use super::{now_ns, ErasureSet, Error, Result};
+use crate::drive::{PartRecord, PartRef, UploadRecord, VersionRecord};
+
+/// Smallest part but the last, as S3: 5 MiB.
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+
+/// A part named by CompleteMultipartUpload.
+#[derive(Debug, Clone)]
+pub struct CompletedPart {
+    /// Part number.
+    pub number: u32,
+    /// The ETag the client got for it (quotes allowed).
+    pub etag: String,
+}
+
+/// One page of ListMultipartUploads.
+#[derive(Debug, Default)]
+pub struct UploadsPage {
+    /// Uploads in (key, upload id) order.
+    pub uploads: Vec<UploadRecord>,
+    /// Common prefixes, when a delimiter was given.
+    pub prefixes: Vec<String>,
+    /// More follow.
+    pub truncated: bool,
+}
+
+impl ErasureSet {
+    /// Starts an upload and returns its id.
+    pub async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: PutOptions,
+        checksum_algorithm: Option<String>,
+    ) -> Result<String> {
+        self.get_bucket(bucket).await?;
+        let rec = UploadRecord {
+            upload_id: format!("{}", uuid::Uuid::new_v4().simple()),
+            key: key.to_string(),
+            initiated_ns: now_ns(),
+            headers: opts.headers,
+            user_meta: opts.user_meta,
+            checksum_algorithm,
+        };
+        let ok = join_all(self.drives.iter().map(|d| d.put_upload(bucket, &rec)))
+            .await
+            .into_iter()
+            .filter(|r| r.is_ok())
+            .count();
+        if ok < self.write_quorum() {
+            return Err(Error::Quorum(format!("upload record on {ok} drives")));
+        }
+        Ok(rec.upload_id)
+    }
+
+    /// The upload's record, by quorum.
+    pub async fn get_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadRecord> {
+        let answers = join_all(
+            self.drives
+                .iter()
+                .map(|d| d.get_upload(bucket, key, upload_id)),
+        )
+        .await;
+        let errors = answers.iter().filter(|a| a.is_err()).count();
+        let found: Vec<UploadRecord> = answers
+            .into_iter()
+            .filter_map(|a| a.ok().flatten())
+            .collect();
+        if found.len() >= self.read_quorum() {
+            return Ok(found[0].clone());
+        }
+        if found.is_empty() && errors <= self.m() {
+            return Err(Error::NoSuchUpload);
+        }
+        if !found.is_empty() && errors == 0 {
+            return Ok(found[0].clone());
+        }
+        Err(Error::Quorum(format!(
+            "upload {upload_id}: {} copies, {errors} drives failed",
+            found.len()
+        )))
+    }
+
+    /// Stores one part, replacing an earlier upload of the same number.
+    pub async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        opts: PutOptions,
+        body: BodyStream,
+    ) -> Result<PartRecord> {
+        self.get_upload(bucket, key, upload_id).await?;
+        let distribution = self.distribution(bucket, key);
+        let enc = self
+            .encode_body(
+                bucket,
+                &distribution,
+                body,
+                opts.content_md5,
+                opts.finish,
+                false,
+            )
+            .await?;
+        let base = PartRecord {
+            number,
+            size: enc.size,
+            etag: hex::encode(enc.md5),
+            mod_time_ns: now_ns(),
+            data_dir: enc.data_dir.clone(),
+            checksum: enc.checksum,
+            shard_index: 0,
+        };
+        let answers = join_all((0..self.drives.len()).map(|shard| {
+            let drive = self.drives[distribution[shard] as usize].clone();
+            let mut rec = base.clone();
+            rec.shard_index = shard as u8;
+            let ok = enc.committed[shard];
+            async move {
+                if ok {
+                    drive.put_part(bucket, key, upload_id, &rec).await.ok()
+                } else {
+                    None
+                }
+            }
+        }))
+        .await;
+        let written = answers.iter().filter(|a| a.is_some()).count();
+        let mut replaced: Vec<String> = answers
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|old| old.data_dir)
+            .filter(|d| *d != base.data_dir)
+            .collect();
+        replaced.sort();
+        replaced.dedup();
+        if written < self.write_quorum() {
+            join_all(
+                self.drives
+                    .iter()
+                    .map(|d| d.delete_shard(bucket, &base.data_dir)),
+            )
+            .await;
+            return Err(Error::Quorum(format!(
+                "part {number} recorded on {written} drives"
+            )));
+        }
+        for dir in replaced {
+            join_all(self.drives.iter().map(|d| d.delete_shard(bucket, &dir))).await;
+        }
+        Ok(base)
+    }
+
+    /// The parts of an upload that a read quorum of drives holds, by number (the newest
+    /// upload of each number).
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<PartRecord>> {
+        self.get_upload(bucket, key, upload_id).await?;
+        let answers = join_all(
+            self.drives
+                .iter()
+                .map(|d| d.list_parts(bucket, key, upload_id)),
+        )
+        .await;
+        let mut seen: BTreeMap<(u32, String), (PartRecord, usize)> = BTreeMap::new();
+        for rec in answers.into_iter().flatten().flatten() {
+            seen.entry((rec.number, rec.data_dir.clone()))
+                .or_insert((rec, 0))
+                .1 += 1;
+        }
+        let mut best: BTreeMap<u32, PartRecord> = BTreeMap::new();
+        for (rec, count) in seen.into_values() {
+            if count < self.read_quorum() {
+                continue;
+            }
+            match best.get(&rec.number) {
+                Some(b) if b.mod_time_ns >= rec.mod_time_ns => {}
+                _ => {
+                    best.insert(rec.number, rec);
+                }
+            }
+        }
+        Ok(best.into_values().collect())
+    }
+
+    /// Completes an upload from the named parts. Completing an upload that already completed
+    /// into the current version answers that version again, as S3 does.
+    pub async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        requested: &[CompletedPart],
+    ) -> Result<VersionRecord> {
+        let upload = match self.get_upload(bucket, key, upload_id).await {
+            Err(Error::NoSuchUpload) => {
+                return match self.quorum_version(bucket, key, "null").await {
+                    Ok((v, _)) if v.upload_id.as_deref() == Some(upload_id) => Ok(v),
+                    _ => Err(Error::NoSuchUpload),
+                };
+            }
+            other => other?,
+        };
+        let parts = self.list_parts(bucket, key, upload_id).await?;
+        let by_number: BTreeMap<u32, &PartRecord> = parts.iter().map(|p| (p.number, p)).collect();
+        let mut chosen: Vec<&PartRecord> = Vec::with_capacity(requested.len());
+        let mut last = 0u32;
+        for want in requested {
+            if want.number <= last {
+                return Err(Error::InvalidPartOrder);
+            }
+            last = want.number;
+            let etag = want.etag.trim().trim_matches('"');
+            match by_number.get(&want.number) {
+                Some(p) if p.etag == etag => chosen.push(p),
+                _ => return Err(Error::InvalidPart(format!("part {}", want.number))),
+            }
+        }
+        if let Some((_, init)) = chosen.split_last() {
+            if let Some(small) = init.iter().find(|p| p.size < MIN_PART_SIZE) {
+                return Err(Error::EntityTooSmall(format!(
+                    "part {} is {} bytes; every part but the last must be at least 5 MiB",
+                    small.number, small.size
+                )));
+            }
+        }
+        let mut md5s = Md5::new();
+        for p in &chosen {
+            let raw = hex::decode(&p.etag).map_err(|e| Error::Internal(e.to_string()))?;
+            md5s.update(&raw);
+        }
+        let checksum = composite_checksum(upload.checksum_algorithm.as_deref(), &chosen);
+        let distribution = self.distribution(bucket, key);
+        let rec = VersionRecord {
+            version_id: "null".into(),
+            mod_time_ns: now_ns(),
+            size: chosen.iter().map(|p| p.size).sum(),
+            etag: format!("{}-{}", hex::encode(md5s.finalize()), chosen.len()),
+            headers: upload.headers.clone(),
+            user_meta: upload.user_meta.clone(),
+            checksum,
+            layout: self.layout(&distribution),
+            data_dir: String::new(),
+            inline: None,
+            parts: chosen
+                .iter()
+                .map(|p| PartRef {
+                    number: p.number,
+                    size: p.size,
+                    data_dir: p.data_dir.clone(),
+                    etag: p.etag.clone(),
+                })
+                .collect(),
+            upload_id: Some(upload_id.to_string()),
+        };
+        let n = self.drives.len();
+        let rec = self
+            .commit_version(bucket, key, rec, vec![None; n], &vec![true; n])
+            .await?;
+        // The upload is done: its records go, and so do the parts it did not use.
+        join_all(
+            self.drives
+                .iter()
+                .map(|d| d.delete_upload(bucket, key, upload_id)),
+        )
+        .await;
+        let used: Vec<&str> = rec.parts.iter().map(|p| p.data_dir.as_str()).collect();
+        for p in parts
+            .iter()
+            .filter(|p| !used.contains(&p.data_dir.as_str()))
+        {
+            join_all(
+                self.drives
+                    .iter()
+                    .map(|d| d.delete_shard(bucket, &p.data_dir)),
+            )
+            .await;
+        }
+        Ok(rec)
+    }
+
+    /// Aborts an upload: its parts' shard files and its records go.
+    pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        self.get_upload(bucket, key, upload_id).await?;
+        let lists = join_all(
+            self.drives
+                .iter()
+                .map(|d| d.list_parts(bucket, key, upload_id)),
+        )
+        .await;
+        let mut dirs: Vec<String> = lists
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|p| p.data_dir)
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        let ok = join_all(
+            self.drives
+                .iter()
+                .map(|d| d.delete_upload(bucket, key, upload_id)),
+        )
+        .await
+        .into_iter()
+        .filter(|r| r.is_ok())
+        .count();
+        for dir in dirs {
+            join_all(self.drives.iter().map(|d| d.delete_shard(bucket, &dir))).await;
+        }
+        if ok < self.write_quorum() {
+            return Err(Error::Quorum(format!("abort reached {ok} drives")));
+        }
+        Ok(())
+    }
+
+    /// Uploads in progress, merged from every drive, with prefix and delimiter folding.
+    pub async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: (&str, &str),
+        max: usize,
+    ) -> Result<UploadsPage> {
+        self.get_bucket(bucket).await?;
+        // Uploads are few; each drive lists a bounded window and the set merges them.
+        let window = (max + 1).max(1000);
+        let answers = join_all(
+            self.drives
+                .iter()
+                .map(|d| d.list_uploads(bucket, prefix, after, window)),
+        )
+        .await;
+        let mut merged: BTreeMap<(String, String), (UploadRecord, usize)> = BTreeMap::new();
+        for rec in answers.into_iter().flatten().flatten() {
+            merged
+                .entry((rec.key.clone(), rec.upload_id.clone()))
+                .or_insert((rec, 0))
+                .1 += 1;
+        }
+        let mut page = UploadsPage::default();
+        for ((key, _), (rec, count)) in merged {
+            if count < self.read_quorum() {
+                continue;
+            }
+            if page.uploads.len() + page.prefixes.len() >= max {
+                page.truncated = true;
+                break;
+            }
+            if let Some(d) = delimiter.filter(|d| !d.is_empty()) {
+                if let Some(pos) = key[prefix.len()..].find(d) {
+                    let cp = key[..prefix.len() + pos + d.len()].to_string();
+                    if page.prefixes.last() != Some(&cp) {
+                        page.prefixes.push(cp);
+                    }
+                    continue;
+                }
+            }
+            page.uploads.push(rec);
+        }
+        Ok(page)
+    }
+}
+
+/// The composite checksum of a multipart object: the checksum of the parts' binary checksums,
+/// then `-N`. `None` when the upload asked for none or a part lacks one.
+fn composite_checksum(algorithm: Option<&str>, parts: &[&PartRecord]) -> Option<(String, String)> {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    let alg = crate::checksum::ChecksumAlgorithm::from_name(algorithm?)?;
+    let mut h = alg.hasher();
+    for p in parts {
+        let (a, v) = p.checksum.as_ref()?;
+        if !a.eq_ignore_ascii_case(alg.as_str()) {
+            return None;
+        }
+        h.update(&STANDARD.decode(v).ok()?);
+    }
+    Some((
+        alg.as_str().to_string(),
+        format!("{}-{}", h.finish(), parts.len()),
+    ))
+}

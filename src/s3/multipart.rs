@@ -1,0 +1,347 @@
+//! Multipart uploads: CreateMultipartUpload, UploadPart, UploadPartCopy,
+//! CompleteMultipartUpload, AbortMultipartUpload, ListParts, ListMultipartUploads.
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+
+use super::body;
+use super::checksum::ChecksumAlgorithm;
+use super::error::{S3Error, S3Result};
+use super::object::{
+    content_md5, open_copy_source, parse_range, set, stored_headers, user_meta, MAX_PUT,
+};
+use super::xml::{self, Xml};
+use super::{small_body, xml_response, Ctx};
+use crate::object::{BoxError, CompletedPart, PutOptions};
+
+const MAX_PART_NUMBER: u32 = 10_000;
+
+fn upload_id(ctx: &Ctx<'_>) -> S3Result<String> {
+    ctx.query
+        .get("uploadId")
+        .filter(|u| !u.is_empty())
+        .cloned()
+        .ok_or_else(|| S3Error::invalid_argument("uploadId is required"))
+}
+
+/// `POST /bucket/key?uploads`.
+pub async fn create(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> {
+    let algorithm = match ctx.header("x-amz-checksum-algorithm") {
+        Some(a) => Some(
+            ChecksumAlgorithm::from_name(a)
+                .ok_or_else(|| {
+                    S3Error::invalid_argument(format!("Unsupported checksum algorithm {a}"))
+                })?
+                .as_str()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let opts = PutOptions {
+        headers: stored_headers(ctx.headers),
+        user_meta: user_meta(ctx.headers)?,
+        ..Default::default()
+    };
+    let id = ctx
+        .state
+        .set
+        .create_upload(bucket, key, opts, algorithm.clone())
+        .await?;
+    let mut x = Xml::new();
+    x.root("InitiateMultipartUploadResult");
+    x.elem("Bucket", bucket);
+    x.elem("Key", key);
+    x.elem("UploadId", &id);
+    x.close("InitiateMultipartUploadResult");
+    let mut resp = xml_response(x.finish());
+    if let Some(a) = algorithm {
+        set(resp.headers_mut(), "x-amz-checksum-algorithm", &a);
+        set(resp.headers_mut(), "x-amz-checksum-type", "COMPOSITE");
+    }
+    Ok(resp)
+}
+
+fn part_number(ctx: &Ctx<'_>) -> S3Result<u32> {
+    ctx.query
+        .get("partNumber")
+        .and_then(|n| n.parse::<u32>().ok())
+        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
+        .ok_or_else(|| {
+            S3Error::invalid_argument(
+                "Part number must be an integer between 1 and 10000, inclusive",
+            )
+        })
+}
+
+/// `PUT /bucket/key?partNumber&uploadId`, the body or a copy source range being the part.
+pub async fn upload_part(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    copy: bool,
+    body: Body,
+) -> S3Result<Response> {
+    let number = part_number(ctx)?;
+    let id = upload_id(ctx)?;
+    if copy {
+        return upload_part_copy(ctx, bucket, key, &id, number).await;
+    }
+    let declared = ctx
+        .header("x-amz-decoded-content-length")
+        .or_else(|| ctx.header("content-length"))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_PUT) {
+        return Err(S3Error::bad(
+            "EntityTooLarge",
+            "Your proposed upload exceeds the maximum allowed size.",
+        ));
+    }
+    let (stream, slot) = body::request_body(body, ctx.headers, ctx.auth)?;
+    let opts = PutOptions {
+        content_md5: content_md5(ctx.headers)?,
+        finish: Some(Box::new(move || {
+            Ok(slot.lock().ok().and_then(|mut s| s.take()))
+        })),
+        ..Default::default()
+    };
+    let part = ctx
+        .state
+        .set
+        .upload_part(bucket, key, &id, number, opts, stream)
+        .await?;
+    let mut resp = StatusCode::OK.into_response();
+    set(resp.headers_mut(), "etag", &format!("\"{}\"", part.etag));
+    if let Some((alg, v)) = &part.checksum {
+        set(
+            resp.headers_mut(),
+            &format!("x-amz-checksum-{}", alg.to_ascii_lowercase()),
+            v,
+        );
+    }
+    Ok(resp)
+}
+
+async fn upload_part_copy(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    id: &str,
+    number: u32,
+) -> S3Result<Response> {
+    let (_, _, reader) = open_copy_source(ctx).await?;
+    let size = reader.info.size;
+    let (start, end) = match ctx.header("x-amz-copy-source-range") {
+        Some(r) => match parse_range(r, size) {
+            Ok(Some(range)) => range,
+            _ => {
+                return Err(S3Error::invalid_argument(
+                    "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+                ))
+            }
+        },
+        None => (0, size),
+    };
+    if end - start > MAX_PUT {
+        return Err(S3Error::bad("EntityTooLarge", "The part exceeds 5 GiB."));
+    }
+    let data = reader
+        .stream(start, end)
+        .await?
+        .map(|r| r.map_err(|e| Box::new(e) as BoxError))
+        .boxed();
+    let part = ctx
+        .state
+        .set
+        .upload_part(bucket, key, id, number, PutOptions::default(), data)
+        .await?;
+    let mut x = Xml::new();
+    x.root("CopyPartResult");
+    x.elem("LastModified", &xml::timestamp(part.mod_time_ns));
+    x.elem("ETag", &format!("\"{}\"", part.etag));
+    x.close("CopyPartResult");
+    Ok(xml_response(x.finish()))
+}
+
+#[derive(Deserialize)]
+struct CompleteRequest {
+    #[serde(rename = "Part", default)]
+    parts: Vec<CompleteEntry>,
+}
+
+#[derive(Deserialize)]
+struct CompleteEntry {
+    #[serde(rename = "PartNumber")]
+    number: u32,
+    #[serde(rename = "ETag")]
+    etag: String,
+}
+
+/// `POST /bucket/key?uploadId`.
+pub async fn complete(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3Result<Response> {
+    let id = upload_id(ctx)?;
+    let raw = small_body(ctx, body, 4 << 20).await?;
+    let req: CompleteRequest = xml::parse(&raw)?;
+    if req.parts.is_empty() || req.parts.len() > MAX_PART_NUMBER as usize {
+        return Err(S3Error::malformed_xml());
+    }
+    let parts: Vec<CompletedPart> = req
+        .parts
+        .into_iter()
+        .map(|p| CompletedPart {
+            number: p.number,
+            etag: p.etag,
+        })
+        .collect();
+    let rec = ctx
+        .state
+        .set
+        .complete_upload(bucket, key, &id, &parts)
+        .await?;
+    let host = ctx.header("host").unwrap_or("localhost");
+    let mut x = Xml::new();
+    x.root("CompleteMultipartUploadResult");
+    x.elem("Location", &format!("http://{host}/{bucket}/{key}"));
+    x.elem("Bucket", bucket);
+    x.elem("Key", key);
+    x.elem("ETag", &format!("\"{}\"", rec.etag));
+    if let Some((alg, v)) = &rec.checksum {
+        x.elem(&format!("Checksum{}", alg.to_ascii_uppercase()), v);
+        x.elem("ChecksumType", "COMPOSITE");
+    }
+    x.close("CompleteMultipartUploadResult");
+    Ok(xml_response(x.finish()))
+}
+
+/// `DELETE /bucket/key?uploadId`.
+pub async fn abort(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> {
+    let id = upload_id(ctx)?;
+    ctx.state.set.abort_upload(bucket, key, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn bounded(ctx: &Ctx<'_>, name: &str) -> S3Result<usize> {
+    match ctx.query.get(name) {
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(|n| n.min(1000) as usize)
+            .ok_or_else(|| S3Error::invalid_argument(format!("Invalid {name}"))),
+        None => Ok(1000),
+    }
+}
+
+/// `GET /bucket/key?uploadId`.
+pub async fn list_parts(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> {
+    let id = upload_id(ctx)?;
+    let max = bounded(ctx, "max-parts")?;
+    let marker: u32 = match ctx.query.get("part-number-marker") {
+        Some(m) => m
+            .parse()
+            .map_err(|_| S3Error::invalid_argument("Invalid part-number-marker"))?,
+        None => 0,
+    };
+    let parts = ctx.state.set.list_parts(bucket, key, &id).await?;
+    let after: Vec<_> = parts.into_iter().filter(|p| p.number > marker).collect();
+    let truncated = after.len() > max;
+    let page = &after[..after.len().min(max)];
+    let mut x = Xml::new();
+    x.root("ListPartsResult");
+    x.elem("Bucket", bucket);
+    x.elem("Key", key);
+    x.elem("UploadId", &id);
+    x.elem("PartNumberMarker", &marker.to_string());
+    if let Some(last) = page.last() {
+        x.elem("NextPartNumberMarker", &last.number.to_string());
+    }
+    x.elem("MaxParts", &max.to_string());
+    x.elem("IsTruncated", if truncated { "true" } else { "false" });
+    for p in page {
+        x.open("Part");
+        x.elem("PartNumber", &p.number.to_string());
+        x.elem("LastModified", &xml::timestamp(p.mod_time_ns));
+        x.elem("ETag", &format!("\"{}\"", p.etag));
+        x.elem("Size", &p.size.to_string());
+        if let Some((alg, v)) = &p.checksum {
+            x.elem(&format!("Checksum{}", alg.to_ascii_uppercase()), v);
+        }
+        x.close("Part");
+    }
+    owner(&mut x, "Initiator", &ctx.auth.access_key);
+    owner(&mut x, "Owner", &ctx.auth.access_key);
+    x.elem("StorageClass", "STANDARD");
+    x.close("ListPartsResult");
+    Ok(xml_response(x.finish()))
+}
+
+fn owner(x: &mut Xml, tag: &str, id: &str) {
+    x.open(tag);
+    x.elem("ID", id);
+    x.elem("DisplayName", id);
+    x.close(tag);
+}
+
+/// `GET /bucket?uploads`.
+pub async fn list_uploads(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
+    let q = ctx.query;
+    let prefix = q.get("prefix").cloned().unwrap_or_default();
+    let delimiter = q.get("delimiter").cloned().filter(|d| !d.is_empty());
+    let key_marker = q.get("key-marker").cloned().unwrap_or_default();
+    let upload_marker = q.get("upload-id-marker").cloned().unwrap_or_default();
+    let max = bounded(ctx, "max-uploads")?;
+    // With only a key marker, every upload of that key is skipped.
+    let after_upload = if upload_marker.is_empty() && !key_marker.is_empty() {
+        "\u{10FFFF}".to_string()
+    } else {
+        upload_marker.clone()
+    };
+    let page = ctx
+        .state
+        .set
+        .list_uploads(
+            bucket,
+            &prefix,
+            delimiter.as_deref(),
+            (&key_marker, &after_upload),
+            max,
+        )
+        .await?;
+    let mut x = Xml::new();
+    x.root("ListMultipartUploadsResult");
+    x.elem("Bucket", bucket);
+    x.elem("KeyMarker", &key_marker);
+    x.elem("UploadIdMarker", &upload_marker);
+    if let Some(last) = page.uploads.last().filter(|_| page.truncated) {
+        x.elem("NextKeyMarker", &last.key);
+        x.elem("NextUploadIdMarker", &last.upload_id);
+    }
+    if let Some(d) = &delimiter {
+        x.elem("Delimiter", d);
+    }
+    x.elem("Prefix", &prefix);
+    x.elem("MaxUploads", &max.to_string());
+    x.elem("IsTruncated", if page.truncated { "true" } else { "false" });
+    for u in &page.uploads {
+        x.open("Upload");
+        x.elem("Key", &u.key);
+        x.elem("UploadId", &u.upload_id);
+        owner(&mut x, "Initiator", &ctx.auth.access_key);
+        owner(&mut x, "Owner", &ctx.auth.access_key);
+        x.elem("StorageClass", "STANDARD");
+        x.elem("Initiated", &xml::timestamp(u.initiated_ns));
+        if let Some(a) = &u.checksum_algorithm {
+            x.elem("ChecksumAlgorithm", a);
+        }
+        x.close("Upload");
+    }
+    for p in &page.prefixes {
+        x.open("CommonPrefixes");
+        x.elem("Prefix", p);
+        x.close("CommonPrefixes");
+    }
+    x.close("ListMultipartUploadsResult");
+    Ok(xml_response(x.finish()))
+}

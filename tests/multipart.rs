@@ -1,0 +1,390 @@
+//! Multipart uploads through aws-sdk-s3: parts erasure coded as they arrive, completion,
+//! the S3 errors of bad completions, abort freeing shards, listing, part copies.
+
+mod common;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use common::{code, data, TestServer};
+use md5::Digest;
+
+const MIB: usize = 1 << 20;
+
+fn server() -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(&dir.path().join("data"), &[]);
+    (dir, s)
+}
+
+fn shard_file_count(data: &std::path::Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![data.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.components().any(|c| c.as_os_str() == "shards") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+async fn upload(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    id: &str,
+    n: i32,
+    body: Vec<u8>,
+) -> CompletedPart {
+    let r = c
+        .upload_part()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(id)
+        .part_number(n)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("part {n}: {e:?}"));
+    CompletedPart::builder()
+        .part_number(n)
+        .e_tag(r.e_tag().unwrap())
+        .build()
+}
+
+async fn get(c: &aws_sdk_s3::Client, b: &str, k: &str, range: Option<&str>) -> Vec<u8> {
+    let mut req = c.get_object().bucket(b).key(k);
+    if let Some(r) = range {
+        req = req.range(r);
+    }
+    req.send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn upload_complete_read_and_replace() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("mpu").send().await.unwrap();
+    let bodies = [data(5 * MIB, 1), data(5 * MIB + 17, 2), data(MIB + 3, 3)];
+    let created = c
+        .create_multipart_upload()
+        .bucket("mpu")
+        .key("dir/big.bin")
+        .content_type("application/zip")
+        .metadata("who", "test")
+        .send()
+        .await
+        .unwrap();
+    let id = created.upload_id().unwrap().to_string();
+    // Parts arrive concurrently and out of order.
+    let (p3, p1, p2) = tokio::join!(
+        upload(&c, "mpu", "dir/big.bin", &id, 3, bodies[2].clone()),
+        upload(&c, "mpu", "dir/big.bin", &id, 1, bodies[0].clone()),
+        upload(&c, "mpu", "dir/big.bin", &id, 2, bodies[1].clone()),
+    );
+    let listed = c
+        .list_parts()
+        .bucket("mpu")
+        .key("dir/big.bin")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let numbers: Vec<i32> = listed
+        .parts()
+        .iter()
+        .map(|p| p.part_number().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3]);
+    assert_eq!(listed.parts()[1].size(), Some((5 * MIB + 17) as i64));
+    let uploads = c
+        .list_multipart_uploads()
+        .bucket("mpu")
+        .prefix("dir/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploads.uploads().len(), 1);
+    assert_eq!(uploads.uploads()[0].upload_id(), Some(id.as_str()));
+
+    let done = c
+        .complete_multipart_upload()
+        .bucket("mpu")
+        .key("dir/big.bin")
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(vec![p1.clone(), p2.clone(), p3.clone()]))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut md5s = md5::Md5::new();
+    for b in &bodies {
+        md5s.update(md5::Md5::digest(b));
+    }
+    let want_etag = format!("\"{}-3\"", hex::encode(md5s.finalize()));
+    assert_eq!(done.e_tag(), Some(want_etag.as_str()));
+    let whole: Vec<u8> = bodies.concat();
+    assert!(get(&c, "mpu", "dir/big.bin", None).await == whole);
+    // A range across the boundary of parts 1 and 2, and one inside part 3.
+    let lo = 5 * MIB - 100;
+    assert!(
+        get(
+            &c,
+            "mpu",
+            "dir/big.bin",
+            Some(&format!("bytes={lo}-{}", lo + 299))
+        )
+        .await
+            == whole[lo..lo + 300]
+    );
+    assert!(get(&c, "mpu", "dir/big.bin", Some("bytes=-10")).await == whole[whole.len() - 10..]);
+    let h = c
+        .head_object()
+        .bucket("mpu")
+        .key("dir/big.bin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.content_length(), Some(whole.len() as i64));
+    assert_eq!(h.content_type(), Some("application/zip"));
+    assert_eq!(
+        h.metadata().unwrap().get("who").map(String::as_str),
+        Some("test")
+    );
+    let part2 = c
+        .get_object()
+        .bucket("mpu")
+        .key("dir/big.bin")
+        .part_number(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part2.parts_count(), Some(3));
+    assert!(part2.body.collect().await.unwrap().into_bytes()[..] == bodies[1][..]);
+    // The upload is gone from the listing; completing it again answers the same object.
+    let uploads = c
+        .list_multipart_uploads()
+        .bucket("mpu")
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty());
+    let again = c
+        .complete_multipart_upload()
+        .bucket("mpu")
+        .key("dir/big.bin")
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(vec![p1, p2, p3]))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.e_tag(), Some(want_etag.as_str()));
+    // Replacing the object by a single PUT frees every part's shards.
+    let before = shard_file_count(&s.data);
+    assert!(before >= 18, "3 parts x 6 drives, found {before}");
+    c.put_object()
+        .bucket("mpu")
+        .key("dir/big.bin")
+        .body(ByteStream::from_static(b"small"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shard_file_count(&s.data), 0);
+    assert_eq!(get(&c, "mpu", "dir/big.bin", None).await, b"small");
+}
+
+#[tokio::test]
+async fn bad_completions_and_abort() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("mpu").send().await.unwrap();
+    let id = c
+        .create_multipart_upload()
+        .bucket("mpu")
+        .key("k")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    let p1 = upload(&c, "mpu", "k", &id, 1, data(MIB, 1)).await;
+    let p2 = upload(&c, "mpu", "k", &id, 2, data(MIB, 2)).await;
+    let complete = |parts: Vec<CompletedPart>| {
+        c.complete_multipart_upload()
+            .bucket("mpu")
+            .key("k")
+            .upload_id(&id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+    };
+    let e = complete(vec![p1.clone(), p2.clone()]).await.unwrap_err();
+    assert_eq!(code(&e), "EntityTooSmall");
+    let e = complete(vec![p2.clone(), p1.clone()]).await.unwrap_err();
+    assert_eq!(code(&e), "InvalidPartOrder");
+    let wrong = CompletedPart::builder()
+        .part_number(1)
+        .e_tag("\"0123456789abcdef0123456789abcdef\"")
+        .build();
+    let e = complete(vec![wrong]).await.unwrap_err();
+    assert_eq!(code(&e), "InvalidPart");
+    let missing = CompletedPart::builder()
+        .part_number(7)
+        .e_tag(p1.e_tag().unwrap())
+        .build();
+    let e = complete(vec![missing]).await.unwrap_err();
+    assert_eq!(code(&e), "InvalidPart");
+    let e = c
+        .upload_part()
+        .bucket("mpu")
+        .key("k")
+        .upload_id(&id)
+        .part_number(10001)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidArgument");
+    // Re-uploading a part replaces it and frees the old shards.
+    let before = shard_file_count(&s.data);
+    upload(&c, "mpu", "k", &id, 2, data(MIB, 3)).await;
+    assert_eq!(shard_file_count(&s.data), before);
+    // A single small part is a valid object.
+    c.abort_multipart_upload()
+        .bucket("mpu")
+        .key("k")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shard_file_count(&s.data), 0, "abort frees every part");
+    let e = complete(vec![p1]).await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    let e = c
+        .list_parts()
+        .bucket("mpu")
+        .key("k")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    let e = c
+        .abort_multipart_upload()
+        .bucket("mpu")
+        .key("k")
+        .upload_id("nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+    let e = c
+        .head_object()
+        .bucket("mpu")
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(common::status(&e), 404);
+}
+
+#[tokio::test]
+async fn part_copy_and_checksums() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("mpu").send().await.unwrap();
+    let src = data(7 * MIB, 11);
+    c.put_object()
+        .bucket("mpu")
+        .key("src")
+        .body(ByteStream::from(src.clone()))
+        .send()
+        .await
+        .unwrap();
+    let id = c
+        .create_multipart_upload()
+        .bucket("mpu")
+        .key("assembled")
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    let copied = c
+        .upload_part_copy()
+        .bucket("mpu")
+        .key("assembled")
+        .upload_id(&id)
+        .part_number(1)
+        .copy_source("mpu/src")
+        .copy_source_range(format!("bytes=0-{}", 5 * MIB - 1))
+        .send()
+        .await
+        .unwrap();
+    let e1 = copied
+        .copy_part_result()
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_string();
+    let tail = data(1000, 12);
+    let p2 = c
+        .upload_part()
+        .bucket("mpu")
+        .key("assembled")
+        .upload_id(&id)
+        .part_number(2)
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .body(ByteStream::from(tail.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert!(p2.checksum_crc32().is_some());
+    c.complete_multipart_upload()
+        .bucket("mpu")
+        .key("assembled")
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(CompletedPart::builder().part_number(1).e_tag(e1).build())
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(2)
+                        .e_tag(p2.e_tag().unwrap())
+                        .checksum_crc32(p2.checksum_crc32().unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = get(&c, "mpu", "assembled", None).await;
+    assert!(got[..5 * MIB] == src[..5 * MIB]);
+    assert!(got[5 * MIB..] == tail[..]);
+}
