@@ -59,6 +59,61 @@ impl LocalDrive {
             .join(data_dir)
     }
 
+    /// Every version of up to `limit` keys of `bucket` under `prefix`, strictly after `after`.
+    async fn scan_keys(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<VersionRecord>)>, DriveError> {
+        let mut base = bucket.as_bytes().to_vec();
+        base.push(0);
+        let mut prefix_full = base.clone();
+        prefix_full.extend_from_slice(prefix.as_bytes());
+        let mut start = prefix_full.clone();
+        let mut after_full = base.clone();
+        after_full.extend_from_slice(after);
+        if !after.is_empty() && after_full >= start {
+            // The first key strictly after `after`: `after \0` would be that key's own
+            // records, so skip them by seeking to `after \1`.
+            start = after_full;
+            start.push(1);
+        }
+        self.blocking(move |db| {
+            let iter = db.iterator_cf(
+                cf(db, CF_OBJECTS)?,
+                IteratorMode::From(&start, rocksdb::Direction::Forward),
+            );
+            let mut out: Vec<(String, Vec<VersionRecord>)> = Vec::new();
+            for item in iter {
+                let (k, v) = item.map_err(db_err)?;
+                if !k.starts_with(&prefix_full) {
+                    break;
+                }
+                let rest = &k[base.len()..];
+                let Some(nul) = rest.iter().position(|&b| b == 0) else {
+                    continue;
+                };
+                let key = &rest[..nul];
+                match out.last_mut() {
+                    Some((last, versions)) if last.as_bytes() == key => {
+                        versions.push(record::decode(&v)?);
+                    }
+                    _ => {
+                        if out.len() >= limit {
+                            break;
+                        }
+                        let key = String::from_utf8_lossy(key).into_owned();
+                        out.push((key, vec![record::decode(&v)?]));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn blocking<T, F>(&self, f: F) -> Result<T, DriveError>
     where
         T: Send + 'static,
@@ -69,6 +124,13 @@ impl LocalDrive {
             .await
             .map_err(|e| DriveError::Db(format!("task: {e}")))?
     }
+}
+
+/// The newest of a key's versions: latest modification time, then version id.
+pub fn newest(versions: Vec<VersionRecord>) -> Option<VersionRecord> {
+    versions
+        .into_iter()
+        .max_by(|a, b| (a.mod_time_ns, &a.version_id).cmp(&(b.mod_time_ns, &b.version_id)))
 }
 
 fn db_err(e: rocksdb::Error) -> DriveError {
@@ -339,46 +401,41 @@ impl Drive for LocalDrive {
         after: &[u8],
         limit: usize,
     ) -> Result<Vec<(String, VersionRecord)>, DriveError> {
-        let mut base = bucket.as_bytes().to_vec();
-        base.push(0);
-        let mut start = base.clone();
-        start.extend_from_slice(prefix.as_bytes());
-        let mut after_full = base.clone();
-        after_full.extend_from_slice(after);
-        if !after.is_empty() && after_full >= start {
-            // The first key strictly after `after`: `after \0` would be that key's own
-            // records, so skip them by seeking to `after \1`.
-            start = after_full;
-            start.push(1);
-        }
-        let prefix_full = {
-            let mut p = base.clone();
-            p.extend_from_slice(prefix.as_bytes());
-            p
-        };
+        let keys = self.scan_keys(bucket, prefix, after, limit).await?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|(k, versions)| newest(versions).map(|v| (k, v)))
+            .collect())
+    }
+
+    async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<VersionRecord>)>, DriveError> {
+        self.scan_keys(bucket, prefix, after, limit).await
+    }
+
+    async fn key_versions(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<VersionRecord>, DriveError> {
+        let prefix = object_key(bucket, key, "");
         self.blocking(move |db| {
+            let mut out = Vec::new();
             let iter = db.iterator_cf(
                 cf(db, CF_OBJECTS)?,
-                IteratorMode::From(&start, rocksdb::Direction::Forward),
+                IteratorMode::From(&prefix, rocksdb::Direction::Forward),
             );
-            let mut out: Vec<(String, VersionRecord)> = Vec::new();
             for item in iter {
                 let (k, v) = item.map_err(db_err)?;
-                if !k.starts_with(&prefix_full) {
+                if !k.starts_with(&prefix) {
                     break;
                 }
-                let rest = &k[base.len()..];
-                let Some(nul) = rest.iter().position(|&b| b == 0) else {
-                    continue;
-                };
-                let key = String::from_utf8_lossy(&rest[..nul]).into_owned();
-                if out.last().is_some_and(|(last, _)| *last == key) {
-                    continue;
-                }
-                if out.len() >= limit {
-                    break;
-                }
-                out.push((key, record::decode(&v)?));
+                out.push(record::decode(&v)?);
             }
             Ok(out)
         })
@@ -606,6 +663,8 @@ mod tests {
             inline: Some(b"abc".to_vec()),
             parts: Vec::new(),
             upload_id: None,
+            delete_marker: false,
+            tags: Default::default(),
         }
     }
 

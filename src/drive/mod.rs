@@ -7,7 +7,7 @@ pub mod record;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use local::LocalDrive;
+pub use local::{newest, LocalDrive};
 pub use record::{
     BucketRecord, ErasureLayout, FormatRecord, PartRecord, PartRef, UploadRecord, VersionRecord,
 };
@@ -100,7 +100,8 @@ pub trait Drive: Send + Sync + 'static {
         version_id: &str,
     ) -> Result<Option<VersionRecord>, DriveError>;
     /// Up to `limit` records of `bucket` whose keys start with `prefix` and sort strictly
-    /// after `after` (bytes), in key byte order, one record (the first version) per key.
+    /// after `after` (bytes), in key byte order, one record (the newest version, which may be
+    /// a delete marker) per key.
     async fn list_keys(
         &self,
         bucket: &str,
@@ -108,6 +109,19 @@ pub trait Drive: Send + Sync + 'static {
         after: &[u8],
         limit: usize,
     ) -> Result<Vec<(String, VersionRecord)>, DriveError>;
+
+    /// Every version of up to `limit` keys under `prefix` strictly after `after`, in key
+    /// byte order (versions of a key in no particular order).
+    async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<VersionRecord>)>, DriveError>;
+    /// Every version of one key.
+    async fn key_versions(&self, bucket: &str, key: &str)
+        -> Result<Vec<VersionRecord>, DriveError>;
 
     /// Writes a bucket record.
     async fn put_bucket(&self, rec: &BucketRecord) -> Result<(), DriveError>;

@@ -35,6 +35,12 @@ pub struct BucketRecord {
     /// Region given at creation, if any.
     #[serde(default)]
     pub location: Option<String>,
+    /// Versioning state: `None` (never enabled), `Enabled` or `Suspended`.
+    #[serde(default)]
+    pub versioning: Option<String>,
+    /// Bucket tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// How an object version is spread over its erasure set.
@@ -87,6 +93,12 @@ pub struct VersionRecord {
     /// The multipart upload that made this version, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_id: Option<String>,
+    /// This version is a delete marker: no data, and it hides older versions from GET.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_marker: bool,
+    /// Object tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl VersionRecord {
@@ -131,6 +143,9 @@ pub struct UploadRecord {
     /// Checksum algorithm the client asked for at creation.
     #[serde(default)]
     pub checksum_algorithm: Option<String>,
+    /// Tags for the object.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One uploaded part, stored on every drive of the set (copies differ in `shard_index`).

@@ -42,6 +42,8 @@ impl ErasureSet {
             name: name.to_string(),
             created_ns: now_ns(),
             location,
+            versioning: None,
+            tags: Default::default(),
         };
         let ok = join_all(self.drives.iter().map(|d| d.put_bucket(&rec)))
             .await
@@ -78,6 +80,27 @@ impl ErasureSet {
             )));
         }
         Ok(())
+    }
+
+    /// Rewrites a bucket's record on every drive after `change` (versioning, tags).
+    pub async fn update_bucket(
+        &self,
+        name: &str,
+        change: impl Fn(&mut BucketRecord),
+    ) -> Result<BucketRecord> {
+        let mut rec = self.get_bucket(name).await?;
+        change(&mut rec);
+        let ok = join_all(self.drives.iter().map(|d| d.put_bucket(&rec)))
+            .await
+            .into_iter()
+            .filter(|r| r.is_ok())
+            .count();
+        if ok < self.write_quorum() {
+            return Err(Error::Quorum(format!(
+                "bucket {name} updated on {ok} drives"
+            )));
+        }
+        Ok(rec)
     }
 
     /// All buckets that a quorum of drives holds, sorted by name.

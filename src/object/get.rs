@@ -32,16 +32,28 @@ pub struct ObjectReader {
 }
 
 impl ErasureSet {
-    /// Reads the metadata of `key` (its `null` version) and prepares to read its data.
-    pub async fn open_object(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
-        let (info, copies) = match self.quorum_version(bucket, key, "null").await {
-            Err(Error::NoSuchKey) => {
+    /// Reads the metadata of `key` (its current version, or the one named) and prepares to
+    /// read its data. A delete marker is `Error::DeleteMarker`.
+    pub async fn open_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<ObjectReader> {
+        let (info, copies) = match self.quorum_version(bucket, key, version_id).await {
+            Err(e @ (Error::NoSuchKey | Error::NoSuchVersion)) => {
                 // Distinguish a missing bucket from a missing key, as S3 does.
                 self.get_bucket(bucket).await?;
-                return Err(Error::NoSuchKey);
+                return Err(e);
             }
             other => other?,
         };
+        if info.delete_marker {
+            return Err(Error::DeleteMarker {
+                version_id: info.version_id,
+                requested: version_id.is_some(),
+            });
+        }
         let n = self.drives.len();
         let mut holders: Vec<Option<Arc<dyn Drive>>> = vec![None; n];
         let mut inline: Vec<Option<Bytes>> = vec![None; n];

@@ -54,6 +54,11 @@ impl ErasureSet {
                     page.truncated = true;
                     break 'outer;
                 }
+                if rec.delete_marker {
+                    // The key's current version is a delete marker: it is not listed.
+                    cursor = key.into_bytes();
+                    continue;
+                }
                 if let Some(d) = delimiter {
                     if let Some(pos) = key[prefix.len()..].find(d) {
                         let cp = key[..prefix.len() + pos + d.len()].to_string();

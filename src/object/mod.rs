@@ -7,6 +7,7 @@ mod list;
 mod multipart;
 mod put;
 pub mod setup;
+mod versions;
 
 use std::sync::Arc;
 
@@ -18,7 +19,8 @@ use crate::erasure::Codec;
 pub use get::ObjectReader;
 pub use list::ListPage;
 pub use multipart::{CompletedPart, UploadsPage, MIN_PART_SIZE};
-pub use put::{BodyStream, PutOptions};
+pub use put::{BodyStream, DeleteOutcome, PutOptions, WriteCondition};
+pub use versions::VersionsPage;
 
 /// A boxed error from a request body (signature, checksum or transport failure).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -38,6 +40,23 @@ pub enum Error {
     /// The bucket still holds objects.
     #[error("bucket not empty")]
     BucketNotEmpty,
+    /// A conditional write's condition does not hold.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// Another write to the key committed while a conditional write was in flight.
+    #[error("conditional request conflict")]
+    ConditionalConflict,
+    /// The version does not exist.
+    #[error("no such version")]
+    NoSuchVersion,
+    /// The version asked for (or the current one) is a delete marker.
+    #[error("delete marker")]
+    DeleteMarker {
+        /// The marker's version id.
+        version_id: String,
+        /// Whether the request named that version.
+        requested: bool,
+    },
     /// The multipart upload does not exist (or was completed or aborted).
     #[error("no such upload")]
     NoSuchUpload,
@@ -75,6 +94,9 @@ pub struct ErasureSet {
     drives: Vec<Arc<dyn Drive>>,
     codec: Arc<Codec>,
     inline_limit: usize,
+    /// Striped locks that serialise the commit of conditional writes per key (in-process:
+    /// conditional writes through several gateways need the cluster's own arbitration).
+    key_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl ErasureSet {
@@ -84,7 +106,13 @@ impl ErasureSet {
             drives,
             codec: Arc::new(codec),
             inline_limit,
+            key_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
+    }
+
+    fn key_lock(&self, bucket: &str, key: &str) -> &tokio::sync::Mutex<()> {
+        let h = blake3::hash(format!("{bucket}\0{key}").as_bytes());
+        &self.key_locks[h.as_bytes()[0] as usize % self.key_locks.len()]
     }
 
     /// Data shards `k`.
@@ -140,49 +168,60 @@ impl ErasureSet {
         (0..n).map(|i| ((i + off) % n) as u8).collect()
     }
 
-    /// Reads the version records of `key` from every drive and picks the newest one that a
-    /// read quorum holds. Returns it with, per set position, that drive's copy (or `None`).
+    /// Reads the version records of `key` (all of them, or the one named) from every drive
+    /// and picks the newest version that a read quorum holds identical copies of. Returns it
+    /// with, per set position, that drive's copy (or `None`). The chosen version may be a
+    /// delete marker.
     async fn quorum_version(
         &self,
         bucket: &str,
         key: &str,
-        version_id: &str,
+        version_id: Option<&str>,
     ) -> Result<(VersionRecord, Vec<Option<VersionRecord>>)> {
-        let answers = join_all(
-            self.drives
-                .iter()
-                .map(|d| d.get_version(bucket, key, version_id)),
-        )
-        .await;
+        let answers: Vec<std::result::Result<Vec<VersionRecord>, DriveError>> =
+            join_all(self.drives.iter().map(|d| async move {
+                match version_id {
+                    Some(v) => d
+                        .get_version(bucket, key, v)
+                        .await
+                        .map(|r| r.into_iter().collect()),
+                    None => d.key_versions(bucket, key).await,
+                }
+            }))
+            .await;
         let errors = answers.iter().filter(|a| a.is_err()).count();
-        let copies: Vec<Option<VersionRecord>> =
-            answers.into_iter().map(|a| a.ok().flatten()).collect();
-        let mut best: Option<(&VersionRecord, usize)> = None;
-        for c in copies.iter().flatten() {
-            let agree = copies
+        let per_drive: Vec<Vec<VersionRecord>> =
+            answers.into_iter().map(|a| a.unwrap_or_default()).collect();
+        let mut best: Option<&VersionRecord> = None;
+        for c in per_drive.iter().flatten() {
+            let agree = per_drive
                 .iter()
-                .flatten()
-                .filter(|o| same_version(o, c))
+                .filter(|vs| vs.iter().any(|o| same_version(o, c)))
                 .count();
-            let newer =
-                best.is_none_or(|(b, _)| (c.mod_time_ns, &c.etag) > (b.mod_time_ns, &b.etag));
+            let newer = best.is_none_or(|b| {
+                (c.mod_time_ns, &c.version_id, &c.etag) > (b.mod_time_ns, &b.version_id, &b.etag)
+            });
             if agree >= self.read_quorum() && newer {
-                best = Some((c, agree));
+                best = Some(c);
             }
         }
         match best {
-            Some((rec, _)) => {
+            Some(rec) => {
                 let rec = rec.clone();
-                let copies = copies
+                let copies = per_drive
                     .into_iter()
-                    .map(|c| c.filter(|c| same_version(c, &rec)))
+                    .map(|vs| vs.into_iter().find(|c| same_version(c, &rec)))
                     .collect();
                 Ok((rec, copies))
             }
             None => {
-                let found = copies.iter().flatten().count();
+                let found = per_drive.iter().filter(|vs| !vs.is_empty()).count();
                 if found == 0 && errors <= self.m() {
-                    Err(Error::NoSuchKey)
+                    Err(if version_id.is_some() {
+                        Error::NoSuchVersion
+                    } else {
+                        Error::NoSuchKey
+                    })
                 } else {
                     Err(Error::Quorum(format!(
                         "{found} of {} drives hold {bucket}/{key}, {errors} failed; need {}",
@@ -192,6 +231,16 @@ impl ErasureSet {
                 }
             }
         }
+    }
+}
+
+/// The version id a new write to a bucket gets: a fresh id where versioning is enabled,
+/// `null` otherwise (never enabled, or suspended).
+pub fn new_version_id(bucket: &crate::drive::BucketRecord) -> String {
+    if bucket.versioning.as_deref() == Some("Enabled") {
+        uuid::Uuid::new_v4().simple().to_string()
+    } else {
+        "null".to_string()
     }
 }
 

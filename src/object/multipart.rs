@@ -51,6 +51,7 @@ impl ErasureSet {
             headers: opts.headers,
             user_meta: opts.user_meta,
             checksum_algorithm,
+            tags: opts.tags,
         };
         let ok = join_all(self.drives.iter().map(|d| d.put_upload(bucket, &rec)))
             .await
@@ -215,13 +216,14 @@ impl ErasureSet {
     ) -> Result<VersionRecord> {
         let upload = match self.get_upload(bucket, key, upload_id).await {
             Err(Error::NoSuchUpload) => {
-                return match self.quorum_version(bucket, key, "null").await {
+                return match self.quorum_version(bucket, key, None).await {
                     Ok((v, _)) if v.upload_id.as_deref() == Some(upload_id) => Ok(v),
                     _ => Err(Error::NoSuchUpload),
                 };
             }
             other => other?,
         };
+        let bucket_rec = self.get_bucket(bucket).await?;
         let parts = self.list_parts(bucket, key, upload_id).await?;
         let by_number: BTreeMap<u32, &PartRecord> = parts.iter().map(|p| (p.number, p)).collect();
         let mut chosen: Vec<&PartRecord> = Vec::with_capacity(requested.len());
@@ -253,7 +255,7 @@ impl ErasureSet {
         let checksum = composite_checksum(upload.checksum_algorithm.as_deref(), &chosen);
         let distribution = self.distribution(bucket, key);
         let rec = VersionRecord {
-            version_id: "null".into(),
+            version_id: super::new_version_id(&bucket_rec),
             mod_time_ns: now_ns(),
             size: chosen.iter().map(|p| p.size).sum(),
             etag: format!("{}-{}", hex::encode(md5s.finalize()), chosen.len()),
@@ -273,6 +275,8 @@ impl ErasureSet {
                 })
                 .collect(),
             upload_id: Some(upload_id.to_string()),
+            delete_marker: false,
+            tags: upload.tags.clone(),
         };
         let n = self.drives.len();
         let rec = self

@@ -10,7 +10,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use md5::{Digest, Md5};
 
-use super::{now_ns, BoxError, ErasureSet, Error, Result};
+use super::{new_version_id, now_ns, BoxError, ErasureSet, Error, Result};
 use crate::drive::{ErasureLayout, ShardWriter, VersionRecord};
 use crate::erasure::frame;
 
@@ -30,10 +30,23 @@ pub struct PutOptions {
     pub headers: BTreeMap<String, String>,
     /// User metadata without the `x-amz-meta-` prefix.
     pub user_meta: BTreeMap<String, String>,
+    /// Object tags.
+    pub tags: BTreeMap<String, String>,
     /// The body's expected MD5 (`Content-MD5`).
     pub content_md5: Option<[u8; 16]>,
     /// End-of-body check; see [`FinishCheck`].
     pub finish: Option<FinishCheck>,
+    /// A conditional write.
+    pub condition: Option<WriteCondition>,
+}
+
+/// The conditions of a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// `If-None-Match: *`: only if the key has no current object.
+    IfNoneMatch,
+    /// `If-Match: etag`: only if the current object has this ETag.
+    IfMatch(String),
 }
 
 /// The outcome of streaming a body into shards.
@@ -63,7 +76,14 @@ impl ErasureSet {
         opts: PutOptions,
         body: BodyStream,
     ) -> Result<VersionRecord> {
-        self.get_bucket(bucket).await?;
+        let bucket_rec = self.get_bucket(bucket).await?;
+        // A conditional write is checked before the body is read (412 at once), and again,
+        // under the key's lock, just before it commits: a write that raced it in between
+        // makes it fail with 409 ConditionalRequestConflict.
+        let witness = match &opts.condition {
+            Some(c) => Some(self.check_write_condition(bucket, key, c).await?),
+            None => None,
+        };
         let distribution = self.distribution(bucket, key);
         let enc = self
             .encode_body(
@@ -76,7 +96,7 @@ impl ErasureSet {
             )
             .await?;
         let rec = VersionRecord {
-            version_id: "null".into(),
+            version_id: super::new_version_id(&bucket_rec),
             mod_time_ns: now_ns(),
             size: enc.size,
             etag: hex::encode(enc.md5),
@@ -88,9 +108,60 @@ impl ErasureSet {
             inline: None,
             parts: Vec::new(),
             upload_id: None,
+            delete_marker: false,
+            tags: opts.tags,
         };
+        let Some(witness) = witness else {
+            return self
+                .commit_version(bucket, key, rec, enc.inline, &enc.committed)
+                .await;
+        };
+        let _guard = self.key_lock(bucket, key).lock().await;
+        let now = self.current_witness(bucket, key).await;
+        if now.as_ref().ok() != Some(&witness) {
+            join_all(
+                self.drives
+                    .iter()
+                    .map(|d| d.delete_shard(bucket, &enc.data_dir)),
+            )
+            .await;
+            return Err(Error::ConditionalConflict);
+        }
         self.commit_version(bucket, key, rec, enc.inline, &enc.committed)
             .await
+    }
+
+    /// The identity of a key's current object (`None` when there is none), for detecting
+    /// writes that race a conditional one.
+    async fn current_witness(&self, bucket: &str, key: &str) -> Result<Option<(i128, String)>> {
+        match self.quorum_version(bucket, key, None).await {
+            Ok((v, _)) if !v.delete_marker => Ok(Some((v.mod_time_ns, v.version_id))),
+            Ok(_) | Err(Error::NoSuchKey) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn check_write_condition(
+        &self,
+        bucket: &str,
+        key: &str,
+        cond: &WriteCondition,
+    ) -> Result<Option<(i128, String)>> {
+        let current = match self.quorum_version(bucket, key, None).await {
+            Ok((v, _)) if !v.delete_marker => Some(v),
+            Ok(_) | Err(Error::NoSuchKey) => None,
+            Err(e) => return Err(e),
+        };
+        let ok = match (cond, &current) {
+            (WriteCondition::IfNoneMatch, None) => true,
+            (WriteCondition::IfNoneMatch, Some(_)) => false,
+            (WriteCondition::IfMatch(_), None) => return Err(Error::NoSuchKey),
+            (WriteCondition::IfMatch(e), Some(v)) => e == "*" || *e == v.etag,
+        };
+        if !ok {
+            return Err(Error::PreconditionFailed);
+        }
+        Ok(current.map(|v| (v.mod_time_ns, v.version_id)))
     }
 
     pub(super) fn layout(&self, distribution: &[u8]) -> ErasureLayout {
@@ -262,7 +333,7 @@ impl ErasureSet {
         let distribution = base.layout.distribution.clone();
         let n = self.drives.len();
         let previous = self
-            .quorum_version(bucket, key, &base.version_id)
+            .quorum_version(bucket, key, Some(&base.version_id))
             .await
             .ok();
         let metas = join_all((0..n).map(|shard| {
@@ -335,21 +406,58 @@ impl ErasureSet {
         join_all(undo).await;
     }
 
-    /// Deletes the current (`null`) version of a key; deleting a missing key succeeds.
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
-        self.get_bucket(bucket).await?;
+    /// Deletes a key. Without a version id: in a bucket that never had versioning the object
+    /// goes; with versioning enabled (or suspended) a delete marker becomes the current
+    /// version (id fresh, or `null`). With a version id, that version goes for good.
+    /// Deleting what does not exist succeeds, as S3 does.
+    pub async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<DeleteOutcome> {
+        let bucket_rec = self.get_bucket(bucket).await?;
+        if version_id.is_none() && bucket_rec.versioning.is_some() {
+            let distribution = self.distribution(bucket, key);
+            let marker = VersionRecord {
+                version_id: new_version_id(&bucket_rec),
+                mod_time_ns: now_ns(),
+                size: 0,
+                etag: String::new(),
+                headers: BTreeMap::new(),
+                user_meta: BTreeMap::new(),
+                checksum: None,
+                layout: self.layout(&distribution),
+                data_dir: String::new(),
+                inline: None,
+                parts: Vec::new(),
+                upload_id: None,
+                delete_marker: true,
+                tags: BTreeMap::new(),
+            };
+            let n = self.drives.len();
+            let rec = self
+                .commit_version(bucket, key, marker, vec![None; n], &vec![true; n])
+                .await?;
+            return Ok(DeleteOutcome {
+                version_id: Some(rec.version_id),
+                delete_marker: true,
+            });
+        }
+        let target = version_id.unwrap_or("null");
         let answers = join_all(
             self.drives
                 .iter()
-                .map(|d| d.delete_version(bucket, key, "null")),
+                .map(|d| d.delete_version(bucket, key, target)),
         )
         .await;
         let ok = answers.iter().filter(|a| a.is_ok()).count();
-        let mut dirs: Vec<String> = answers
+        let removed: Vec<VersionRecord> = answers
             .into_iter()
             .filter_map(|a| a.ok().flatten())
-            .flat_map(|r| r.data_dirs())
             .collect();
+        let was_marker = removed.iter().any(|r| r.delete_marker);
+        let mut dirs: Vec<String> = removed.iter().flat_map(|r| r.data_dirs()).collect();
         dirs.sort();
         dirs.dedup();
         for dir in dirs {
@@ -358,8 +466,20 @@ impl ErasureSet {
         if ok < self.write_quorum() {
             return Err(Error::Quorum(format!("delete reached {ok} drives")));
         }
-        Ok(())
+        Ok(DeleteOutcome {
+            version_id: version_id.map(str::to_string),
+            delete_marker: was_marker,
+        })
     }
+}
+
+/// What a delete did.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOutcome {
+    /// The version deleted, or the delete marker's version id.
+    pub version_id: Option<String>,
+    /// A delete marker was created, or the version deleted was one.
+    pub delete_marker: bool,
 }
 
 /// Cuts the body into stripes of exactly `stripe_size` bytes (the last may be shorter) and

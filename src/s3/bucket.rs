@@ -98,11 +98,43 @@ pub async fn location(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
     )))
 }
 
-/// `GET /bucket?versioning`: buckets have never had versioning enabled.
+/// `GET /bucket?versioning`.
 pub async fn versioning(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
-    ctx.state.set.get_bucket(bucket).await?;
+    let rec = ctx.state.set.get_bucket(bucket).await?;
     let mut x = Xml::new();
     x.root("VersioningConfiguration");
+    if let Some(status) = &rec.versioning {
+        x.elem("Status", status);
+    }
     x.close("VersioningConfiguration");
     Ok(xml_response(x.finish()))
+}
+
+#[derive(Deserialize)]
+struct VersioningConfiguration {
+    #[serde(rename = "Status", default)]
+    status: Option<String>,
+    #[serde(rename = "MfaDelete", default)]
+    mfa_delete: Option<String>,
+}
+
+/// `PUT /bucket?versioning`: `Enabled` or `Suspended` (a bucket never returns to unversioned).
+pub async fn put_versioning(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result<Response> {
+    let raw = small_body(ctx, body, 64 * 1024).await?;
+    let conf: VersioningConfiguration = xml::parse(&raw)?;
+    if conf.mfa_delete.as_deref() == Some("Enabled") {
+        return Err(S3Error::not_implemented("MFA delete"));
+    }
+    match conf.status.as_deref() {
+        Some(s @ ("Enabled" | "Suspended")) => {
+            ctx.state.set.set_versioning(bucket, s).await?;
+            Ok(StatusCode::OK.into_response())
+        }
+        None => {
+            // An empty configuration changes nothing.
+            ctx.state.set.get_bucket(bucket).await?;
+            Ok(StatusCode::OK.into_response())
+        }
+        Some(_) => Err(S3Error::malformed_xml()),
+    }
 }

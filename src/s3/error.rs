@@ -20,6 +20,8 @@ pub struct S3Error {
     pub message: String,
     /// The bucket or object concerned.
     pub resource: Option<String>,
+    /// Headers S3 sends with this error (e.g. `x-amz-delete-marker`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl std::fmt::Display for S3Error {
@@ -41,7 +43,14 @@ impl S3Error {
             code,
             message: message.into(),
             resource: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     /// Attaches the resource (bucket or `bucket/key`) named in the error body.
@@ -179,6 +188,37 @@ impl From<object::Error> for S3Error {
                 "BucketNotEmpty",
                 "The bucket you tried to delete is not empty",
             ),
+            E::PreconditionFailed => Self::precondition_failed(),
+            E::ConditionalConflict => Self::new(
+                StatusCode::CONFLICT,
+                "ConditionalRequestConflict",
+                "A conflicting operation occurred. If using PutObject you can retry the request.",
+            ),
+            E::NoSuchVersion => Self::new(
+                StatusCode::NOT_FOUND,
+                "NoSuchVersion",
+                "The specified version does not exist.",
+            ),
+            E::DeleteMarker {
+                version_id,
+                requested,
+            } => {
+                let e = if requested {
+                    Self::new(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "MethodNotAllowed",
+                        "The specified method is not allowed against this resource.",
+                    )
+                } else {
+                    Self::new(
+                        StatusCode::NOT_FOUND,
+                        "NoSuchKey",
+                        "The specified key does not exist.",
+                    )
+                };
+                e.with_header("x-amz-delete-marker", "true")
+                    .with_header("x-amz-version-id", version_id)
+            }
             E::NoSuchUpload => Self::new(
                 StatusCode::NOT_FOUND,
                 "NoSuchUpload",

@@ -126,3 +126,97 @@ fn url_encode(s: &str) -> String {
         .remove(b'/');
     percent_encoding::utf8_percent_encode(s, SET).to_string()
 }
+
+/// `GET /bucket?versions`: every version and delete marker, newest first within a key.
+pub async fn list_versions(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
+    let q = ctx.query;
+    let prefix = q.get("prefix").cloned().unwrap_or_default();
+    let delimiter = q.get("delimiter").cloned().filter(|d| !d.is_empty());
+    let key_marker = q.get("key-marker").cloned().unwrap_or_default();
+    let version_marker = q
+        .get("version-id-marker")
+        .cloned()
+        .filter(|v| !v.is_empty());
+    if version_marker.is_some() && key_marker.is_empty() {
+        return Err(S3Error::invalid_argument(
+            "A version-id marker cannot be specified without a key marker.",
+        ));
+    }
+    let max_keys = match q.get("max-keys") {
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| {
+                S3Error::invalid_argument(
+                    "Provided max-keys not an integer or within integer range",
+                )
+            })?
+            .min(1000) as usize,
+        None => 1000,
+    };
+    let url = q.get("encoding-type").map(String::as_str) == Some("url");
+    let enc = |s: &str| if url { url_encode(s) } else { s.to_string() };
+    let page = ctx
+        .state
+        .set
+        .list_object_versions(
+            bucket,
+            &prefix,
+            delimiter.as_deref(),
+            &key_marker,
+            version_marker.as_deref(),
+            max_keys,
+        )
+        .await
+        .map_err(|e| S3Error::from(e).with_resource(bucket))?;
+    let mut x = Xml::new();
+    x.root("ListVersionsResult");
+    x.elem("Name", bucket);
+    x.elem("Prefix", &enc(&prefix));
+    x.elem("KeyMarker", &enc(&key_marker));
+    x.elem("VersionIdMarker", version_marker.as_deref().unwrap_or(""));
+    if let Some(k) = &page.next_key {
+        x.elem("NextKeyMarker", &enc(k));
+    }
+    if let Some(v) = &page.next_version {
+        x.elem("NextVersionIdMarker", v);
+    }
+    x.elem("MaxKeys", &max_keys.to_string());
+    if let Some(d) = &delimiter {
+        x.elem("Delimiter", &enc(d));
+    }
+    if url {
+        x.elem("EncodingType", "url");
+    }
+    x.elem("IsTruncated", if page.truncated { "true" } else { "false" });
+    for (key, v, latest) in &page.entries {
+        let tag = if v.delete_marker {
+            "DeleteMarker"
+        } else {
+            "Version"
+        };
+        x.open(tag);
+        x.elem("Key", &enc(key));
+        x.elem("VersionId", &v.version_id);
+        x.elem("IsLatest", if *latest { "true" } else { "false" });
+        x.elem("LastModified", &xml::timestamp(v.mod_time_ns));
+        if !v.delete_marker {
+            x.elem("ETag", &format!("\"{}\"", v.etag));
+            x.elem("Size", &v.size.to_string());
+            x.elem("StorageClass", "STANDARD");
+        }
+        x.open("Owner");
+        x.elem("ID", &ctx.auth.access_key);
+        x.elem("DisplayName", &ctx.auth.access_key);
+        x.close("Owner");
+        x.close(tag);
+    }
+    for p in &page.prefixes {
+        x.open("CommonPrefixes");
+        x.elem("Prefix", &enc(p));
+        x.close("CommonPrefixes");
+    }
+    x.close("ListVersionsResult");
+    Ok(xml_response(x.finish()))
+}

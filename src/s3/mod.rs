@@ -12,6 +12,7 @@ pub mod names;
 mod object;
 pub mod router;
 pub mod sigv4;
+mod tagging;
 pub mod xml;
 
 use std::collections::HashMap;
@@ -70,6 +71,11 @@ pub async fn handle(State(state): State<Arc<S3State>>, req: Request) -> Response
                 )
                     .into_response()
             };
+            for (name, value) in &e.headers {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    r.headers_mut().insert(*name, v);
+                }
+            }
             if e.status == StatusCode::SERVICE_UNAVAILABLE {
                 r.headers_mut()
                     .insert("retry-after", HeaderValue::from_static("1"));
@@ -161,6 +167,21 @@ async fn dispatch(state: &S3State, req: Request) -> Dispatched {
             multipart::abort(&ctx, &bucket, &key).await
         }
         Endpoint::ListParts { bucket, key } => multipart::list_parts(&ctx, &bucket, &key).await,
+        Endpoint::PutBucketVersioning { bucket } => {
+            bucket::put_versioning(&ctx, &bucket, body).await
+        }
+        Endpoint::ListObjectVersions { bucket } => list::list_versions(&ctx, &bucket).await,
+        Endpoint::BucketTagging { bucket, method } => {
+            tagging::bucket(&ctx, &bucket, &method, body).await
+        }
+        Endpoint::ObjectTagging {
+            bucket,
+            key,
+            method,
+        } => tagging::object(&ctx, &bucket, &key, &method, body).await,
+        Endpoint::GetObjectAttributes { bucket, key } => {
+            tagging::attributes(&ctx, &bucket, &key).await
+        }
     };
     result.map(|r| (op, r)).map_err(|e| (op, e))
 }

@@ -43,6 +43,10 @@ pub async fn create(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response
     let opts = PutOptions {
         headers: stored_headers(ctx.headers),
         user_meta: user_meta(ctx.headers)?,
+        tags: match ctx.header("x-amz-tagging") {
+            Some(t) => super::tagging::parse_header(t)?,
+            None => Default::default(),
+        },
         ..Default::default()
     };
     let id = ctx
@@ -212,7 +216,9 @@ pub async fn complete(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3R
         x.elem("ChecksumType", "COMPOSITE");
     }
     x.close("CompleteMultipartUploadResult");
-    Ok(xml_response(x.finish()))
+    let mut resp = xml_response(x.finish());
+    super::object::version_header(resp.headers_mut(), &rec.version_id);
+    Ok(resp)
 }
 
 /// `DELETE /bucket/key?uploadId`.

@@ -16,7 +16,7 @@ use super::error::{S3Error, S3Result};
 use super::xml::{self, Xml};
 use super::{small_body, xml_response, Ctx};
 use crate::drive::VersionRecord;
-use crate::object::{BoxError, ObjectReader, PutOptions};
+use crate::object::{BoxError, ObjectReader, PutOptions, WriteCondition};
 
 /// Largest single PUT, as S3: 5 GiB.
 pub const MAX_PUT: u64 = 5 << 30;
@@ -33,22 +33,29 @@ const STORED_HEADERS: &[&str] = &[
     "expires",
 ];
 
-/// `PUT /bucket/key`.
+/// `PUT /bucket/key`, with `If-None-Match: *` or `If-Match` as conditional writes.
 pub async fn put(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3Result<Response> {
     check_put_length(ctx)?;
+    let condition = write_condition(ctx)?;
     let (stream, slot) = body::request_body(body, ctx.headers, ctx.auth)?;
     let opts = PutOptions {
         headers: stored_headers(ctx.headers),
         user_meta: user_meta(ctx.headers)?,
+        tags: match ctx.header("x-amz-tagging") {
+            Some(t) => super::tagging::parse_header(t)?,
+            None => Default::default(),
+        },
         content_md5: content_md5(ctx.headers)?,
         finish: Some(Box::new(move || {
             Ok(slot.lock().ok().and_then(|mut s| s.take()))
         })),
+        condition,
     };
     let rec = ctx.state.set.put_object(bucket, key, opts, stream).await?;
     let mut resp = StatusCode::OK.into_response();
     let h = resp.headers_mut();
     set(h, "etag", &format!("\"{}\"", rec.etag));
+    version_header(h, &rec.version_id);
     if let Some((alg, v)) = &rec.checksum {
         set(
             h,
@@ -57,6 +64,32 @@ pub async fn put(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3Result
         );
     }
     Ok(resp)
+}
+
+/// The conditional-write headers of a PUT.
+fn write_condition(ctx: &Ctx<'_>) -> S3Result<Option<WriteCondition>> {
+    match (ctx.header("if-none-match"), ctx.header("if-match")) {
+        (Some(_), Some(_)) => Err(S3Error::invalid_request(
+            "If-Match and If-None-Match cannot be used together",
+        )),
+        (Some(v), None) if v.trim() == "*" => Ok(Some(WriteCondition::IfNoneMatch)),
+        (Some(_), None) => Err(S3Error::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "If-None-Match on a write only supports *",
+        )),
+        (None, Some(v)) => Ok(Some(WriteCondition::IfMatch(
+            v.trim().trim_matches('"').to_string(),
+        ))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `x-amz-version-id`, for every version but the `null` one.
+pub(super) fn version_header(h: &mut HeaderMap, version_id: &str) {
+    if version_id != "null" {
+        set(h, "x-amz-version-id", version_id);
+    }
 }
 
 fn check_put_length(ctx: &Ctx<'_>) -> S3Result<()> {
@@ -149,7 +182,7 @@ pub async fn get(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> S3Result
     let reader = ctx
         .state
         .set
-        .open_object(bucket, key)
+        .open_object(bucket, key, version_param(ctx)?)
         .await
         .map_err(|e| S3Error::from(e).with_resource(format!("/{bucket}/{key}")))?;
     let info = reader.info.clone();
@@ -216,8 +249,22 @@ pub async fn get(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> S3Result
     Ok(resp)
 }
 
+/// The `versionId` query parameter, if any.
+pub(super) fn version_param<'a>(ctx: &'a Ctx<'_>) -> S3Result<Option<&'a str>> {
+    match ctx.query.get("versionId").map(String::as_str) {
+        Some("") => Err(S3Error::invalid_argument(
+            "Version id cannot be the empty string",
+        )),
+        other => Ok(other),
+    }
+}
+
 fn object_headers(h: &mut HeaderMap, info: &VersionRecord) {
     set(h, "etag", &format!("\"{}\"", info.etag));
+    version_header(h, &info.version_id);
+    if !info.tags.is_empty() {
+        set(h, "x-amz-tagging-count", &info.tags.len().to_string());
+    }
     set(h, "last-modified", &xml::http_date(info.mod_time_ns));
     set(h, "accept-ranges", "bytes");
     if !info.headers.contains_key("content-type") {
@@ -361,8 +408,19 @@ pub fn parse_range(header: &str, size: u64) -> S3Result<Option<(u64, u64)>> {
 
 /// `DELETE /bucket/key`: 204 whether or not the key existed.
 pub async fn delete(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> {
-    ctx.state.set.delete_object(bucket, key).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let out = ctx
+        .state
+        .set
+        .delete_object(bucket, key, version_param(ctx)?)
+        .await?;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if let Some(v) = &out.version_id {
+        set(resp.headers_mut(), "x-amz-version-id", v);
+    }
+    if out.delete_marker {
+        set(resp.headers_mut(), "x-amz-delete-marker", "true");
+    }
+    Ok(resp)
 }
 
 /// Resolves `x-amz-copy-source` (and its conditions) to a reader of the source object.
@@ -372,9 +430,9 @@ pub(super) async fn open_copy_source(ctx: &Ctx<'_>) -> S3Result<(String, String,
         Some((p, q)) => (p, q.strip_prefix("versionId=")),
         None => (source, None),
     };
-    if version.is_some_and(|v| v != "null") {
-        return Err(S3Error::not_implemented(
-            "copying a version other than null",
+    if version == Some("") {
+        return Err(S3Error::invalid_argument(
+            "Version id cannot be the empty string",
         ));
     }
     let decoded = percent_encoding::percent_decode_str(src_path)
@@ -394,7 +452,7 @@ pub(super) async fn open_copy_source(ctx: &Ctx<'_>) -> S3Result<(String, String,
     let reader = ctx
         .state
         .set
-        .open_object(src_bucket, src_key)
+        .open_object(src_bucket, src_key, version)
         .await
         .map_err(|e| S3Error::from(e).with_resource(format!("/{src_bucket}/{src_key}")))?;
     check_conditions(ctx, &reader.info, "x-amz-copy-source-")?;
@@ -414,7 +472,10 @@ pub async fn copy(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> 
         }
     };
     let (src_bucket, src_key, reader) = open_copy_source(ctx).await?;
-    if src_bucket == bucket && src_key == key && !replace {
+    let names_version = ctx
+        .header("x-amz-copy-source")
+        .is_some_and(|c| c.contains("?versionId="));
+    if src_bucket == bucket && src_key == key && !replace && !names_version {
         return Err(S3Error::invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
@@ -430,6 +491,18 @@ pub async fn copy(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> 
     } else {
         (info.headers.clone(), info.user_meta.clone())
     };
+    let tags = match ctx.header("x-amz-tagging-directive").unwrap_or("COPY") {
+        "COPY" => info.tags.clone(),
+        "REPLACE" => match ctx.header("x-amz-tagging") {
+            Some(t) => super::tagging::parse_header(t)?,
+            None => Default::default(),
+        },
+        other => {
+            return Err(S3Error::invalid_argument(format!(
+                "Unknown tagging directive {other}"
+            )))
+        }
+    };
     let checksum = info.checksum.clone();
     let data = reader
         .stream(0, info.size)
@@ -439,8 +512,10 @@ pub async fn copy(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> 
     let opts = PutOptions {
         headers,
         user_meta,
+        tags,
         content_md5: None,
         finish: Some(Box::new(move || Ok(checksum))),
+        condition: write_condition(ctx)?,
     };
     let rec = ctx.state.set.put_object(bucket, key, opts, data).await?;
     let mut x = Xml::new();
@@ -448,7 +523,16 @@ pub async fn copy(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> 
     x.elem("LastModified", &xml::timestamp(rec.mod_time_ns));
     x.elem("ETag", &format!("\"{}\"", rec.etag));
     x.close("CopyObjectResult");
-    Ok(xml_response(x.finish()))
+    let mut resp = xml_response(x.finish());
+    version_header(resp.headers_mut(), &rec.version_id);
+    if info.version_id != "null" {
+        set(
+            resp.headers_mut(),
+            "x-amz-copy-source-version-id",
+            &info.version_id,
+        );
+    }
+    Ok(resp)
 }
 
 #[derive(Deserialize)]
@@ -487,29 +571,39 @@ pub async fn delete_objects(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result
     let mut x = Xml::new();
     x.root("DeleteResult");
     for entry in req.objects {
-        let result = match (&entry.version_id, super::names::check_key(&entry.key)) {
-            (_, Err(e)) => Err(e),
-            (Some(v), _) if v != "null" => Err(S3Error::not_implemented("deleting versions")),
-            _ => ctx
+        let result = match super::names::check_key(&entry.key) {
+            Err(e) => Err(e),
+            Ok(()) => ctx
                 .state
                 .set
-                .delete_object(bucket, &entry.key)
+                .delete_object(bucket, &entry.key, entry.version_id.as_deref())
                 .await
                 .map_err(S3Error::from),
         };
         match result {
-            Ok(()) if req.quiet => {}
-            Ok(()) => {
+            Ok(_) if req.quiet => {}
+            Ok(out) => {
                 x.open("Deleted");
                 x.elem("Key", &entry.key);
                 if let Some(v) = &entry.version_id {
                     x.elem("VersionId", v);
+                }
+                if out.delete_marker {
+                    x.elem("DeleteMarker", "true");
+                    if entry.version_id.is_none() {
+                        if let Some(v) = &out.version_id {
+                            x.elem("DeleteMarkerVersionId", v);
+                        }
+                    }
                 }
                 x.close("Deleted");
             }
             Err(e) => {
                 x.open("Error");
                 x.elem("Key", &entry.key);
+                if let Some(v) = &entry.version_id {
+                    x.elem("VersionId", v);
+                }
                 x.elem("Code", e.code);
                 x.elem("Message", &e.message);
                 x.close("Error");

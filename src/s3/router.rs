@@ -55,6 +55,20 @@ pub enum Endpoint {
     AbortMultipartUpload { bucket: String, key: String },
     /// `GET /bucket/key?uploadId`
     ListParts { bucket: String, key: String },
+    /// `PUT /bucket?versioning`
+    PutBucketVersioning { bucket: String },
+    /// `GET /bucket?versions`
+    ListObjectVersions { bucket: String },
+    /// `PUT`, `GET` or `DELETE /bucket?tagging`
+    BucketTagging { bucket: String, method: Method },
+    /// `PUT`, `GET` or `DELETE /bucket/key?tagging`
+    ObjectTagging {
+        bucket: String,
+        key: String,
+        method: Method,
+    },
+    /// `GET /bucket/key?attributes`
+    GetObjectAttributes { bucket: String, key: String },
 }
 
 impl Endpoint {
@@ -75,6 +89,11 @@ impl Endpoint {
             | Endpoint::CompleteMultipartUpload { bucket, .. }
             | Endpoint::AbortMultipartUpload { bucket, .. }
             | Endpoint::ListParts { bucket, .. }
+            | Endpoint::PutBucketVersioning { bucket }
+            | Endpoint::ListObjectVersions { bucket }
+            | Endpoint::BucketTagging { bucket, .. }
+            | Endpoint::ObjectTagging { bucket, .. }
+            | Endpoint::GetObjectAttributes { bucket, .. }
             | Endpoint::PutObject { bucket, .. }
             | Endpoint::CopyObject { bucket, .. }
             | Endpoint::GetObject { bucket, .. }
@@ -107,6 +126,19 @@ impl Endpoint {
             Endpoint::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
             Endpoint::AbortMultipartUpload { .. } => "AbortMultipartUpload",
             Endpoint::ListParts { .. } => "ListParts",
+            Endpoint::PutBucketVersioning { .. } => "PutBucketVersioning",
+            Endpoint::ListObjectVersions { .. } => "ListObjectVersions",
+            Endpoint::BucketTagging { method, .. } => match *method {
+                Method::PUT => "PutBucketTagging",
+                Method::DELETE => "DeleteBucketTagging",
+                _ => "GetBucketTagging",
+            },
+            Endpoint::ObjectTagging { method, .. } => match *method {
+                Method::PUT => "PutObjectTagging",
+                Method::DELETE => "DeleteObjectTagging",
+                _ => "GetObjectTagging",
+            },
+            Endpoint::GetObjectAttributes { .. } => "GetObjectAttributes",
         }
     }
 }
@@ -129,20 +161,16 @@ fn decode(s: &str) -> String {
 
 /// Object-level subresources that Tessera does not serve yet.
 const OBJECT_UNSUPPORTED: &[&str] = &[
-    "tagging",
     "acl",
-    "attributes",
     "retention",
     "legal-hold",
     "torrent",
     "restore",
     "select",
-    "versionId",
 ];
 
 /// Bucket-level subresources that Tessera does not serve yet.
 const BUCKET_UNSUPPORTED: &[&str] = &[
-    "tagging",
     "acl",
     "policy",
     "cors",
@@ -161,7 +189,6 @@ const BUCKET_UNSUPPORTED: &[&str] = &[
     "metrics",
     "inventory",
     "intelligent-tiering",
-    "versions",
     "policyStatus",
 ];
 
@@ -196,9 +223,21 @@ pub fn route(
         if let Some(sub) = BUCKET_UNSUPPORTED.iter().find(|s| query.contains_key(**s)) {
             return Err(S3Error::not_implemented(&format!("bucket ?{sub}")));
         }
+        if query.contains_key("tagging") {
+            return match *method {
+                Method::PUT | Method::GET | Method::DELETE => Ok(Endpoint::BucketTagging {
+                    bucket,
+                    method: method.clone(),
+                }),
+                _ => Err(method_not_allowed()),
+            };
+        }
         return match *method {
             Method::PUT if query.contains_key("versioning") => {
-                Err(S3Error::not_implemented("PutBucketVersioning"))
+                Ok(Endpoint::PutBucketVersioning { bucket })
+            }
+            Method::GET if query.contains_key("versions") => {
+                Ok(Endpoint::ListObjectVersions { bucket })
             }
             Method::PUT => Ok(Endpoint::CreateBucket { bucket }),
             Method::HEAD => Ok(Endpoint::HeadBucket { bucket }),
@@ -221,11 +260,24 @@ pub fn route(
         };
     }
     names::check_key(&key)?;
-    if let Some(sub) = OBJECT_UNSUPPORTED
-        .iter()
-        .find(|s| query.contains_key(**s) && !(**s == "versionId" && query["versionId"] == "null"))
-    {
+    if let Some(sub) = OBJECT_UNSUPPORTED.iter().find(|s| query.contains_key(**s)) {
         return Err(S3Error::not_implemented(&format!("object ?{sub}")));
+    }
+    if query.contains_key("tagging") {
+        return match *method {
+            Method::PUT | Method::GET | Method::DELETE => Ok(Endpoint::ObjectTagging {
+                bucket,
+                key,
+                method: method.clone(),
+            }),
+            _ => Err(method_not_allowed()),
+        };
+    }
+    if query.contains_key("attributes") {
+        return match *method {
+            Method::GET => Ok(Endpoint::GetObjectAttributes { bucket, key }),
+            _ => Err(method_not_allowed()),
+        };
     }
     if query.contains_key("uploadId") {
         return match *method {

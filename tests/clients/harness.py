@@ -56,7 +56,7 @@ def _isolate_environment():
     AWS_REQUEST_CHECKSUM_CALCULATION, ...) and proxies from this process, so boto3 in the
     tests sees only what the tests give it."""
     for name in list(os.environ):
-        if name.startswith("AWS_") or name in _HOST_VARS:
+        if name.startswith(("AWS_", "BOTO_")) or name in _HOST_VARS:
             del os.environ[name]
     os.environ["AWS_CONFIG_FILE"] = os.devnull
     os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
@@ -282,16 +282,19 @@ class AwsError(AssertionError):
     pass
 
 
-def aws_env(srv):
+def aws_env(srv, s3_config_extra=""):
     """The environment aws-cli runs in: the host's AWS_* variables and proxies removed,
-    a private config file, the test credentials."""
+    a private config file (AWS_CONFIG plus `s3_config_extra` lines in its s3 section), the
+    test credentials."""
     cfg_dir = srv.tmp / "aws"
     cfg_dir.mkdir(exist_ok=True)
-    cfg = cfg_dir / "config"
+    name = "config-" + hashlib.sha256(s3_config_extra.encode()).hexdigest()[:12]
+    cfg = cfg_dir / name
     if not cfg.exists():
-        cfg.write_text(AWS_CONFIG)
+        extra = "".join(f"  {line.strip()}\n" for line in s3_config_extra.splitlines() if line.strip())
+        cfg.write_text(AWS_CONFIG + extra)
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("AWS_") and k not in _HOST_VARS}
+           if not k.startswith("AWS_") and not k.startswith("BOTO_") and k not in _HOST_VARS}
     env.update({
         "AWS_CONFIG_FILE": str(cfg),
         "AWS_SHARED_CREDENTIALS_FILE": str(cfg_dir / "no-credentials"),
@@ -307,23 +310,28 @@ def aws_env(srv):
     return env
 
 
-def aws(srv, *args, check=True, timeout=300, cwd=None):
+def aws(srv, *args, check=True, timeout=300, cwd=None, read_timeout=REQUEST_TIMEOUT,
+        s3_config_extra="", env_extra=None):
     """Runs `python -m awscli ARGS --endpoint-url URL` and returns the CompletedProcess
-    (stdout and stderr as text). With check, a non-zero exit raises AwsError with the
-    output."""
+    (stdout and stderr as text, `elapsed` in seconds). With check, a non-zero exit raises
+    AwsError with the output."""
     cmd = [
         sys.executable, "-m", "awscli", *map(str, args),
         "--endpoint-url", srv.s3_url,
         "--cli-connect-timeout", "10",
-        "--cli-read-timeout", str(REQUEST_TIMEOUT),
+        "--cli-read-timeout", str(read_timeout),
     ]
+    env = aws_env(srv, s3_config_extra)
+    env.update(env_extra or {})
+    started = time.monotonic()
     try:
         r = subprocess.run(
-            cmd, env=aws_env(srv), cwd=cwd, stdin=subprocess.DEVNULL,
+            cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
             capture_output=True, timeout=timeout,
         )
     except subprocess.TimeoutExpired as e:
         raise AwsError(f"aws {' '.join(map(str, args))}: timed out after {timeout}s") from e
+    r.elapsed = time.monotonic() - started
     r.stdout = r.stdout.decode("utf-8", "replace")
     r.stderr = r.stderr.decode("utf-8", "replace")
     if check and r.returncode != 0:
@@ -403,8 +411,8 @@ def crc32_b64(data):
 
 
 def urlopen(url, method="GET", data=None, headers=None, timeout=REQUEST_TIMEOUT):
-    """urllib request without any proxy; returns (status, headers, body). HTTP errors are
-    returned, not raised."""
+    """urllib request without any proxy; returns (status, headers, body), headers
+    case-insensitive. HTTP errors are returned, not raised."""
     import urllib.error
     import urllib.request
 
@@ -412,11 +420,11 @@ def urlopen(url, method="GET", data=None, headers=None, timeout=REQUEST_TIMEOUT)
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with opener.open(req, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read()
+            return r.status, r.headers, r.read()
     except urllib.error.HTTPError as e:
         body = e.read()
         e.close()
-        return e.code, dict(e.headers), body
+        return e.code, e.headers, body
 
 
 def error_code(body):

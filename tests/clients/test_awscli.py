@@ -115,10 +115,11 @@ def test_head_object(srv):
 def test_list_objects_v2_delimiter(srv):
     ensure_bucket(srv, "listing")
     d = srv.scratch("delim")
-    (d / "f").write_bytes(b"x")
     keys = ["a.txt", "b/1", "b/2", "b/c/3", "c d/4", "e+f/5", "z.txt", "été/6"]
     for k in keys:
-        aws(srv, "s3", "cp", d / "f", f"s3://listing/{k}")
+        (d / k).parent.mkdir(parents=True, exist_ok=True)
+        (d / k).write_bytes(k.encode())
+    aws(srv, "s3", "cp", d, "s3://listing/", "--recursive")
     out = aws_json(srv, "s3api", "list-objects-v2", "--bucket", "listing", "--delimiter", "/")
     assert [p["Prefix"] for p in out.get("CommonPrefixes", [])] == ["b/", "c d/", "e+f/", "été/"], out
     assert [o["Key"] for o in out.get("Contents", [])] == ["a.txt", "z.txt"], out
@@ -197,12 +198,50 @@ def local_files(root):
     return out
 
 
+# aws-cli v1 (1.46.3) ships its own copy of botocore (1.43.62) with a known bug,
+# boto/botocore#3755: after a PUT sent with `Expect: 100-continue` is answered with its final
+# response and no `100 Continue` (which HTTP allows, and which the server does for an empty
+# body), that connection object keeps the stale status line and misreads the next response
+# on it: the next upload stalls for the whole read timeout. test_empty_files_between_uploads
+# checks that case on its own. The big sync test below sets botocore's opt-in switch that
+# leaves `Expect` out for empty bodies, so it tests sync itself and not that bug.
+NO_EMPTY_CONTINUE = {"BOTO_EXPERIMENTAL__NO_EMPTY_CONTINUE": "true"}
+
+
+def test_empty_files_between_uploads(srv):
+    """aws s3 cp --recursive of non-empty and empty files over one connection (one transfer
+    thread) must finish promptly, with every object stored. Against a server that answers an
+    empty-body `Expect: 100-continue` PUT without a `100 Continue`, aws-cli 1.46.3 stalls on
+    the next upload until its read timeout (boto/botocore#3755)."""
+    ensure_bucket(srv, "empties")
+    d = srv.scratch("empties")
+    sizes = {"a.bin": 1000, "b.empty": 0, "c.bin": 2000, "d.empty": 0, "e.bin": 3000}
+    for name, size in sizes.items():
+        (d / name).write_bytes(os.urandom(size))
+    r = aws(srv, "s3", "cp", d, "s3://empties/", "--recursive",
+            s3_config_extra="max_concurrent_requests = 1", read_timeout=10,
+            check=False, timeout=120)
+    listed = {}
+    for line in ls_lines(srv, "s3://empties/", "--recursive"):
+        _date, _time, size, key = line.split(None, 3)
+        listed[key] = int(size)
+    assert r.returncode == 0 and listed == sizes, (
+        f"aws s3 cp --recursive with empty files failed (exit {r.returncode}, "
+        f"{r.elapsed:.1f}s); stored {listed}, want {sizes}. The upload after an empty one "
+        "stalls on its connection: the server answers an `Expect: 100-continue` PUT with an "
+        "empty body without `100 Continue`, and aws-cli's botocore then misreads the next "
+        "response on that connection (boto/botocore#3755).\n" + r.stderr[-1500:]
+    )
+    assert r.elapsed < 10, f"took {r.elapsed:.1f}s: an upload stalled"
+
+
 def test_sync_tree(srv):
     ensure_bucket(srv, "sync-tree")
     d = srv.scratch("sync")
     up = d / "up"
     files = make_tree(up)
-    aws(srv, "s3", "sync", up, "s3://sync-tree/tree", timeout=600)
+    assert sum(1 for s in files.values() if s == 0) > 10  # empty files are part of the tree
+    aws(srv, "s3", "sync", up, "s3://sync-tree/tree", timeout=600, env_extra=NO_EMPTY_CONTINUE)
 
     # ls --recursive lists every key exactly once.
     keys = ls_recursive_keys(srv, "s3://sync-tree/tree/")
@@ -225,7 +264,8 @@ def test_sync_tree(srv):
     assert sorted(o["Key"] for o in out.get("Contents", [])) == sorted("tree/" + k for k in top_files)
 
     # A second sync up has nothing to do (sizes and LastModified are consistent).
-    r = aws(srv, "s3", "sync", up, "s3://sync-tree/tree", timeout=600)
+    r = aws(srv, "s3", "sync", up, "s3://sync-tree/tree", timeout=600,
+            env_extra=NO_EMPTY_CONTINUE)
     assert r.stdout.strip() == "", "second sync uploaded again:\n" + r.stdout[:2000]
 
     # Sync down to a new folder: every file comes back byte for byte.

@@ -1,0 +1,598 @@
+//! Versioning, delete markers, tagging, conditional writes, GetObjectAttributes and
+//! virtual-host-style addressing, through aws-sdk-s3.
+
+mod common;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, Delete, ObjectAttributes, ObjectIdentifier, Tag, Tagging,
+    VersioningConfiguration,
+};
+use common::{code, status, TestServer};
+
+fn server() -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(&dir.path().join("data"), &["--base-domain", "s3.localhost"]);
+    (dir, s)
+}
+
+async fn body(c: &aws_sdk_s3::Client, b: &str, k: &str, v: Option<&str>) -> Vec<u8> {
+    let mut req = c.get_object().bucket(b).key(k);
+    if let Some(v) = v {
+        req = req.version_id(v);
+    }
+    req.send()
+        .await
+        .unwrap_or_else(|e| panic!("get {k} {v:?}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+        .to_vec()
+}
+
+async fn put(c: &aws_sdk_s3::Client, b: &str, k: &str, data: &'static [u8]) -> Option<String> {
+    c.put_object()
+        .bucket(b)
+        .key(k)
+        .body(ByteStream::from_static(data))
+        .send()
+        .await
+        .unwrap()
+        .version_id()
+        .map(str::to_string)
+}
+
+fn versioning(status: BucketVersioningStatus) -> VersioningConfiguration {
+    VersioningConfiguration::builder().status(status).build()
+}
+
+#[tokio::test]
+async fn versioned_bucket_full_life() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("vers").send().await.unwrap();
+    let g = c
+        .get_bucket_versioning()
+        .bucket("vers")
+        .send()
+        .await
+        .unwrap();
+    assert!(g.status().is_none());
+    // Before versioning: the null version.
+    assert_eq!(put(&c, "vers", "doc", b"v0").await, None);
+    c.put_bucket_versioning()
+        .bucket("vers")
+        .versioning_configuration(versioning(BucketVersioningStatus::Enabled))
+        .send()
+        .await
+        .unwrap();
+    let g = c
+        .get_bucket_versioning()
+        .bucket("vers")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(g.status(), Some(&BucketVersioningStatus::Enabled));
+    let v1 = put(&c, "vers", "doc", b"v1").await.expect("version id");
+    let v2 = put(&c, "vers", "doc", b"v2-longer")
+        .await
+        .expect("version id");
+    assert_ne!(v1, v2);
+    assert_eq!(body(&c, "vers", "doc", None).await, b"v2-longer");
+    assert_eq!(body(&c, "vers", "doc", Some(&v1)).await, b"v1");
+    assert_eq!(body(&c, "vers", "doc", Some("null")).await, b"v0");
+    let h = c
+        .head_object()
+        .bucket("vers")
+        .key("doc")
+        .version_id(&v1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.content_length(), Some(2));
+    assert_eq!(h.version_id(), Some(v1.as_str()));
+
+    // A delete makes a marker: GET is 404, the listing hides the key, versions remain.
+    let del = c
+        .delete_object()
+        .bucket("vers")
+        .key("doc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.delete_marker(), Some(true));
+    let marker = del.version_id().unwrap().to_string();
+    let e = c
+        .get_object()
+        .bucket("vers")
+        .key("doc")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchKey");
+    let e = c
+        .head_object()
+        .bucket("vers")
+        .key("doc")
+        .version_id(&marker)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), 405);
+    let l = c.list_objects_v2().bucket("vers").send().await.unwrap();
+    assert_eq!(l.key_count(), Some(0));
+    let lv = c
+        .list_object_versions()
+        .bucket("vers")
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = lv
+        .versions()
+        .iter()
+        .map(|v| v.version_id().unwrap())
+        .collect();
+    assert_eq!(ids, [v2.as_str(), v1.as_str(), "null"]);
+    assert_eq!(lv.delete_markers().len(), 1);
+    assert_eq!(lv.delete_markers()[0].is_latest(), Some(true));
+    assert_eq!(lv.versions()[0].is_latest(), Some(false));
+
+    // Restore an old version: delete the marker, then copy v1 over the top.
+    c.delete_object()
+        .bucket("vers")
+        .key("doc")
+        .version_id(&marker)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body(&c, "vers", "doc", None).await, b"v2-longer");
+    let cp = c
+        .copy_object()
+        .bucket("vers")
+        .key("doc")
+        .copy_source(format!("vers/doc?versionId={v1}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cp.copy_source_version_id(), Some(v1.as_str()));
+    assert_eq!(body(&c, "vers", "doc", None).await, b"v1");
+    // Deleting a version for good.
+    c.delete_object()
+        .bucket("vers")
+        .key("doc")
+        .version_id(&v2)
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .get_object()
+        .bucket("vers")
+        .key("doc")
+        .version_id(&v2)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchVersion");
+    // DeleteObjects with versions.
+    let all = c
+        .list_object_versions()
+        .bucket("vers")
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<ObjectIdentifier> = all
+        .versions()
+        .iter()
+        .map(|v| {
+            ObjectIdentifier::builder()
+                .key("doc")
+                .version_id(v.version_id().unwrap())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let n = ids.len();
+    let d = c
+        .delete_objects()
+        .bucket("vers")
+        .delete(Delete::builder().set_objects(Some(ids)).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.deleted().len(), n);
+    let lv = c
+        .list_object_versions()
+        .bucket("vers")
+        .send()
+        .await
+        .unwrap();
+    assert!(lv.versions().is_empty() && lv.delete_markers().is_empty());
+    c.delete_bucket().bucket("vers").send().await.unwrap();
+}
+
+#[tokio::test]
+async fn suspended_versioning_and_version_paging() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("susp").send().await.unwrap();
+    c.put_bucket_versioning()
+        .bucket("susp")
+        .versioning_configuration(versioning(BucketVersioningStatus::Enabled))
+        .send()
+        .await
+        .unwrap();
+    let mut kept = Vec::new();
+    for k in ["a", "b", "c"] {
+        for _ in 0..3 {
+            kept.push((k, put(&c, "susp", k, b"x").await.unwrap()));
+        }
+    }
+    // Page through 9 versions, 2 at a time.
+    let mut seen = Vec::new();
+    let (mut km, mut vm): (Option<String>, Option<String>) = (None, None);
+    loop {
+        let mut req = c.list_object_versions().bucket("susp").max_keys(2);
+        if let Some(k) = &km {
+            req = req.key_marker(k);
+        }
+        if let Some(v) = &vm {
+            req = req.version_id_marker(v);
+        }
+        let page = req.send().await.unwrap();
+        for v in page.versions() {
+            seen.push((
+                v.key().unwrap().to_string(),
+                v.version_id().unwrap().to_string(),
+            ));
+        }
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        km = page.next_key_marker().map(str::to_string);
+        vm = page.next_version_id_marker().map(str::to_string);
+    }
+    assert_eq!(seen.len(), 9, "{seen:?}");
+    let mut dedup = seen.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(dedup.len(), 9);
+    // Suspended: writes replace the null version, older versions stay.
+    c.put_bucket_versioning()
+        .bucket("susp")
+        .versioning_configuration(versioning(BucketVersioningStatus::Suspended))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put(&c, "susp", "a", b"n1").await, None);
+    assert_eq!(put(&c, "susp", "a", b"n2").await, None);
+    assert_eq!(body(&c, "susp", "a", None).await, b"n2");
+    assert_eq!(body(&c, "susp", "a", Some("null")).await, b"n2");
+    let lv = c
+        .list_object_versions()
+        .bucket("susp")
+        .prefix("a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lv.versions().len(), 4);
+    assert_eq!(body(&c, "susp", "a", Some(&kept[0].1)).await, b"x");
+}
+
+#[tokio::test]
+async fn tagging_objects_and_buckets() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("tags").send().await.unwrap();
+    c.put_object()
+        .bucket("tags")
+        .key("t")
+        .tagging("project=alpha&team=storage%20ops")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let t = c
+        .get_object_tagging()
+        .bucket("tags")
+        .key("t")
+        .send()
+        .await
+        .unwrap();
+    let mut got: Vec<(String, String)> = t
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("project".to_string(), "alpha".to_string()),
+            ("team".to_string(), "storage ops".to_string())
+        ]
+    );
+    let g = c.get_object().bucket("tags").key("t").send().await.unwrap();
+    assert_eq!(g.tag_count(), Some(2));
+    c.put_object_tagging()
+        .bucket("tags")
+        .key("t")
+        .tagging(
+            Tagging::builder()
+                .tag_set(Tag::builder().key("k").value("v").build().unwrap())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let t = c
+        .get_object_tagging()
+        .bucket("tags")
+        .key("t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(t.tag_set().len(), 1);
+    // Tags survive a copy (COPY directive) and the bytes are untouched.
+    c.copy_object()
+        .bucket("tags")
+        .key("t2")
+        .copy_source("tags/t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get_object_tagging()
+            .bucket("tags")
+            .key("t2")
+            .send()
+            .await
+            .unwrap()
+            .tag_set()
+            .len(),
+        1
+    );
+    assert_eq!(body(&c, "tags", "t", None).await, b"x");
+    c.delete_object_tagging()
+        .bucket("tags")
+        .key("t")
+        .send()
+        .await
+        .unwrap();
+    assert!(c
+        .get_object_tagging()
+        .bucket("tags")
+        .key("t")
+        .send()
+        .await
+        .unwrap()
+        .tag_set()
+        .is_empty());
+    let too_many: Vec<Tag> = (0..11)
+        .map(|i| {
+            Tag::builder()
+                .key(format!("k{i}"))
+                .value("v")
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let e = c
+        .put_object_tagging()
+        .bucket("tags")
+        .key("t")
+        .tagging(
+            Tagging::builder()
+                .set_tag_set(Some(too_many))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidTag");
+
+    let e = c
+        .get_bucket_tagging()
+        .bucket("tags")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchTagSet");
+    c.put_bucket_tagging()
+        .bucket("tags")
+        .tagging(
+            Tagging::builder()
+                .tag_set(Tag::builder().key("cost").value("1").build().unwrap())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let bt = c.get_bucket_tagging().bucket("tags").send().await.unwrap();
+    assert_eq!(bt.tag_set()[0].key(), "cost");
+    c.delete_bucket_tagging()
+        .bucket("tags")
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .get_bucket_tagging()
+        .bucket("tags")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchTagSet");
+}
+
+#[tokio::test]
+async fn conditional_writes() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("cond").send().await.unwrap();
+    let first = c
+        .put_object()
+        .bucket("cond")
+        .key("once")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"first"))
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .put_object()
+        .bucket("cond")
+        .key("once")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"second"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "PreconditionFailed");
+    assert_eq!(body(&c, "cond", "once", None).await, b"first");
+    let e = c
+        .put_object()
+        .bucket("cond")
+        .key("once")
+        .if_match("\"00000000000000000000000000000000\"")
+        .body(ByteStream::from_static(b"third"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), 412);
+    c.put_object()
+        .bucket("cond")
+        .key("once")
+        .if_match(first.e_tag().unwrap())
+        .body(ByteStream::from_static(b"fourth"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body(&c, "cond", "once", None).await, b"fourth");
+    // Eight writers race If-None-Match on a fresh key: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            c.put_object()
+                .bucket("cond")
+                .key("race")
+                .if_none_match("*")
+                .body(ByteStream::from(vec![i; 200_000]))
+                .send()
+                .await
+                .map_err(|e| (status(&e), code(&e)))
+        }));
+    }
+    let mut wins = 0;
+    let mut winner = None;
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(_) => {
+                wins += 1;
+                winner = Some(i as u8);
+            }
+            Err((st, code)) => assert!(
+                (st == 412 && code == "PreconditionFailed")
+                    || (st == 409 && code == "ConditionalRequestConflict"),
+                "{st} {code}"
+            ),
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(
+        body(&c, "cond", "race", None).await,
+        vec![winner.unwrap(); 200_000]
+    );
+}
+
+#[tokio::test]
+async fn object_attributes_and_virtual_host_style() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("attrs").send().await.unwrap();
+    c.put_object()
+        .bucket("attrs")
+        .key("a/b.txt")
+        .checksum_crc32("DUoRhQ==")
+        .body(ByteStream::from_static(b"hello world"))
+        .send()
+        .await
+        .unwrap();
+    let a = c
+        .get_object_attributes()
+        .bucket("attrs")
+        .key("a/b.txt")
+        .object_attributes(ObjectAttributes::Etag)
+        .object_attributes(ObjectAttributes::ObjectSize)
+        .object_attributes(ObjectAttributes::Checksum)
+        .object_attributes(ObjectAttributes::StorageClass)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.object_size(), Some(11));
+    assert_eq!(a.e_tag(), Some("5eb63bbbe01eeed093cb22bb8f5acdc3"));
+    assert_eq!(a.checksum().unwrap().checksum_crc32(), Some("DUoRhQ=="));
+
+    // Virtual-host style: the bucket named by the Host header, the path holding only the key.
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(&s.s3_url)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            common::ACCESS_KEY,
+            common::SECRET_KEY,
+            None,
+            None,
+            "t",
+        ))
+        .force_path_style(true)
+        .interceptor(VirtualHost)
+        .build();
+    let vc = aws_sdk_s3::Client::from_conf(conf);
+    let got = vc
+        .get_object()
+        .bucket("attrs")
+        .key("a/b.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        &got.body.collect().await.unwrap().into_bytes()[..],
+        b"hello world"
+    );
+    let l = vc.list_objects_v2().bucket("attrs").send().await.unwrap();
+    assert_eq!(l.contents()[0].key(), Some("a/b.txt"));
+}
+
+/// Rewrites a path-style request `/bucket/key` into `Host: bucket.s3.localhost`, path `/key`,
+/// before it is signed: what a client with DNS for the base domain would send.
+#[derive(Debug)]
+struct VirtualHost;
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for VirtualHost {
+    fn name(&self) -> &'static str {
+        "VirtualHost"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let req = context.request_mut();
+        let uri: http::Uri = req.uri().parse()?;
+        let path = uri.path().trim_start_matches('/');
+        let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+        let host = format!("{bucket}.s3.localhost:{}", uri.port_u16().unwrap_or(80));
+        let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        let new = format!("http://{}/{key}{query}", uri.authority().unwrap());
+        req.set_uri(new)?;
+        req.headers_mut().insert("host", host);
+        Ok(())
+    }
+}
