@@ -27,6 +27,8 @@ pub struct FileConfig {
     pub stripe_size: Option<String>,
     /// Largest object kept inline in metadata, `"64KiB"`.
     pub inline_limit: Option<String>,
+    /// Age after which an unfinished multipart upload is aborted, `"7d"`.
+    pub upload_expiry: Option<String>,
 }
 
 /// The resolved configuration of a server.
@@ -52,6 +54,8 @@ pub struct ServerConfig {
     pub stripe_size: usize,
     /// Objects up to this size are stored inline in their metadata records.
     pub inline_limit: usize,
+    /// Unfinished multipart uploads older than this are aborted.
+    pub upload_expiry: std::time::Duration,
 }
 
 /// Values given on the command line or in the environment (they win over the file).
@@ -132,6 +136,7 @@ impl ServerConfig {
             base_domain: o.base_domain.or(f.base_domain).filter(|d| !d.is_empty()),
             stripe_size,
             inline_limit,
+            upload_expiry: parse_duration(f.upload_expiry.as_deref().unwrap_or("7d"))?,
         })
     }
 }
@@ -170,6 +175,22 @@ pub fn parse_size(s: &str) -> Result<u64, ConfigError> {
         .ok_or_else(|| ConfigError::Invalid(format!("size {s:?} too large")))
 }
 
+/// Parses a duration with a unit: `"90s"`, `"30m"`, `"12h"`, `"7d"`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, ConfigError> {
+    let s = s.trim();
+    let bad = || ConfigError::Invalid(format!("duration {s:?}: expected e.g. 90s, 30m, 12h, 7d"));
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(bad()),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +204,10 @@ mod tests {
         assert_eq!(parse_ec("4+2").unwrap(), (4, 2));
         assert!(parse_ec("4-2").is_err());
         assert!(parse_ec("0+2").is_err());
+        assert_eq!(parse_duration("7d").unwrap().as_secs(), 604800);
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert!(parse_duration("7").is_err());
+        assert!(parse_duration("7w").is_err());
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl Server {
             )]),
             base_domain: cfg.base_domain.clone(),
         });
+        spawn_upload_expiry(set.clone(), cfg.upload_expiry);
         let admin_state = Arc::new(AdminState { sets: vec![set] });
         let s3_listener = TcpListener::bind(&cfg.address)
             .await
@@ -91,6 +92,26 @@ impl Server {
         })?;
         Ok(())
     }
+}
+
+/// Aborts abandoned multipart uploads: at start, then every hour (or every `max_age`, when
+/// shorter).
+fn spawn_upload_expiry(set: Arc<ErasureSet>, max_age: std::time::Duration) {
+    let period = max_age.clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(3600),
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            match set.expire_uploads(max_age).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "aborted abandoned multipart uploads"),
+                Err(e) => tracing::warn!(error = %e, "upload expiry failed"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

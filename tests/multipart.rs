@@ -388,3 +388,54 @@ async fn part_copy_and_checksums() {
     assert!(got[..5 * MIB] == src[..5 * MIB]);
     assert!(got[5 * MIB..] == tail[..]);
 }
+
+#[tokio::test]
+async fn abandoned_uploads_expire_and_free_their_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("tessera.toml");
+    std::fs::write(&conf, "upload_expiry = \"2s\"\n").unwrap();
+    let s = TestServer::start(
+        &dir.path().join("data"),
+        &["--config", conf.to_str().unwrap()],
+    );
+    let c = s.client().await;
+    c.create_bucket().bucket("expiry").send().await.unwrap();
+    let id = c
+        .create_multipart_upload()
+        .bucket("expiry")
+        .key("forgotten")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    upload(&c, "expiry", "forgotten", &id, 1, data(MIB, 1)).await;
+    assert!(shard_file_count(&s.data) > 0);
+    // The expiry runs every 2 s here; poll (bounded) until it has run past the upload's age.
+    let mut gone = false;
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let ups = c
+            .list_multipart_uploads()
+            .bucket("expiry")
+            .send()
+            .await
+            .unwrap();
+        if ups.uploads().is_empty() {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "upload not expired after 15 s");
+    assert_eq!(shard_file_count(&s.data), 0);
+    let e = c
+        .list_parts()
+        .bucket("expiry")
+        .key("forgotten")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchUpload");
+}

@@ -388,6 +388,40 @@ impl ErasureSet {
     }
 }
 
+impl ErasureSet {
+    /// Aborts every upload started more than `max_age` ago, in every bucket; returns how many.
+    /// Abandoned uploads would otherwise hold their parts' shards for ever.
+    pub async fn expire_uploads(&self, max_age: std::time::Duration) -> Result<usize> {
+        let cutoff = now_ns() - max_age.as_nanos() as i128;
+        let mut expired = 0;
+        for bucket in self.list_buckets().await? {
+            let mut after = (String::new(), String::new());
+            loop {
+                let page = self
+                    .list_uploads(&bucket.name, "", None, (&after.0, &after.1), 1000)
+                    .await?;
+                for u in &page.uploads {
+                    if u.initiated_ns < cutoff {
+                        match self.abort_upload(&bucket.name, &u.key, &u.upload_id).await {
+                            Ok(()) => expired += 1,
+                            Err(e) => {
+                                tracing::warn!(bucket = %bucket.name, key = %u.key, error = %e, "cannot expire upload")
+                            }
+                        }
+                    }
+                }
+                match page.uploads.last() {
+                    Some(last) if page.truncated => {
+                        after = (last.key.clone(), last.upload_id.clone());
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(expired)
+    }
+}
+
 /// The composite checksum of a multipart object: the checksum of the parts' binary checksums,
 /// then `-N`. `None` when the upload asked for none or a part lacks one.
 fn composite_checksum(algorithm: Option<&str>, parts: &[&PartRecord]) -> Option<(String, String)> {
