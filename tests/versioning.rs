@@ -596,3 +596,65 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for VirtualHost {
         Ok(())
     }
 }
+
+#[tokio::test]
+async fn acls_are_owner_full_control_and_public_ones_are_refused() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("acls").send().await.unwrap();
+    c.put_object()
+        .bucket("acls")
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let a = c.get_bucket_acl().bucket("acls").send().await.unwrap();
+    assert_eq!(a.grants().len(), 1);
+    assert_eq!(
+        a.grants()[0].permission().map(|p| p.as_str()),
+        Some("FULL_CONTROL")
+    );
+    let a = c
+        .get_object_acl()
+        .bucket("acls")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.owner().unwrap().id(), Some(common::ACCESS_KEY));
+    c.put_object_acl()
+        .bucket("acls")
+        .key("k")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::Private)
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .put_object_acl()
+        .bucket("acls")
+        .key("k")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NotImplemented");
+    let e = c
+        .put_object()
+        .bucket("acls")
+        .key("public")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NotImplemented");
+    let e = c
+        .get_object_acl()
+        .bucket("acls")
+        .key("missing")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchKey");
+}

@@ -39,6 +39,9 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<Response> {
 
 /// `PUT /bucket`, with an optional `CreateBucketConfiguration` body.
 pub async fn create(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result<Response> {
+    if let Some(a) = ctx.header("x-amz-acl") {
+        super::acl::check_canned(a)?;
+    }
     let raw = small_body(ctx, body, 64 * 1024).await?;
     let mut location = None;
     if !raw.iter().all(|b| b.is_ascii_whitespace()) {

@@ -1,6 +1,7 @@
 //! The S3 API: SigV4 authentication, routing to a typed endpoint, one handler per operation
 //! family, XML bodies and S3 errors.
 
+mod acl;
 pub mod body;
 mod bucket;
 pub use crate::checksum;
@@ -54,6 +55,18 @@ pub async fn handle(State(state): State<Arc<S3State>>, req: Request) -> Response
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
+    // A request that sent `Expect: 100-continue` with an empty body gets its final answer
+    // without a `100 Continue` (nothing is read). That is valid HTTP, but the botocore that
+    // aws-cli v1 bundles then misreads the next response on the same connection
+    // (boto/botocore#3755) and stalls for its read timeout; closing the connection avoids it.
+    let close_after = req
+        .headers()
+        .get(axum::http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        && req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0");
     let (op, mut resp) = match dispatch(&state, req).await {
         Ok((op, r)) => (op, r),
         Err((op, e)) => {
@@ -100,6 +113,12 @@ pub async fn handle(State(state): State<Arc<S3State>>, req: Request) -> Response
         axum::http::header::SERVER,
         HeaderValue::from_static("Tessera"),
     );
+    if close_after {
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+    }
     resp
 }
 
@@ -179,6 +198,11 @@ async fn dispatch(state: &S3State, req: Request) -> Dispatched {
             key,
             method,
         } => tagging::object(&ctx, &bucket, &key, &method, body).await,
+        Endpoint::Acl {
+            bucket,
+            key,
+            method,
+        } => acl::acl(&ctx, &bucket, &key, &method, body).await,
         Endpoint::GetObjectAttributes { bucket, key } => {
             tagging::attributes(&ctx, &bucket, &key).await
         }

@@ -29,6 +29,9 @@ fn upload_id(ctx: &Ctx<'_>) -> S3Result<String> {
 
 /// `POST /bucket/key?uploads`.
 pub async fn create(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> {
+    if let Some(a) = ctx.header("x-amz-acl") {
+        super::acl::check_canned(a)?;
+    }
     let algorithm = match ctx.header("x-amz-checksum-algorithm") {
         Some(a) => Some(
             ChecksumAlgorithm::from_name(a)

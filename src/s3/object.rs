@@ -35,6 +35,9 @@ const STORED_HEADERS: &[&str] = &[
 
 /// `PUT /bucket/key`, with `If-None-Match: *` or `If-Match` as conditional writes.
 pub async fn put(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3Result<Response> {
+    if let Some(a) = ctx.header("x-amz-acl") {
+        super::acl::check_canned(a)?;
+    }
     check_put_length(ctx)?;
     let condition = write_condition(ctx)?;
     let (stream, slot) = body::request_body(body, ctx.headers, ctx.auth)?;

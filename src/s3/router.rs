@@ -69,6 +69,12 @@ pub enum Endpoint {
     },
     /// `GET /bucket/key?attributes`
     GetObjectAttributes { bucket: String, key: String },
+    /// `GET` or `PUT /bucket?acl` and `/bucket/key?acl` (`key` empty for the bucket)
+    Acl {
+        bucket: String,
+        key: String,
+        method: Method,
+    },
 }
 
 impl Endpoint {
@@ -94,6 +100,7 @@ impl Endpoint {
             | Endpoint::BucketTagging { bucket, .. }
             | Endpoint::ObjectTagging { bucket, .. }
             | Endpoint::GetObjectAttributes { bucket, .. }
+            | Endpoint::Acl { bucket, .. }
             | Endpoint::PutObject { bucket, .. }
             | Endpoint::CopyObject { bucket, .. }
             | Endpoint::GetObject { bucket, .. }
@@ -139,6 +146,12 @@ impl Endpoint {
                 _ => "GetObjectTagging",
             },
             Endpoint::GetObjectAttributes { .. } => "GetObjectAttributes",
+            Endpoint::Acl { key, method, .. } => match (key.is_empty(), *method == Method::PUT) {
+                (true, true) => "PutBucketAcl",
+                (true, false) => "GetBucketAcl",
+                (false, true) => "PutObjectAcl",
+                (false, false) => "GetObjectAcl",
+            },
         }
     }
 }
@@ -160,18 +173,10 @@ fn decode(s: &str) -> String {
 }
 
 /// Object-level subresources that Tessera does not serve yet.
-const OBJECT_UNSUPPORTED: &[&str] = &[
-    "acl",
-    "retention",
-    "legal-hold",
-    "torrent",
-    "restore",
-    "select",
-];
+const OBJECT_UNSUPPORTED: &[&str] = &["retention", "legal-hold", "torrent", "restore", "select"];
 
 /// Bucket-level subresources that Tessera does not serve yet.
 const BUCKET_UNSUPPORTED: &[&str] = &[
-    "acl",
     "policy",
     "cors",
     "lifecycle",
@@ -223,6 +228,9 @@ pub fn route(
         if let Some(sub) = BUCKET_UNSUPPORTED.iter().find(|s| query.contains_key(**s)) {
             return Err(S3Error::not_implemented(&format!("bucket ?{sub}")));
         }
+        if query.contains_key("acl") {
+            return acl(method, bucket, key);
+        }
         if query.contains_key("tagging") {
             return match *method {
                 Method::PUT | Method::GET | Method::DELETE => Ok(Endpoint::BucketTagging {
@@ -273,6 +281,9 @@ pub fn route(
             _ => Err(method_not_allowed()),
         };
     }
+    if query.contains_key("acl") {
+        return acl(method, bucket, key);
+    }
     if query.contains_key("attributes") {
         return match *method {
             Method::GET => Ok(Endpoint::GetObjectAttributes { bucket, key }),
@@ -302,6 +313,17 @@ pub fn route(
         Method::HEAD => Ok(Endpoint::HeadObject { bucket, key }),
         Method::DELETE => Ok(Endpoint::DeleteObject { bucket, key }),
         Method::POST => Err(S3Error::not_implemented("POST on an object")),
+        _ => Err(method_not_allowed()),
+    }
+}
+
+fn acl(method: &Method, bucket: String, key: String) -> S3Result<Endpoint> {
+    match *method {
+        Method::GET | Method::PUT => Ok(Endpoint::Acl {
+            bucket,
+            key,
+            method: method.clone(),
+        }),
         _ => Err(method_not_allowed()),
     }
 }

@@ -56,6 +56,11 @@ impl Xml {
         self.close(tag);
     }
 
+    /// Appends markup as is (for elements with attributes).
+    pub fn raw(&mut self, markup: &str) {
+        self.out.push_str(markup);
+    }
+
     /// The document.
     pub fn finish(self) -> String {
         self.out

@@ -111,6 +111,23 @@ def _sigterm_to_exit(signum, _frame):
     raise SystemExit(128 + signum)
 
 
+TMP_PREFIX = "tessera-clients-"
+
+
+def _sweep_stale_folders():
+    """Removes temporary folders left by test processes that were killed outright (SIGKILL
+    leaves no chance to clean up): those whose owner.pid names no live process."""
+    root = Path(tempfile.gettempdir())
+    for d in root.glob(TMP_PREFIX + "*"):
+        try:
+            pid = int((d / "owner.pid").read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (OSError, ValueError):
+            pass  # no pid file yet, or not ours to judge
+
+
 class Server:
     """A running `tessera server` over a fresh temporary data folder. Use as a context
     manager, or call start() and stop()."""
@@ -152,7 +169,9 @@ class Server:
                 f"tessera binary not found at {binary}; build it with `cargo build --release` "
                 "or set TESSERA_BIN"
             )
-        self.tmp = Path(tempfile.mkdtemp(prefix="tessera-clients-"))
+        _sweep_stale_folders()
+        self.tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
+        (self.tmp / "owner.pid").write_text(str(os.getpid()))
         _running.append(self)
         data = self.tmp / "data"
         self.log_path = self.tmp / "server.log"
@@ -262,9 +281,7 @@ class Server:
 
 # --- aws-cli -----------------------------------------------------------------------------------
 
-# Multipart upload is not implemented by the server yet: it comes with issue 3. Until then
-# aws-cli must send every upload as one PUT, so the threshold is above anything the tests
-# upload (and above S3's 5 GiB single-PUT limit). Remove `multipart_threshold` then.
+# aws-cli's own defaults (multipart above 8 MiB in 8 MiB parts, 10 threads) apply.
 AWS_CONFIG = """\
 [default]
 region = us-east-1
@@ -274,7 +291,6 @@ retry_mode = standard
 s3 =
   signature_version = s3v4
   addressing_style = path
-  multipart_threshold = 6GB
 """
 
 
@@ -463,6 +479,9 @@ def run_module(module_globals, name=None):
         (n, f) for n, f in module_globals.items()
         if n.startswith("test_") and callable(f) and (not only or n in only)
     ]
+    if only and len(tests) != len(only):
+        print(f"no such test in {name}: {', '.join(sorted(only - {n for n, _ in tests}))}")
+        return 2
     limit = int(os.environ.get("TESSERA_TEST_TIMEOUT", "300"))
     failed = 0
     srv = None
@@ -492,8 +511,12 @@ def run_module(module_globals, name=None):
             if error is not None:
                 failed += 1
                 print(_indent(error), flush=True)
-                if srv is not None and srv.log_path is not None:
-                    print("    --- server log (tail) ---", flush=True)
+                if srv is not None and srv.log_path is not None and srv.log_path.exists():
+                    kept = Path(tempfile.gettempdir()) / "tessera-client-test-logs"
+                    kept.mkdir(exist_ok=True)
+                    kept = kept / f"{name}.{test_name}.log"
+                    shutil.copyfile(srv.log_path, kept)
+                    print(f"    --- server log, last lines (whole log: {kept}) ---", flush=True)
                     print(_indent(srv.log_tail()), flush=True)
     finally:
         if srv is not None:

@@ -73,8 +73,7 @@ def test_cp_small_file(srv):
 
 
 def test_cp_100mib(srv):
-    # One PUT of 100 MiB: the private config sets multipart_threshold = 6GB because multipart
-    # upload comes with issue 3 (see harness.AWS_CONFIG).
+    # aws-cli's defaults: a multipart upload of 13 parts of 8 MiB, ranged GETs back.
     ensure_bucket(srv, "photos")
     d = srv.scratch("cp-big")
     src = d / "big.bin"
@@ -89,6 +88,65 @@ def test_cp_100mib(srv):
     os.remove(src)
     os.remove(dst)
     aws(srv, "s3", "rm", "s3://photos/big/big.bin")
+
+
+def test_cp_200mib_small_parts(srv):
+    # A small multipart threshold and part size: 40 parts of 5 MiB, uploaded 10 at a time.
+    ensure_bucket(srv, "photos")
+    d = srv.scratch("cp-200")
+    src = d / "two-hundred.bin"
+    want = harness.write_random_file(src, 200 * MIB)
+    small = "  multipart_threshold = 5MB\n  multipart_chunksize = 5MB\n"
+    aws(srv, "s3", "cp", src, "s3://photos/big/200.bin", timeout=900, s3_config_extra=small)
+    head = aws_json(srv, "s3api", "head-object", "--bucket", "photos", "--key", "big/200.bin")
+    assert head["ContentLength"] == 200 * MIB, head
+    assert head["ETag"].endswith('-40"'), head["ETag"]
+    dst = d / "back.bin"
+    aws(srv, "s3", "cp", "s3://photos/big/200.bin", dst, timeout=900, s3_config_extra=small)
+    assert harness.sha256_file(dst) == want, "200 MiB download differs from the upload"
+    os.remove(src)
+    os.remove(dst)
+    aws(srv, "s3", "rm", "s3://photos/big/200.bin")
+
+
+def test_s3api_versioning_and_tagging(srv):
+    b = "versioned"
+    aws(srv, "s3", "mb", f"s3://{b}")
+    aws(srv, "s3api", "put-bucket-versioning", "--bucket", b,
+        "--versioning-configuration", "Status=Enabled")
+    assert aws_json(srv, "s3api", "get-bucket-versioning", "--bucket", b)["Status"] == "Enabled"
+    d = srv.scratch("versions")
+    (d / "v1").write_bytes(b"first version")
+    (d / "v2").write_bytes(b"second, longer version")
+    v1 = aws_json(srv, "s3api", "put-object", "--bucket", b, "--key", "doc.txt",
+                  "--body", d / "v1")["VersionId"]
+    v2 = aws_json(srv, "s3api", "put-object", "--bucket", b, "--key", "doc.txt",
+                  "--body", d / "v2", "--tagging", "stage=draft")["VersionId"]
+    assert v1 != v2
+    listed = aws_json(srv, "s3api", "list-object-versions", "--bucket", b)
+    assert [v["VersionId"] for v in listed["Versions"]] == [v2, v1], listed
+    aws(srv, "s3api", "get-object", "--bucket", b, "--key", "doc.txt", "--version-id", v1,
+        d / "got-v1")
+    assert (d / "got-v1").read_bytes() == b"first version"
+    tags = aws_json(srv, "s3api", "get-object-tagging", "--bucket", b, "--key", "doc.txt")
+    assert tags["TagSet"] == [{"Key": "stage", "Value": "draft"}], tags
+    aws(srv, "s3api", "put-object-tagging", "--bucket", b, "--key", "doc.txt", "--tagging",
+        "TagSet=[{Key=stage,Value=final},{Key=owner,Value=ops}]")
+    tags = aws_json(srv, "s3api", "get-object-tagging", "--bucket", b, "--key", "doc.txt")
+    assert sorted(t["Key"] for t in tags["TagSet"]) == ["owner", "stage"], tags
+    aws(srv, "s3api", "put-bucket-tagging", "--bucket", b, "--tagging",
+        "TagSet=[{Key=cost-centre,Value=42}]")
+    bt = aws_json(srv, "s3api", "get-bucket-tagging", "--bucket", b)
+    assert bt["TagSet"] == [{"Key": "cost-centre", "Value": "42"}], bt
+    # Delete: a marker hides the object; removing the marker brings it back.
+    marker = aws_json(srv, "s3api", "delete-object", "--bucket", b, "--key", "doc.txt")
+    assert marker.get("DeleteMarker") is True, marker
+    r = aws(srv, "s3api", "head-object", "--bucket", b, "--key", "doc.txt", check=False)
+    assert r.returncode != 0 and "404" in r.stderr, r.stderr
+    aws(srv, "s3api", "delete-object", "--bucket", b, "--key", "doc.txt",
+        "--version-id", marker["VersionId"])
+    head = aws_json(srv, "s3api", "head-object", "--bucket", b, "--key", "doc.txt")
+    assert head["VersionId"] == v2 and head["ContentLength"] == len(b"second, longer version")
 
 
 def test_head_object(srv):
@@ -200,12 +258,11 @@ def local_files(root):
 
 # aws-cli v1 (1.46.3) ships its own copy of botocore (1.43.62) with a known bug,
 # boto/botocore#3755: after a PUT sent with `Expect: 100-continue` is answered with its final
-# response and no `100 Continue` (which HTTP allows, and which the server does for an empty
+# response and no `100 Continue` (which HTTP allows, and which a server does for an empty
 # body), that connection object keeps the stale status line and misreads the next response
-# on it: the next upload stalls for the whole read timeout. test_empty_files_between_uploads
-# checks that case on its own. The big sync test below sets botocore's opt-in switch that
-# leaves `Expect` out for empty bodies, so it tests sync itself and not that bug.
-NO_EMPTY_CONTINUE = {"BOTO_EXPERIMENTAL__NO_EMPTY_CONTINUE": "true"}
+# on it: the next upload stalls for the whole read timeout. The server closes such
+# connections after answering; test_empty_files_between_uploads checks it, and the sync test
+# below runs with aws-cli as it comes.
 
 
 def test_empty_files_between_uploads(srv):
@@ -225,13 +282,14 @@ def test_empty_files_between_uploads(srv):
     for line in ls_lines(srv, "s3://empties/", "--recursive"):
         _date, _time, size, key = line.split(None, 3)
         listed[key] = int(size)
-    assert r.returncode == 0 and listed == sizes, (
-        f"aws s3 cp --recursive with empty files failed (exit {r.returncode}, "
-        f"{r.elapsed:.1f}s); stored {listed}, want {sizes}. The upload after an empty one "
-        "stalls on its connection: the server answers an `Expect: 100-continue` PUT with an "
-        "empty body without `100 Continue`, and aws-cli's botocore then misreads the next "
-        "response on that connection (boto/botocore#3755).\n" + r.stderr[-1500:]
+    assert r.returncode == 0, (
+        f"aws s3 cp --recursive of non-empty and empty files failed (exit {r.returncode}, "
+        f"{r.elapsed:.1f}s; objects stored: {listed}). The upload after an empty one stalls "
+        "until the read timeout: the server answers an empty-body `Expect: 100-continue` PUT "
+        "without `100 Continue`, and aws-cli's botocore then misreads the next response on "
+        "that connection (boto/botocore#3755).\n" + r.stderr[-1500:]
     )
+    assert listed == sizes, listed
     assert r.elapsed < 10, f"took {r.elapsed:.1f}s: an upload stalled"
 
 
@@ -241,7 +299,7 @@ def test_sync_tree(srv):
     up = d / "up"
     files = make_tree(up)
     assert sum(1 for s in files.values() if s == 0) > 10  # empty files are part of the tree
-    aws(srv, "s3", "sync", up, "s3://sync-tree/tree", timeout=600, env_extra=NO_EMPTY_CONTINUE)
+    aws(srv, "s3", "sync", up, "s3://sync-tree/tree", timeout=600)
 
     # ls --recursive lists every key exactly once.
     keys = ls_recursive_keys(srv, "s3://sync-tree/tree/")
@@ -264,8 +322,7 @@ def test_sync_tree(srv):
     assert sorted(o["Key"] for o in out.get("Contents", [])) == sorted("tree/" + k for k in top_files)
 
     # A second sync up has nothing to do (sizes and LastModified are consistent).
-    r = aws(srv, "s3", "sync", up, "s3://sync-tree/tree", timeout=600,
-            env_extra=NO_EMPTY_CONTINUE)
+    r = aws(srv, "s3", "sync", up, "s3://sync-tree/tree", timeout=600)
     assert r.stdout.strip() == "", "second sync uploaded again:\n" + r.stdout[:2000]
 
     # Sync down to a new folder: every file comes back byte for byte.

@@ -174,7 +174,7 @@ def test_upload_download_file(srv):
     d = srv.scratch("b3-files")
     src = d / "twenty.bin"
     want = harness.write_random_file(src, 20 * MIB)
-    # Multipart upload is not implemented by the server yet (issue 3): one PUT.
+    # Below the threshold: one PUT.
     single = TransferConfig(multipart_threshold=64 * MIB)
     c.upload_file(str(src), "b3-files", "big/twenty.bin", Config=single)
     h = c.head_object(Bucket="b3-files", Key="big/twenty.bin")
@@ -197,6 +197,54 @@ def test_upload_download_file(srv):
     out = io.BytesIO()
     c.download_fileobj("b3-files", "obj", out)
     assert out.getvalue() == data
+
+
+def test_concurrent_multipart_upload_file(srv):
+    from boto3.s3.transfer import TransferConfig
+
+    c = client(srv)
+    make_bucket(c, "b3-multipart")
+    d = srv.scratch("b3-multipart")
+    src = d / "sixty.bin"
+    want = harness.write_random_file(src, 60 * MIB + 12345)
+    parts = TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB,
+                           max_concurrency=8)
+    c.upload_file(str(src), "b3-multipart", "sixty.bin", Config=parts)
+    h = c.head_object(Bucket="b3-multipart", Key="sixty.bin")
+    assert h["ContentLength"] == 60 * MIB + 12345
+    assert h["ETag"].endswith('-13"'), h["ETag"]
+    dst = d / "back.bin"
+    c.download_file("b3-multipart", "sixty.bin", str(dst), Config=parts)
+    assert harness.sha256_file(dst) == want
+    assert c.list_multipart_uploads(Bucket="b3-multipart").get("Uploads", []) == []
+
+
+def test_versioned_bucket_life(srv):
+    c = client(srv)
+    make_bucket(c, "b3-versions")
+    c.put_bucket_versioning(Bucket="b3-versions",
+                            VersioningConfiguration={"Status": "Enabled"})
+    v1 = c.put_object(Bucket="b3-versions", Key="k", Body=b"one")["VersionId"]
+    v2 = c.put_object(Bucket="b3-versions", Key="k", Body=b"two")["VersionId"]
+    assert c.get_object(Bucket="b3-versions", Key="k")["Body"].read() == b"two"
+    d = c.delete_object(Bucket="b3-versions", Key="k")
+    assert d["DeleteMarker"] is True
+    assert error_of(c.get_object, Bucket="b3-versions", Key="k")[0] == 404
+    vs = c.list_object_versions(Bucket="b3-versions")
+    assert [v["VersionId"] for v in vs["Versions"]] == [v2, v1]
+    assert vs["DeleteMarkers"][0]["IsLatest"] is True
+    # Restore the first version by copying it over the top.
+    c.copy_object(Bucket="b3-versions", Key="k",
+                  CopySource={"Bucket": "b3-versions", "Key": "k", "VersionId": v1})
+    assert c.get_object(Bucket="b3-versions", Key="k")["Body"].read() == b"one"
+    assert c.get_object(Bucket="b3-versions", Key="k", VersionId=v2)["Body"].read() == b"two"
+    # Clean up every version and marker; then the bucket can go.
+    vs = c.list_object_versions(Bucket="b3-versions")
+    objs = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in vs.get("Versions", []) + vs.get("DeleteMarkers", [])]
+    out = c.delete_objects(Bucket="b3-versions", Delete={"Objects": objs})
+    assert len(out["Deleted"]) == len(objs) and not out.get("Errors")
+    c.delete_bucket(Bucket="b3-versions")
 
 
 def test_copy_object(srv):
