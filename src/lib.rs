@@ -4,10 +4,13 @@
 
 pub mod admin;
 pub mod checksum;
+pub mod cluster;
 pub mod config;
 pub mod credentials;
 pub mod drive;
 pub mod erasure;
+pub mod gateway;
+pub mod node;
 pub mod object;
 pub mod s3;
 pub mod server;

@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use tessera::cluster::Topology;
 use tessera::config::{Overrides, ServerConfig};
 use tessera::credentials::Source;
+use tessera::gateway::{Gateway, GatewayOverrides};
+use tessera::node::Node;
 use tessera::server::Server;
 
 #[derive(Parser)]
@@ -22,6 +25,36 @@ struct Cli {
 enum Command {
     /// Run the whole store in one process over local drive folders.
     Server(ServerArgs),
+    /// Run a storage node: serve this node's drives to gateways over the node RPC.
+    Node(NodeArgs),
+    /// Run a gateway: S3 and admin over the nodes' drives, nothing on local disk.
+    Gateway(GatewayArgs),
+}
+
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// Cluster topology file (see config/cluster.toml).
+    #[arg(long, env = "TESSERA_CONFIG")]
+    config: PathBuf,
+    /// This node's name in the topology.
+    #[arg(long, env = "TESSERA_NODE_NAME")]
+    name: String,
+    /// RPC listen address [default: the topology's [node] listen, else the node's address]
+    #[arg(long, env = "TESSERA_NODE_LISTEN", value_name = "HOST:PORT")]
+    listen: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct GatewayArgs {
+    /// Cluster topology file (see config/cluster.toml).
+    #[arg(long, env = "TESSERA_CONFIG")]
+    config: PathBuf,
+    /// S3 listen address [default: the topology's [gateway] address, else 127.0.0.1:9000]
+    #[arg(long, env = "TESSERA_ADDRESS", value_name = "HOST:PORT")]
+    address: Option<String>,
+    /// Admin listen address [default: [gateway] admin_address, else 127.0.0.1:9001]
+    #[arg(long, env = "TESSERA_ADMIN_ADDRESS", value_name = "HOST:PORT")]
+    admin_address: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -72,6 +105,8 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => run_server(args).await,
+        Command::Node(args) => run_node(args).await,
+        Command::Gateway(args) => run_gateway(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -102,8 +137,8 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         "  data:      {} ({drives} drives, erasure {k}+{m})",
         data.display()
     );
-    println!("  S3 API:    http://{}", server.s3_addr);
-    println!("  admin:     http://{}", server.admin_addr);
+    println!("  S3 API:    http://{}", server.frontend.s3_addr);
+    println!("  admin:     http://{}", server.frontend.admin_addr);
     match server.credentials_source {
         Source::Environment => println!(
             "  root access key: {} (from TESSERA_ROOT_ACCESS_KEY)",
@@ -121,5 +156,46 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
     println!("ready");
-    server.serve().await
+    server.frontend.serve().await
+}
+
+async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let topo = Topology::load(&args.config)?;
+    let node = Node::start(&topo, &args.name, args.listen).await?;
+    println!("Tessera {} node {}", env!("CARGO_PKG_VERSION"), args.name);
+    println!("  node RPC:  http://{}", node.addr);
+    println!(
+        "  topology:  {} ({} erasure sets)",
+        topo.hash,
+        topo.sets.len()
+    );
+    println!("ready");
+    tokio::select! {
+        r = node.serve() => r,
+        _ = tessera::server::shutdown_signal() => Ok(()),
+    }
+}
+
+async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let topo = Topology::load(&args.config)?;
+    let gw = Gateway::start(
+        &topo,
+        GatewayOverrides {
+            address: args.address,
+            admin_address: args.admin_address,
+        },
+    )
+    .await?;
+    println!("Tessera {} gateway", env!("CARGO_PKG_VERSION"));
+    println!(
+        "  nodes:     {} ({} erasure sets of {}+{})",
+        topo.file.nodes.len(),
+        gw.sets,
+        topo.k,
+        topo.m
+    );
+    println!("  S3 API:    http://{}", gw.frontend.s3_addr);
+    println!("  admin:     http://{}", gw.frontend.admin_addr);
+    println!("ready");
+    gw.frontend.serve().await
 }

@@ -1,4 +1,5 @@
-//! `tessera server`: the whole store in one process over local drive folders.
+//! `tessera server`: the whole store in one process over local drive folders; and the S3 and
+//! admin listeners that it shares with `tessera gateway`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,52 +13,49 @@ use crate::config::ServerConfig;
 use crate::credentials::{self, Credentials, Source};
 use crate::drive::{Drive, LocalDrive};
 use crate::erasure::Codec;
-use crate::object::{setup, ErasureSet};
+use crate::object::{setup, ErasureSet, Store};
 use crate::s3::{self, S3State};
 
-/// A started server: listeners bound, drives open, ready to serve.
-pub struct Server {
+/// The S3 and admin listeners over a store.
+pub struct Frontend {
     /// Bound S3 address.
     pub s3_addr: SocketAddr,
     /// Bound admin address.
     pub admin_addr: SocketAddr,
-    /// Root credentials.
-    pub credentials: Credentials,
-    /// Where they came from.
-    pub credentials_source: Source,
-    /// Deployment id of the drives.
-    pub deployment_id: String,
     s3: (TcpListener, axum::Router),
     admin: (TcpListener, axum::Router),
 }
 
-impl Server {
-    /// Opens the drives, checks their format records, and binds both listeners.
-    pub async fn start(cfg: ServerConfig) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&cfg.data)?;
-        let mut drives: Vec<Arc<dyn Drive>> = Vec::new();
-        for i in 0..cfg.drives {
-            let path = cfg.data.join(format!("drive-{i}"));
-            let drive = LocalDrive::open(&path)
-                .map_err(|e| anyhow::anyhow!("drive {}: {e}", path.display()))?;
-            drives.push(Arc::new(drive));
-        }
-        let codec = Codec::new(cfg.k, cfg.m, cfg.stripe_size)?;
-        let set = ErasureSet::new(drives, codec, cfg.inline_limit);
-        let deployment_id = setup::check_formats(set.drives(), 0, set.read_quorum()).await?;
-        let set = Arc::new(set);
-        let (credentials, credentials_source) = credentials::root(&cfg.data)?;
+/// What the listeners serve and where.
+pub struct FrontendConfig {
+    /// S3 listen address.
+    pub address: String,
+    /// Admin listen address.
+    pub admin_address: String,
+    /// Region.
+    pub region: String,
+    /// Base domain for virtual-host-style requests.
+    pub base_domain: Option<String>,
+    /// Root credentials.
+    pub credentials: Credentials,
+    /// Abandoned-upload age.
+    pub upload_expiry: std::time::Duration,
+}
+
+impl Frontend {
+    /// Binds both listeners and starts the abandoned-upload expiry.
+    pub async fn bind(store: Arc<Store>, cfg: FrontendConfig) -> anyhow::Result<Self> {
         let s3_state = Arc::new(S3State {
-            set: set.clone(),
+            store: store.clone(),
             region: cfg.region.clone(),
             credentials: HashMap::from([(
-                credentials.access_key.clone(),
-                credentials.secret_key.clone(),
+                cfg.credentials.access_key.clone(),
+                cfg.credentials.secret_key.clone(),
             )]),
             base_domain: cfg.base_domain.clone(),
         });
-        spawn_upload_expiry(set.clone(), cfg.upload_expiry);
-        let admin_state = Arc::new(AdminState { sets: vec![set] });
+        spawn_upload_expiry(store.clone(), cfg.upload_expiry);
+        let admin_state = Arc::new(AdminState { store });
         let s3_listener = TcpListener::bind(&cfg.address)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.address))?;
@@ -67,9 +65,6 @@ impl Server {
         Ok(Self {
             s3_addr: s3_listener.local_addr()?,
             admin_addr: admin_listener.local_addr()?,
-            credentials,
-            credentials_source,
-            deployment_id,
             s3: (s3_listener, s3::router(s3_state)),
             admin: (admin_listener, admin::router(admin_state)),
         })
@@ -94,9 +89,58 @@ impl Server {
     }
 }
 
+/// A started one-process server: drives open, listeners bound.
+pub struct Server {
+    /// The listeners.
+    pub frontend: Frontend,
+    /// Root credentials.
+    pub credentials: Credentials,
+    /// Where they came from.
+    pub credentials_source: Source,
+    /// Deployment id of the drives.
+    pub deployment_id: String,
+}
+
+impl Server {
+    /// Opens the drives, checks their format records, and binds both listeners.
+    pub async fn start(cfg: ServerConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&cfg.data)?;
+        let mut drives: Vec<Arc<dyn Drive>> = Vec::new();
+        for i in 0..cfg.drives {
+            let path = cfg.data.join(format!("drive-{i}"));
+            let drive = LocalDrive::open(&path)
+                .map_err(|e| anyhow::anyhow!("drive {}: {e}", path.display()))?;
+            drives.push(Arc::new(drive));
+        }
+        let codec = Codec::new(cfg.k, cfg.m, cfg.stripe_size)?;
+        let set = ErasureSet::new(drives, codec, cfg.inline_limit);
+        let deployment_id = setup::check_formats(set.drives(), 0, set.read_quorum(), None).await?;
+        let store = Arc::new(Store::new(vec![Arc::new(set)], deployment_id.clone()));
+        let (credentials, credentials_source) = credentials::root(&cfg.data)?;
+        let frontend = Frontend::bind(
+            store,
+            FrontendConfig {
+                address: cfg.address.clone(),
+                admin_address: cfg.admin_address.clone(),
+                region: cfg.region.clone(),
+                base_domain: cfg.base_domain.clone(),
+                credentials: credentials.clone(),
+                upload_expiry: cfg.upload_expiry,
+            },
+        )
+        .await?;
+        Ok(Self {
+            frontend,
+            credentials,
+            credentials_source,
+            deployment_id,
+        })
+    }
+}
+
 /// Aborts abandoned multipart uploads: at start, then every hour (or every `max_age`, when
 /// shorter).
-fn spawn_upload_expiry(set: Arc<ErasureSet>, max_age: std::time::Duration) {
+fn spawn_upload_expiry(store: Arc<Store>, max_age: std::time::Duration) {
     let period = max_age.clamp(
         std::time::Duration::from_secs(1),
         std::time::Duration::from_secs(3600),
@@ -105,7 +149,7 @@ fn spawn_upload_expiry(set: Arc<ErasureSet>, max_age: std::time::Duration) {
         let mut tick = tokio::time::interval(period);
         loop {
             tick.tick().await;
-            match set.expire_uploads(max_age).await {
+            match store.expire_uploads(max_age).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(count = n, "aborted abandoned multipart uploads"),
                 Err(e) => tracing::warn!(error = %e, "upload expiry failed"),
@@ -114,7 +158,8 @@ fn spawn_upload_expiry(set: Arc<ErasureSet>, max_age: std::time::Duration) {
     });
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => return std::future::pending().await,

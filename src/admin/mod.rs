@@ -7,12 +7,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::object::ErasureSet;
+use crate::object::Store;
 
 /// State of the admin listener.
 pub struct AdminState {
-    /// The erasure sets served by this process.
-    pub sets: Vec<Arc<ErasureSet>>,
+    /// The store served by this process.
+    pub store: Arc<Store>,
 }
 
 /// The admin router: `GET /health/live`, `GET /health/ready`.
@@ -35,7 +35,7 @@ async fn live() -> Response {
 async fn ready(State(state): State<Arc<AdminState>>) -> Response {
     let mut sets = Vec::new();
     let mut all_ok = true;
-    for (i, set) in state.sets.iter().enumerate() {
+    for (i, set) in state.store.sets().iter().enumerate() {
         let online = set.online_drives().await;
         let ok = online >= set.write_quorum();
         all_ok &= ok;

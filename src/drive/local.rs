@@ -24,6 +24,8 @@ const FORMAT_FILE: &str = "format.json";
 pub struct LocalDrive {
     root: PathBuf,
     db: Arc<DB>,
+    /// Striped locks making "keep the newer record" atomic per key.
+    record_locks: Arc<Vec<std::sync::Mutex<()>>>,
 }
 
 impl LocalDrive {
@@ -47,6 +49,7 @@ impl LocalDrive {
         Ok(Self {
             root: root.to_path_buf(),
             db: Arc::new(db),
+            record_locks: Arc::new((0..64).map(|_| std::sync::Mutex::new(())).collect()),
         })
     }
 
@@ -350,9 +353,23 @@ impl Drive for LocalDrive {
     ) -> Result<(), DriveError> {
         let k = object_key(bucket, key, &rec.version_id);
         let v = record::encode(rec)?;
+        let order = (rec.mod_time_ns, rec.data_dir.clone());
+        let locks = self.record_locks.clone();
         self.blocking(move |db| {
-            db.put_cf_opt(cf(db, CF_OBJECTS)?, k, v, &sync_opts())
-                .map_err(db_err)
+            let stripe = blake3::hash(&k).as_bytes()[0] as usize % locks.len();
+            let _guard = locks[stripe]
+                .lock()
+                .map_err(|_| DriveError::Db("record lock poisoned".into()))?;
+            let cf = cf(db, CF_OBJECTS)?;
+            // Last writer wins: a record never replaces a newer one of the same version id
+            // (two writers racing on the `null` version converge on every drive).
+            if let Some(raw) = db.get_cf(cf, &k).map_err(db_err)? {
+                let cur: VersionRecord = record::decode(&raw)?;
+                if (cur.mod_time_ns, cur.data_dir.clone()) > order {
+                    return Ok(());
+                }
+            }
+            db.put_cf_opt(cf, k, v, &sync_opts()).map_err(db_err)
         })
         .await
     }
@@ -706,6 +723,32 @@ mod tests {
             .unwrap()
             .is_some());
         assert_eq!(d.get_version("bkt", "a/b", "null").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_older_record_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = LocalDrive::open(dir.path()).unwrap();
+        let mut newer = rec("null");
+        newer.mod_time_ns = 20;
+        newer.etag = "new".into();
+        let mut older = rec("null");
+        older.mod_time_ns = 10;
+        older.etag = "old".into();
+        d.put_version("b", "k", &newer).await.unwrap();
+        d.put_version("b", "k", &older).await.unwrap();
+        assert_eq!(
+            d.get_version("b", "k", "null").await.unwrap().unwrap().etag,
+            "new"
+        );
+        // The same version rewritten (tags) replaces it.
+        let mut tagged = newer.clone();
+        tagged.tags.insert("t".into(), "v".into());
+        d.put_version("b", "k", &tagged).await.unwrap();
+        assert_eq!(
+            d.get_version("b", "k", "null").await.unwrap().unwrap(),
+            tagged
+        );
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 //! The object layer only ever sees `Drive`s; `LocalDrive` serves a folder of this machine.
 
 pub mod local;
+pub mod proto;
 pub mod record;
+pub mod remote;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -45,11 +45,8 @@ impl ErasureSet {
             versioning: None,
             tags: Default::default(),
         };
-        let ok = join_all(self.drives.iter().map(|d| d.put_bucket(&rec)))
-            .await
-            .into_iter()
-            .filter(|r| r.is_ok())
-            .count();
+        let answers = join_all(self.drives.iter().map(|d| d.put_bucket(&rec))).await;
+        let ok = self.count_ok("write bucket record", &answers);
         if ok < self.write_quorum() {
             return Err(Error::Quorum(format!(
                 "bucket {name} written on {ok} drives"
@@ -61,12 +58,7 @@ impl ErasureSet {
     /// Deletes an empty bucket; `BucketNotEmpty` while any object remains.
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
         self.get_bucket(name).await?;
-        let probes = join_all(self.drives.iter().map(|d| d.list_keys(name, "", b"", 1))).await;
-        let holding = probes
-            .iter()
-            .filter(|p| p.as_ref().is_ok_and(|v| !v.is_empty()))
-            .count();
-        if holding > 0 {
+        if !self.bucket_is_empty(name).await? {
             return Err(Error::BucketNotEmpty);
         }
         let ok = join_all(self.drives.iter().map(|d| d.delete_bucket(name)))
@@ -101,6 +93,20 @@ impl ErasureSet {
             )));
         }
         Ok(rec)
+    }
+
+    /// True when no drive of the set holds any version of any key of `bucket`.
+    pub async fn bucket_is_empty(&self, name: &str) -> Result<bool> {
+        let probes = join_all(self.drives.iter().map(|d| d.list_keys(name, "", b"", 1))).await;
+        let errors = probes.iter().filter(|p| p.is_err()).count();
+        if errors > self.drives.len() - self.read_quorum() {
+            return Err(Error::Quorum(format!(
+                "{errors} drives failed listing {name}"
+            )));
+        }
+        Ok(!probes
+            .iter()
+            .any(|p| p.as_ref().is_ok_and(|v| !v.is_empty())))
     }
 
     /// All buckets that a quorum of drives holds, sorted by name.

@@ -7,6 +7,7 @@ mod list;
 mod multipart;
 mod put;
 pub mod setup;
+mod store;
 mod versions;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use get::ObjectReader;
 pub use list::ListPage;
 pub use multipart::{CompletedPart, UploadsPage, MIN_PART_SIZE};
 pub use put::{BodyStream, DeleteOutcome, PutOptions, WriteCondition};
+pub use store::Store;
 pub use versions::VersionsPage;
 
 /// A boxed error from a request body (signature, checksum or transport failure).
@@ -154,6 +156,16 @@ impl ErasureSet {
             .count()
     }
 
+    /// Counts the drives that succeeded, logging each failure.
+    fn count_ok<T>(&self, what: &str, answers: &[std::result::Result<T, DriveError>]) -> usize {
+        for (d, a) in self.drives.iter().zip(answers) {
+            if let Err(e) = a {
+                tracing::warn!(drive = %d.endpoint(), error = %e, "{what} failed");
+            }
+        }
+        answers.iter().filter(|a| a.is_ok()).count()
+    }
+
     /// Shard placement of `key`: `distribution[i]` is the set position holding shard `i`.
     fn distribution(&self, bucket: &str, key: &str) -> Vec<u8> {
         let n = self.drives.len();
@@ -189,7 +201,7 @@ impl ErasureSet {
                 }
             }))
             .await;
-        let errors = answers.iter().filter(|a| a.is_err()).count();
+        let errors = self.drives.len() - self.count_ok("read version records", &answers);
         let per_drive: Vec<Vec<VersionRecord>> =
             answers.into_iter().map(|a| a.unwrap_or_default()).collect();
         let mut best: Option<&VersionRecord> = None;

@@ -356,11 +356,17 @@ impl ErasureSet {
             )));
         }
         if let Some((old, _)) = previous {
-            let keep = base.data_dirs();
-            for dir in old.data_dirs() {
-                if !keep.contains(&dir) {
-                    join_all(self.drives.iter().map(|d| d.delete_shard(bucket, &dir))).await;
-                }
+            // Only the data of a version this write replaced goes. When a newer write of
+            // the same version id got there first, drives kept it (last writer wins) and
+            // this write's own data is what is superseded.
+            let ours = (base.mod_time_ns, base.data_dir.as_str());
+            let (keep, drop) = if (old.mod_time_ns, old.data_dir.as_str()) < ours {
+                (base.data_dirs(), old.data_dirs())
+            } else {
+                (old.data_dirs(), base.data_dirs())
+            };
+            for dir in drop.iter().filter(|d| !keep.contains(d)) {
+                join_all(self.drives.iter().map(|d| d.delete_shard(bucket, dir))).await;
             }
         }
         Ok(base)

@@ -20,14 +20,16 @@ pub enum SetupError {
 }
 
 /// Checks (and, for blank drives, writes) the format records of the drives of set `set`.
-/// Returns the deployment id. Unreadable drives are tolerated down to `quorum`.
+/// Returns the deployment id (`expected`, when the topology names it). Unreadable drives are
+/// tolerated down to `quorum`.
 pub async fn check_formats(
     drives: &[Arc<dyn Drive>],
     set: u32,
     quorum: usize,
+    expected: Option<&str>,
 ) -> Result<String, SetupError> {
     let formats = join_all(drives.iter().map(|d| d.read_format())).await;
-    let mut deployment: Option<String> = None;
+    let mut deployment: Option<String> = expected.map(str::to_string);
     for (pos, f) in formats.iter().enumerate() {
         if let Ok(Some(f)) = f {
             match &deployment {

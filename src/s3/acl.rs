@@ -21,10 +21,10 @@ pub async fn acl(
     body: Body,
 ) -> S3Result<Response> {
     if key.is_empty() {
-        ctx.state.set.get_bucket(bucket).await?;
+        ctx.state.store.get_bucket(bucket).await?;
     } else {
         ctx.state
-            .set
+            .store
             .open_object(bucket, key, version_param(ctx)?)
             .await?;
     }

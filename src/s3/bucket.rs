@@ -18,7 +18,7 @@ struct CreateBucketConfiguration {
 
 /// `GET /`: every bucket.
 pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<Response> {
-    let buckets = ctx.state.set.list_buckets().await?;
+    let buckets = ctx.state.store.list_buckets().await?;
     let mut x = Xml::new();
     x.root("ListAllMyBucketsResult");
     x.open("Owner");
@@ -59,7 +59,7 @@ pub async fn create(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result<Respons
         }
     }
     ctx.state
-        .set
+        .store
         .create_bucket(bucket, location)
         .await
         .map_err(|e| S3Error::from(e).with_resource(bucket))?;
@@ -68,7 +68,7 @@ pub async fn create(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result<Respons
 
 /// `HEAD /bucket`.
 pub async fn head(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
-    ctx.state.set.get_bucket(bucket).await?;
+    ctx.state.store.get_bucket(bucket).await?;
     Ok((
         StatusCode::OK,
         [("x-amz-bucket-region", ctx.state.region.clone())],
@@ -79,7 +79,7 @@ pub async fn head(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
 /// `DELETE /bucket`: only an empty bucket.
 pub async fn delete(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
     ctx.state
-        .set
+        .store
         .delete_bucket(bucket)
         .await
         .map_err(|e| S3Error::from(e).with_resource(bucket))?;
@@ -88,7 +88,7 @@ pub async fn delete(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
 
 /// `GET /bucket?location`: empty for us-east-1, as S3 answers.
 pub async fn location(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
-    ctx.state.set.get_bucket(bucket).await?;
+    ctx.state.store.get_bucket(bucket).await?;
     let region = if ctx.state.region == "us-east-1" {
         ""
     } else {
@@ -103,7 +103,7 @@ pub async fn location(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
 
 /// `GET /bucket?versioning`.
 pub async fn versioning(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
-    let rec = ctx.state.set.get_bucket(bucket).await?;
+    let rec = ctx.state.store.get_bucket(bucket).await?;
     let mut x = Xml::new();
     x.root("VersioningConfiguration");
     if let Some(status) = &rec.versioning {
@@ -130,12 +130,12 @@ pub async fn put_versioning(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result
     }
     match conf.status.as_deref() {
         Some(s @ ("Enabled" | "Suspended")) => {
-            ctx.state.set.set_versioning(bucket, s).await?;
+            ctx.state.store.set_versioning(bucket, s).await?;
             Ok(StatusCode::OK.into_response())
         }
         None => {
             // An empty configuration changes nothing.
-            ctx.state.set.get_bucket(bucket).await?;
+            ctx.state.store.get_bucket(bucket).await?;
             Ok(StatusCode::OK.into_response())
         }
         Some(_) => Err(S3Error::malformed_xml()),

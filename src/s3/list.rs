@@ -50,7 +50,7 @@ pub async fn list_objects(ctx: &Ctx<'_>, bucket: &str, v2: bool) -> S3Result<Res
     };
     let page = ctx
         .state
-        .set
+        .store
         .list_objects(bucket, &prefix, delimiter.as_deref(), &after, max_keys)
         .await
         .map_err(|e| S3Error::from(e).with_resource(bucket))?;
@@ -159,7 +159,7 @@ pub async fn list_versions(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
     let enc = |s: &str| if url { url_encode(s) } else { s.to_string() };
     let page = ctx
         .state
-        .set
+        .store
         .list_object_versions(
             bucket,
             &prefix,

@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::object::ErasureSet;
+use crate::object::Store;
 use error::{S3Error, S3Result};
 use router::Endpoint;
 use sigv4::{AuthError, Verified};
@@ -34,7 +34,7 @@ use sigv4::{AuthError, Verified};
 /// Shared state of the S3 listener.
 pub struct S3State {
     /// The object layer.
-    pub set: Arc<ErasureSet>,
+    pub store: Arc<Store>,
     /// Region requests must be signed for.
     pub region: String,
     /// Access key to secret key.

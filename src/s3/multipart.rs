@@ -54,7 +54,7 @@ pub async fn create(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response
     };
     let id = ctx
         .state
-        .set
+        .store
         .create_upload(bucket, key, opts, algorithm.clone())
         .await?;
     let mut x = Xml::new();
@@ -116,7 +116,7 @@ pub async fn upload_part(
     };
     let part = ctx
         .state
-        .set
+        .store
         .upload_part(bucket, key, &id, number, opts, stream)
         .await?;
     let mut resp = StatusCode::OK.into_response();
@@ -161,7 +161,7 @@ async fn upload_part_copy(
         .boxed();
     let part = ctx
         .state
-        .set
+        .store
         .upload_part(bucket, key, id, number, PutOptions::default(), data)
         .await?;
     let mut x = Xml::new();
@@ -204,7 +204,7 @@ pub async fn complete(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3R
         .collect();
     let rec = ctx
         .state
-        .set
+        .store
         .complete_upload(bucket, key, &id, &parts)
         .await?;
     let host = ctx.header("host").unwrap_or("localhost");
@@ -227,7 +227,7 @@ pub async fn complete(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3R
 /// `DELETE /bucket/key?uploadId`.
 pub async fn abort(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> {
     let id = upload_id(ctx)?;
-    ctx.state.set.abort_upload(bucket, key, &id).await?;
+    ctx.state.store.abort_upload(bucket, key, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -253,7 +253,7 @@ pub async fn list_parts(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Resp
             .map_err(|_| S3Error::invalid_argument("Invalid part-number-marker"))?,
         None => 0,
     };
-    let parts = ctx.state.set.list_parts(bucket, key, &id).await?;
+    let parts = ctx.state.store.list_parts(bucket, key, &id).await?;
     let after: Vec<_> = parts.into_iter().filter(|p| p.number > marker).collect();
     let truncated = after.len() > max;
     let page = &after[..after.len().min(max)];
@@ -309,7 +309,7 @@ pub async fn list_uploads(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
     };
     let page = ctx
         .state
-        .set
+        .store
         .list_uploads(
             bucket,
             &prefix,

@@ -54,7 +54,11 @@ pub async fn put(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3Result
         })),
         condition,
     };
-    let rec = ctx.state.set.put_object(bucket, key, opts, stream).await?;
+    let rec = ctx
+        .state
+        .store
+        .put_object(bucket, key, opts, stream)
+        .await?;
     let mut resp = StatusCode::OK.into_response();
     let h = resp.headers_mut();
     set(h, "etag", &format!("\"{}\"", rec.etag));
@@ -184,7 +188,7 @@ pub(super) fn content_md5(headers: &HeaderMap) -> S3Result<Option<[u8; 16]>> {
 pub async fn get(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> S3Result<Response> {
     let reader = ctx
         .state
-        .set
+        .store
         .open_object(bucket, key, version_param(ctx)?)
         .await
         .map_err(|e| S3Error::from(e).with_resource(format!("/{bucket}/{key}")))?;
@@ -413,7 +417,7 @@ pub fn parse_range(header: &str, size: u64) -> S3Result<Option<(u64, u64)>> {
 pub async fn delete(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> {
     let out = ctx
         .state
-        .set
+        .store
         .delete_object(bucket, key, version_param(ctx)?)
         .await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
@@ -454,7 +458,7 @@ pub(super) async fn open_copy_source(ctx: &Ctx<'_>) -> S3Result<(String, String,
     super::names::check_key(src_key)?;
     let reader = ctx
         .state
-        .set
+        .store
         .open_object(src_bucket, src_key, version)
         .await
         .map_err(|e| S3Error::from(e).with_resource(format!("/{src_bucket}/{src_key}")))?;
@@ -520,7 +524,7 @@ pub async fn copy(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> 
         finish: Some(Box::new(move || Ok(checksum))),
         condition: write_condition(ctx)?,
     };
-    let rec = ctx.state.set.put_object(bucket, key, opts, data).await?;
+    let rec = ctx.state.store.put_object(bucket, key, opts, data).await?;
     let mut x = Xml::new();
     x.root("CopyObjectResult");
     x.elem("LastModified", &xml::timestamp(rec.mod_time_ns));
@@ -570,7 +574,7 @@ pub async fn delete_objects(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result
     if req.objects.is_empty() || req.objects.len() > 1000 {
         return Err(S3Error::malformed_xml());
     }
-    ctx.state.set.get_bucket(bucket).await?;
+    ctx.state.store.get_bucket(bucket).await?;
     let mut x = Xml::new();
     x.root("DeleteResult");
     for entry in req.objects {
@@ -578,7 +582,7 @@ pub async fn delete_objects(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result
             Err(e) => Err(e),
             Ok(()) => ctx
                 .state
-                .set
+                .store
                 .delete_object(bucket, &entry.key, entry.version_id.as_deref())
                 .await
                 .map_err(S3Error::from),

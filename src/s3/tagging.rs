@@ -121,7 +121,7 @@ pub async fn object(
     body: Body,
 ) -> S3Result<Response> {
     let version = version_param(ctx)?;
-    let set_ = &ctx.state.set;
+    let set_ = &ctx.state.store;
     let rec = match *method {
         Method::PUT => {
             let tags = parse_body(ctx, body, MAX_OBJECT_TAGS).await?;
@@ -150,7 +150,7 @@ pub async fn bucket(
     method: &Method,
     body: Body,
 ) -> S3Result<Response> {
-    let set_ = &ctx.state.set;
+    let set_ = &ctx.state.store;
     match *method {
         Method::PUT => {
             let tags = parse_body(ctx, body, MAX_BUCKET_TAGS).await?;
@@ -206,7 +206,7 @@ pub async fn attributes(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Resp
     }
     let info = ctx
         .state
-        .set
+        .store
         .open_object(bucket, key, version_param(ctx)?)
         .await?
         .info;

@@ -153,3 +153,4 @@ pub fn status<E>(
 ) -> u16 {
     err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
 }
+pub mod cluster;

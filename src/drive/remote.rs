@@ -1,0 +1,506 @@
+//! `RemoteDrive`: the `Drive` trait over the node RPC (`drive::proto`). Calls share one
+//! HTTP/2 connection per node, each has a deadline, and a drive whose calls keep failing is
+//! marked offline for a while, so a dead node costs a request no more than one timeout; the
+//! first call after that is the probe that brings it back.
+
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use serde::de::DeserializeOwned;
+
+use super::proto::{Call, WireError};
+use super::record::{BucketRecord, FormatRecord, PartRecord, UploadRecord, VersionRecord};
+use super::{Drive, DriveError, ShardWriter, Space};
+use crate::cluster::auth;
+
+/// Deadline of a metadata call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline of a shard read, and of each frame of a shard write.
+const DATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// Consecutive failures after which the drive is treated as offline.
+const FAILURES_TO_OFFLINE: u32 = 2;
+/// How long an offline drive is skipped before the next probe.
+const OFFLINE_FOR: Duration = Duration::from_secs(1);
+
+/// The HTTP client gateways use for node RPC.
+pub type RpcClient = Client<HttpConnector, Body>;
+
+/// One HTTP/2 client for all nodes (a connection per node, multiplexed).
+pub fn rpc_client() -> RpcClient {
+    let mut conn = HttpConnector::new();
+    conn.set_nodelay(true);
+    conn.set_connect_timeout(Some(Duration::from_secs(2)));
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .http2_adaptive_window(true)
+        .http2_initial_stream_window_size(4 << 20)
+        .http2_initial_connection_window_size(16 << 20)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .http2_keep_alive_timeout(Duration::from_secs(5))
+        .timer(hyper_util::rt::TokioTimer::new())
+        .build(conn)
+}
+
+#[derive(Default)]
+struct Health {
+    failures: AtomicU32,
+    offline_until_ms: AtomicI64,
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// A drive of another node.
+#[derive(Clone)]
+pub struct RemoteDrive {
+    client: RpcClient,
+    base: String,
+    index: usize,
+    secret: Arc<str>,
+    health: Arc<Health>,
+}
+
+impl RemoteDrive {
+    /// Drive `index` of the node at `address` (`host:port`).
+    pub fn new(client: RpcClient, address: &str, index: usize, secret: Arc<str>) -> Self {
+        Self {
+            client,
+            base: format!("http://{address}"),
+            index,
+            secret,
+            health: Arc::new(Health::default()),
+        }
+    }
+
+    fn check_online(&self) -> Result<(), DriveError> {
+        let until = self.health.offline_until_ms.load(Ordering::Relaxed);
+        if until > now_ms() {
+            return Err(DriveError::Offline(format!(
+                "{} is offline",
+                self.endpoint()
+            )));
+        }
+        Ok(())
+    }
+
+    fn record<T>(&self, r: &Result<T, DriveError>) {
+        match r {
+            Err(DriveError::Offline(_)) | Err(DriveError::Io(_)) => {
+                let n = self.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= FAILURES_TO_OFFLINE {
+                    self.health
+                        .offline_until_ms
+                        .store(now_ms() + OFFLINE_FOR.as_millis() as i64, Ordering::Relaxed);
+                }
+            }
+            _ => {
+                self.health.failures.store(0, Ordering::Relaxed);
+                self.health.offline_until_ms.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Body,
+    ) -> Result<hyper::Request<Body>, DriveError> {
+        let mut b = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (k, v) in auth::sign(&self.secret, method, path) {
+            b = b.header(k, v);
+        }
+        b.body(body)
+            .map_err(|e| DriveError::Offline(format!("request: {e}")))
+    }
+
+    /// Sends a request and reads the whole answer, within `deadline`.
+    async fn send(
+        &self,
+        req: hyper::Request<Body>,
+        deadline: Duration,
+    ) -> Result<Bytes, DriveError> {
+        self.check_online()?;
+        let client = self.client.clone();
+        let fut = async move {
+            let resp = client
+                .request(req)
+                .await
+                .map_err(|e| DriveError::Offline(format!("rpc: {e}")))?;
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| DriveError::Offline(format!("rpc body: {e}")))?
+                .to_bytes();
+            if status.is_success() {
+                Ok(body)
+            } else {
+                match serde_json::from_slice::<WireError>(&body) {
+                    Ok(w) => Err(w.into()),
+                    Err(_) => Err(DriveError::Offline(format!(
+                        "rpc status {status}: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(200)])
+                    ))),
+                }
+            }
+        };
+        let r = match tokio::time::timeout(deadline, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(DriveError::Offline(format!(
+                "{} timed out",
+                self.endpoint()
+            ))),
+        };
+        self.record(&r);
+        r
+    }
+
+    async fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T, DriveError> {
+        let body = serde_json::to_vec(&call).map_err(|e| DriveError::Corrupt(e.to_string()))?;
+        let path = format!("/rpc/v1/drive/{}/call", self.index);
+        let req = self.request("POST", &path, Body::from(body))?;
+        let raw = self.send(req, CALL_TIMEOUT).await?;
+        serde_json::from_slice(&raw).map_err(|e| DriveError::Corrupt(format!("rpc reply: {e}")))
+    }
+}
+
+/// A shard file streamed to a node: frames go through a bounded channel into the request
+/// body; `commit` sends the zero-length marker and waits for the node's answer.
+struct RemoteShardWriter {
+    tx: Option<tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>>,
+    response: tokio::task::JoinHandle<Result<Bytes, DriveError>>,
+}
+
+fn framed(data: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(4 + data.len());
+    b.put_u32(data.len() as u32);
+    b.put_slice(data);
+    b.freeze()
+}
+
+#[async_trait]
+impl ShardWriter for RemoteShardWriter {
+    async fn write(&mut self, data: Bytes) -> Result<(), DriveError> {
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| DriveError::Offline("shard stream closed".into()))?;
+        match tokio::time::timeout(DATA_TIMEOUT, tx.send(Ok(framed(&data)))).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(DriveError::Offline("shard stream to node failed".into())),
+        }
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), DriveError> {
+        let tx = self
+            .tx
+            .take()
+            .ok_or_else(|| DriveError::Offline("shard stream closed".into()))?;
+        if tx
+            .send(Ok(Bytes::from_static(&[0, 0, 0, 0])))
+            .await
+            .is_err()
+        {
+            return Err(DriveError::Offline("shard stream to node failed".into()));
+        }
+        drop(tx);
+        match tokio::time::timeout(DATA_TIMEOUT, &mut self.response).await {
+            Ok(Ok(r)) => r.map(|_| ()),
+            _ => Err(DriveError::Offline("no answer to shard commit".into())),
+        }
+    }
+}
+
+impl Drop for RemoteShardWriter {
+    fn drop(&mut self) {
+        // Without the commit marker the node discards the file; end the body with an error
+        // so it learns at once.
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.try_send(Err(std::io::Error::other("aborted")));
+        }
+    }
+}
+
+#[async_trait]
+impl Drive for RemoteDrive {
+    fn endpoint(&self) -> String {
+        format!("{}/drive/{}", self.base, self.index)
+    }
+
+    async fn read_format(&self) -> Result<Option<FormatRecord>, DriveError> {
+        self.call(Call::ReadFormat).await
+    }
+
+    async fn write_format(&self, format: &FormatRecord) -> Result<(), DriveError> {
+        self.call(Call::WriteFormat {
+            format: format.clone(),
+        })
+        .await
+    }
+
+    async fn create_shard(
+        &self,
+        bucket: &str,
+        data_dir: &str,
+    ) -> Result<Box<dyn ShardWriter>, DriveError> {
+        self.check_online()?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let stream = ReceiverStream(rx);
+        let path = format!("/rpc/v1/drive/{}/shard/{bucket}/{data_dir}", self.index);
+        let req = self.request("PUT", &path, Body::from_stream(stream))?;
+        let this = self.clone();
+        let response = tokio::spawn(async move {
+            // The whole upload may take long; each frame has its own deadline in `write`.
+            this.send(req, Duration::from_secs(24 * 3600)).await
+        });
+        Ok(Box::new(RemoteShardWriter {
+            tx: Some(tx),
+            response,
+        }))
+    }
+
+    async fn read_shard(
+        &self,
+        bucket: &str,
+        data_dir: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, DriveError> {
+        let path = format!(
+            "/rpc/v1/drive/{}/shard/{bucket}/{data_dir}?offset={offset}&len={len}",
+            self.index
+        );
+        let req = self.request("GET", &path, Body::empty())?;
+        let b = self.send(req, DATA_TIMEOUT).await?;
+        if b.len() as u64 != len {
+            return Err(DriveError::Corrupt(format!(
+                "node sent {} bytes, wanted {len}",
+                b.len()
+            )));
+        }
+        Ok(b)
+    }
+
+    async fn delete_shard(&self, bucket: &str, data_dir: &str) -> Result<(), DriveError> {
+        self.call(Call::DeleteShard {
+            bucket: bucket.into(),
+            data_dir: data_dir.into(),
+        })
+        .await
+    }
+
+    async fn put_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &VersionRecord,
+    ) -> Result<(), DriveError> {
+        self.call(Call::PutVersion {
+            bucket: bucket.into(),
+            key: key.into(),
+            rec: rec.clone(),
+        })
+        .await
+    }
+
+    async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<VersionRecord>, DriveError> {
+        self.call(Call::GetVersion {
+            bucket: bucket.into(),
+            key: key.into(),
+            version_id: version_id.into(),
+        })
+        .await
+    }
+
+    async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<VersionRecord>, DriveError> {
+        self.call(Call::DeleteVersion {
+            bucket: bucket.into(),
+            key: key.into(),
+            version_id: version_id.into(),
+        })
+        .await
+    }
+
+    async fn list_keys(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(String, VersionRecord)>, DriveError> {
+        self.call(Call::ListKeys {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            after_hex: hex::encode(after),
+            limit,
+        })
+        .await
+    }
+
+    async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<VersionRecord>)>, DriveError> {
+        self.call(Call::ListVersions {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            after_hex: hex::encode(after),
+            limit,
+        })
+        .await
+    }
+
+    async fn key_versions(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<VersionRecord>, DriveError> {
+        self.call(Call::KeyVersions {
+            bucket: bucket.into(),
+            key: key.into(),
+        })
+        .await
+    }
+
+    async fn put_bucket(&self, rec: &BucketRecord) -> Result<(), DriveError> {
+        self.call(Call::PutBucket { rec: rec.clone() }).await
+    }
+
+    async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, DriveError> {
+        self.call(Call::GetBucket { name: name.into() }).await
+    }
+
+    async fn delete_bucket(&self, name: &str) -> Result<(), DriveError> {
+        self.call(Call::DeleteBucket { name: name.into() }).await
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>, DriveError> {
+        self.call(Call::ListBuckets).await
+    }
+
+    async fn put_upload(&self, bucket: &str, rec: &UploadRecord) -> Result<(), DriveError> {
+        self.call(Call::PutUpload {
+            bucket: bucket.into(),
+            rec: rec.clone(),
+        })
+        .await
+    }
+
+    async fn get_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<UploadRecord>, DriveError> {
+        self.call(Call::GetUpload {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+        })
+        .await
+    }
+
+    async fn delete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), DriveError> {
+        self.call(Call::DeleteUpload {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+        })
+        .await
+    }
+
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>, DriveError> {
+        self.call(Call::ListUploads {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            after_key: after.0.into(),
+            after_upload: after.1.into(),
+            limit,
+        })
+        .await
+    }
+
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        rec: &PartRecord,
+    ) -> Result<Option<PartRecord>, DriveError> {
+        self.call(Call::PutPart {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+            rec: rec.clone(),
+        })
+        .await
+    }
+
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<PartRecord>, DriveError> {
+        self.call(Call::ListParts {
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+        })
+        .await
+    }
+
+    async fn space(&self) -> Result<Space, DriveError> {
+        let (free, total): (u64, u64) = self.call(Call::Space).await?;
+        Ok(Space { free, total })
+    }
+}
+
+/// A receiver as a stream.
+struct ReceiverStream(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl futures::Stream for ReceiverStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}

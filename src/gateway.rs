@@ -1,0 +1,152 @@
+//! `tessera gateway`: the object layer over the nodes' drives, with nothing on local disk.
+//! At start it checks that every reachable node holds the same topology, formats blank
+//! drives into the deployment, and refuses drives of another deployment.
+
+use std::sync::Arc;
+
+use crate::cluster::Topology;
+use crate::credentials::Credentials;
+use crate::drive::remote::{rpc_client, RemoteDrive, RpcClient};
+use crate::drive::Drive;
+use crate::erasure::Codec;
+use crate::object::{setup, ErasureSet, Store};
+use crate::server::{Frontend, FrontendConfig};
+
+/// A started gateway.
+pub struct Gateway {
+    /// The listeners.
+    pub frontend: Frontend,
+    /// Number of erasure sets.
+    pub sets: usize,
+}
+
+/// Listen addresses and settings that flags or the environment may override.
+#[derive(Default)]
+pub struct GatewayOverrides {
+    /// S3 listen address.
+    pub address: Option<String>,
+    /// Admin listen address.
+    pub admin_address: Option<String>,
+}
+
+impl Gateway {
+    /// Connects to the nodes of `topo` and binds the listeners.
+    pub async fn start(topo: &Topology, o: GatewayOverrides) -> anyhow::Result<Self> {
+        let secret: Arc<str> = topo.secret()?.into();
+        let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+        let (Some(access_key), Some(secret_key)) = (
+            env("TESSERA_ROOT_ACCESS_KEY"),
+            env("TESSERA_ROOT_SECRET_KEY"),
+        ) else {
+            anyhow::bail!("a gateway needs TESSERA_ROOT_ACCESS_KEY and TESSERA_ROOT_SECRET_KEY");
+        };
+        let client = rpc_client();
+        check_peers(&client, topo, &secret).await?;
+        let mut sets = Vec::new();
+        for (s, members) in topo.sets.iter().enumerate() {
+            let drives: Vec<Arc<dyn Drive>> = members
+                .iter()
+                .map(|d| {
+                    let node = &topo.file.nodes[d.node];
+                    Arc::new(RemoteDrive::new(
+                        client.clone(),
+                        &node.address,
+                        d.drive,
+                        secret.clone(),
+                    )) as Arc<dyn Drive>
+                })
+                .collect();
+            let codec = Codec::new(topo.k, topo.m, topo.stripe_size)?;
+            let set = ErasureSet::new(drives, codec, topo.inline_limit);
+            setup::check_formats(
+                set.drives(),
+                s as u32,
+                set.read_quorum(),
+                Some(&topo.file.deployment_id),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("erasure set {s}: {e}"))?;
+            sets.push(Arc::new(set));
+        }
+        let n = sets.len();
+        let store = Arc::new(Store::new(sets, topo.file.deployment_id.clone()));
+        let g = &topo.file.gateway;
+        let frontend = Frontend::bind(
+            store,
+            FrontendConfig {
+                address: o
+                    .address
+                    .or_else(|| g.address.clone())
+                    .unwrap_or_else(|| "127.0.0.1:9000".into()),
+                admin_address: o
+                    .admin_address
+                    .or_else(|| g.admin_address.clone())
+                    .unwrap_or_else(|| "127.0.0.1:9001".into()),
+                region: g.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                base_domain: g.base_domain.clone(),
+                credentials: Credentials {
+                    access_key,
+                    secret_key,
+                },
+                upload_expiry: topo.upload_expiry,
+            },
+        )
+        .await?;
+        Ok(Self { frontend, sets: n })
+    }
+}
+
+/// Asks every node for its topology hash: a node that answers with another one stops the
+/// gateway; nodes that do not answer are tolerated (they may be down; quorums decide).
+async fn check_peers(client: &RpcClient, topo: &Topology, secret: &str) -> anyhow::Result<()> {
+    use http_body_util::BodyExt;
+    let mut reachable = 0;
+    for node in &topo.file.nodes {
+        let path = "/rpc/v1/topology";
+        let mut req = hyper::Request::builder()
+            .method("GET")
+            .uri(format!("http://{}{path}", node.address));
+        for (k, v) in crate::cluster::auth::sign(secret, "GET", path) {
+            req = req.header(k, v);
+        }
+        let req = req.body(axum::body::Body::empty())?;
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            let resp = client.request(req).await?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
+        })
+        .await;
+        match answer {
+            Ok(Ok((status, body))) if status.is_success() => {
+                let v: serde_json::Value = serde_json::from_slice(&body)?;
+                let theirs = v["hash"].as_str().unwrap_or_default();
+                if theirs != topo.hash {
+                    anyhow::bail!(
+                        "node {} at {} holds topology {theirs}, this gateway {}: every process must have the same cluster file; refusing to serve",
+                        node.name,
+                        node.address,
+                        topo.hash
+                    );
+                }
+                reachable += 1;
+            }
+            Ok(Ok((status, body))) => anyhow::bail!(
+                "node {} at {} refused the gateway ({status}: {}): is the cluster secret the same?",
+                node.name,
+                node.address,
+                String::from_utf8_lossy(&body)
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(node = %node.name, error = %e, "node unreachable at start")
+            }
+            Err(_) => tracing::warn!(node = %node.name, "node did not answer at start"),
+        }
+    }
+    tracing::info!(
+        reachable,
+        nodes = topo.file.nodes.len(),
+        "checked node topologies"
+    );
+    Ok(())
+}

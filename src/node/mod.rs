@@ -1,0 +1,390 @@
+//! `tessera node`: serves this node's local drives to gateways over the node RPC
+//! (`drive::proto`), HTTP/2 or HTTP/1.1 on one port, every request but the health checks
+//! authenticated with the cluster secret.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use bytes::{Buf, BytesMut};
+use futures::StreamExt;
+use serde::Deserialize;
+
+use crate::cluster::auth::Verifier;
+use crate::cluster::Topology;
+use crate::drive::proto::{Call, WireError};
+use crate::drive::{Drive, DriveError, LocalDrive};
+
+/// What the node serves.
+pub struct NodeState {
+    /// Its drives, by index in its topology entry.
+    pub drives: Vec<Arc<LocalDrive>>,
+    /// The topology hash peers must share.
+    pub topology_hash: String,
+    /// This node's name.
+    pub name: String,
+    verifier: Verifier,
+}
+
+/// A started node: drives open, listener bound.
+pub struct Node {
+    /// Bound RPC address.
+    pub addr: SocketAddr,
+    state: Arc<NodeState>,
+    listener: tokio::net::TcpListener,
+}
+
+impl Node {
+    /// Opens the drives of node `name` and binds its RPC listener.
+    pub async fn start(
+        topo: &Topology,
+        name: &str,
+        listen: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let (_, spec) = topo
+            .node(name)
+            .ok_or_else(|| anyhow::anyhow!("node {name:?} is not in the topology"))?;
+        let secret = topo.secret()?;
+        let mut drives = Vec::new();
+        for path in &spec.drives {
+            let d = LocalDrive::open(path)
+                .map_err(|e| anyhow::anyhow!("drive {}: {e}", path.display()))?;
+            if let Some(f) = d.read_format().await? {
+                if f.deployment_id != topo.file.deployment_id {
+                    anyhow::bail!(
+                        "drive {} belongs to deployment {}, not {}: refusing to start",
+                        path.display(),
+                        f.deployment_id,
+                        topo.file.deployment_id
+                    );
+                }
+            }
+            drives.push(Arc::new(d));
+        }
+        let listen = listen
+            .or_else(|| topo.file.node.listen.clone())
+            .unwrap_or_else(|| spec.address.clone());
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        Ok(Self {
+            addr: listener.local_addr()?,
+            state: Arc::new(NodeState {
+                drives,
+                topology_hash: topo.hash.clone(),
+                name: name.to_string(),
+                verifier: Verifier::new(secret),
+            }),
+            listener,
+        })
+    }
+
+    /// Serves until the process is stopped.
+    pub async fn serve(self) -> anyhow::Result<()> {
+        let app = router(self.state);
+        loop {
+            let (tcp, _) = match self.listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let mut builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                builder
+                    .http2()
+                    .adaptive_window(true)
+                    .initial_stream_window_size(4 << 20)
+                    .initial_connection_window_size(16 << 20);
+                let io = hyper_util::rt::TokioIo::new(tcp);
+                if let Err(e) = builder.serve_connection(io, svc).await {
+                    tracing::debug!(error = %e, "node connection ended");
+                }
+            });
+        }
+    }
+}
+
+fn router(state: Arc<NodeState>) -> axum::Router {
+    let rpc = axum::Router::new()
+        .route("/rpc/v1/topology", get(topology))
+        .route("/rpc/v1/drive/{d}/call", post(call))
+        .route(
+            "/rpc/v1/drive/{d}/shard/{bucket}/{data_dir}",
+            put(write_shard).get(read_shard),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ));
+    axum::Router::new()
+        .route("/health/live", get(|| async { "live" }))
+        .route("/health/ready", get(ready))
+        .merge(rpc)
+        .with_state(state)
+}
+
+async fn authenticate(
+    State(state): State<Arc<NodeState>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let headers = req.headers();
+    let verdict = state.verifier.verify(req.method().as_str(), &pq, |n| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    match verdict {
+        Ok(()) => next.run(req).await,
+        Err(e) => {
+            tracing::warn!(error = %e, path = %pq, "node RPC refused");
+            (StatusCode::UNAUTHORIZED, e.to_string()).into_response()
+        }
+    }
+}
+
+async fn ready(State(state): State<Arc<NodeState>>) -> Response {
+    let mut formatted = 0;
+    for d in &state.drives {
+        if matches!(d.read_format().await, Ok(Some(_))) {
+            formatted += 1;
+        }
+    }
+    let status = if formatted == state.drives.len() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({
+            "node": state.name,
+            "drives": state.drives.len(),
+            "formatted": formatted,
+        })),
+    )
+        .into_response()
+}
+
+async fn topology(State(state): State<Arc<NodeState>>) -> Response {
+    axum::Json(serde_json::json!({ "hash": state.topology_hash, "node": state.name }))
+        .into_response()
+}
+
+fn drive(state: &NodeState, d: usize) -> Result<Arc<LocalDrive>, Box<Response>> {
+    state
+        .drives
+        .get(d)
+        .cloned()
+        .ok_or_else(|| Box::new((StatusCode::NOT_FOUND, "no such drive").into_response()))
+}
+
+fn error(e: &DriveError) -> Response {
+    let status = match e {
+        DriveError::NotFound => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, axum::Json(WireError::from(e))).into_response()
+}
+
+fn json<T: serde::Serialize>(r: Result<T, DriveError>) -> Response {
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => error(&e),
+    }
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    hex::decode(s).unwrap_or_default()
+}
+
+async fn call(
+    State(state): State<Arc<NodeState>>,
+    Path(d): Path<usize>,
+    body: axum::body::Bytes,
+) -> Response {
+    let drive = match drive(&state, d) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let call: Call = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let d = drive.as_ref();
+    match call {
+        Call::ReadFormat => json(d.read_format().await),
+        Call::WriteFormat { format } => json(d.write_format(&format).await),
+        Call::DeleteShard { bucket, data_dir } => json(d.delete_shard(&bucket, &data_dir).await),
+        Call::PutVersion { bucket, key, rec } => json(d.put_version(&bucket, &key, &rec).await),
+        Call::GetVersion {
+            bucket,
+            key,
+            version_id,
+        } => json(d.get_version(&bucket, &key, &version_id).await),
+        Call::DeleteVersion {
+            bucket,
+            key,
+            version_id,
+        } => json(d.delete_version(&bucket, &key, &version_id).await),
+        Call::ListKeys {
+            bucket,
+            prefix,
+            after_hex,
+            limit,
+        } => json(
+            d.list_keys(&bucket, &prefix, &unhex(&after_hex), limit)
+                .await,
+        ),
+        Call::ListVersions {
+            bucket,
+            prefix,
+            after_hex,
+            limit,
+        } => json(
+            d.list_versions(&bucket, &prefix, &unhex(&after_hex), limit)
+                .await,
+        ),
+        Call::KeyVersions { bucket, key } => json(d.key_versions(&bucket, &key).await),
+        Call::PutBucket { rec } => json(d.put_bucket(&rec).await),
+        Call::GetBucket { name } => json(d.get_bucket(&name).await),
+        Call::DeleteBucket { name } => json(d.delete_bucket(&name).await),
+        Call::ListBuckets => json(d.list_buckets().await),
+        Call::PutUpload { bucket, rec } => json(d.put_upload(&bucket, &rec).await),
+        Call::GetUpload {
+            bucket,
+            key,
+            upload_id,
+        } => json(d.get_upload(&bucket, &key, &upload_id).await),
+        Call::DeleteUpload {
+            bucket,
+            key,
+            upload_id,
+        } => json(d.delete_upload(&bucket, &key, &upload_id).await),
+        Call::ListUploads {
+            bucket,
+            prefix,
+            after_key,
+            after_upload,
+            limit,
+        } => json(
+            d.list_uploads(&bucket, &prefix, (&after_key, &after_upload), limit)
+                .await,
+        ),
+        Call::PutPart {
+            bucket,
+            key,
+            upload_id,
+            rec,
+        } => json(d.put_part(&bucket, &key, &upload_id, &rec).await),
+        Call::ListParts {
+            bucket,
+            key,
+            upload_id,
+        } => json(d.list_parts(&bucket, &key, &upload_id).await),
+        Call::Space => json(d.space().await.map(|s| (s.free, s.total))),
+    }
+}
+
+/// Receives a shard file: length-prefixed frames, then a zero length to commit.
+async fn write_shard(
+    State(state): State<Arc<NodeState>>,
+    Path((d, bucket, data_dir)): Path<(usize, String, String)>,
+    body: Body,
+) -> Response {
+    let drive = match drive(&state, d) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    if !valid_name(&bucket) || !valid_name(&data_dir) {
+        return (StatusCode::BAD_REQUEST, "bad shard name").into_response();
+    }
+    let mut writer = match drive.create_shard(&bucket, &data_dir).await {
+        Ok(w) => w,
+        Err(e) => return error(&e),
+    };
+    let mut stream = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    loop {
+        // Take every complete frame out of the buffer.
+        while buf.len() >= 4 {
+            let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            if len == 0 {
+                buf.advance(4);
+                if !buf.is_empty() {
+                    return (StatusCode::BAD_REQUEST, "data after commit").into_response();
+                }
+                return json(writer.commit().await);
+            }
+            if len > 64 << 20 {
+                return (StatusCode::BAD_REQUEST, "frame too large").into_response();
+            }
+            if buf.len() < 4 + len {
+                break;
+            }
+            buf.advance(4);
+            let frame = buf.split_to(len).freeze();
+            if let Err(e) = writer.write(frame).await {
+                return error(&e);
+            }
+        }
+        match stream.next().await {
+            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "shard upload broken off");
+                return (StatusCode::BAD_REQUEST, "body broken off").into_response();
+            }
+            None => return (StatusCode::BAD_REQUEST, "no commit marker").into_response(),
+        }
+    }
+}
+
+/// Bucket names and data dirs only: no separators, no dots-only names.
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && s != "."
+        && s != ".."
+}
+
+#[derive(Deserialize)]
+struct Range {
+    offset: u64,
+    len: u64,
+}
+
+async fn read_shard(
+    State(state): State<Arc<NodeState>>,
+    Path((d, bucket, data_dir)): Path<(usize, String, String)>,
+    Query(r): Query<Range>,
+) -> Response {
+    let drive = match drive(&state, d) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    if !valid_name(&bucket) || !valid_name(&data_dir) || r.len > 256 << 20 {
+        return (StatusCode::BAD_REQUEST, "bad shard request").into_response();
+    }
+    match drive.read_shard(&bucket, &data_dir, r.offset, r.len).await {
+        Ok(b) => b.into_response(),
+        Err(e) => error(&e),
+    }
+}

@@ -1,0 +1,243 @@
+//! Cluster mode on loopback: 6 `tessera node` processes of 2 drives each (two erasure sets of
+//! 4+2, one drive per node) and 2 `tessera gateway` processes.
+
+mod common;
+
+use aws_sdk_s3::primitives::ByteStream;
+use common::cluster::TestCluster;
+use common::{code, data, status};
+
+const SIZES: [usize; 6] = [0, 1000, 70_000, 300_000, 1 << 20, (3 << 20) + 17];
+
+async fn put_all(c: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (i, n) in SIZES.iter().enumerate() {
+        let key = format!("{prefix}obj-{i}-{n}");
+        let body = data(*n, i as u64 + prefix.len() as u64);
+        c.put_object()
+            .bucket(bucket)
+            .key(&key)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+        out.push((key, body));
+    }
+    out
+}
+
+async fn check_all(c: &aws_sdk_s3::Client, bucket: &str, objects: &[(String, Vec<u8>)]) {
+    for (key, body) in objects {
+        let got = c
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("get {key}: {e:?}"))
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        assert!(got[..] == body[..], "{key} differs");
+    }
+}
+
+async fn list_keys(c: &aws_sdk_s3::Client, bucket: &str, page: i32) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut req = c.list_objects_v2().bucket(bucket).max_keys(page);
+        if let Some(t) = &token {
+            req = req.continuation_token(t);
+        }
+        let r = req.send().await.unwrap();
+        keys.extend(r.contents().iter().map(|o| o.key().unwrap().to_string()));
+        match r.next_continuation_token() {
+            Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    keys
+}
+
+#[tokio::test]
+async fn any_gateway_reads_what_another_wrote_and_survives_two_nodes_down() {
+    let mut cl = TestCluster::start(6, 2, 2);
+    let a = cl.client(0);
+    let b = cl.client(1);
+    a.create_bucket().bucket("shared").send().await.unwrap();
+    // Both gateways see the bucket.
+    b.head_bucket().bucket("shared").send().await.unwrap();
+    let mut objects = put_all(&a, "shared", "from-a/").await;
+    objects.extend(put_all(&b, "shared", "from-b/").await);
+    check_all(&b, "shared", &objects).await;
+    check_all(&a, "shared", &objects).await;
+
+    // Keys hash to both sets; a listing merges them in byte order, also in small pages.
+    for i in 0..40 {
+        a.put_object()
+            .bucket("shared")
+            .key(format!("many/{i:03}"))
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut want: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
+    want.extend((0..40).map(|i| format!("many/{i:03}")));
+    want.sort();
+    assert_eq!(list_keys(&b, "shared", 1000).await, want);
+    assert_eq!(list_keys(&a, "shared", 7).await, want);
+    let top = b
+        .list_objects_v2()
+        .bucket("shared")
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap();
+    let prefixes: Vec<&str> = top
+        .common_prefixes()
+        .iter()
+        .map(|p| p.prefix().unwrap())
+        .collect();
+    assert_eq!(prefixes, ["from-a/", "from-b/", "many/"]);
+
+    // One node down (one drive of each set): reads and writes go on.
+    cl.nodes[2].kill();
+    check_all(&a, "shared", &objects).await;
+    let more = put_all(&b, "shared", "one-down/").await;
+    check_all(&a, "shared", &more).await;
+    // A second node down: every set still has k = 4 drives; reads and writes go on.
+    cl.nodes[4].kill();
+    check_all(&b, "shared", &objects).await;
+    check_all(&b, "shared", &more).await;
+    let two_down = put_all(&a, "shared", "two-down/").await;
+    check_all(&b, "shared", &two_down).await;
+    // A third: below quorum, S3 answers 503 and nothing hangs.
+    cl.nodes[0].kill();
+    let e = a
+        .get_object()
+        .bucket("shared")
+        .key(&objects[5].0)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), 503, "{}", cl.logs());
+    let e = a
+        .put_object()
+        .bucket("shared")
+        .key("too-few")
+        .body(ByteStream::from(data(200_000, 1)))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), 503);
+    assert_eq!(code(&e), "ServiceUnavailable");
+    // The nodes come back: everything acknowledged reads back.
+    for n in [0, 2, 4] {
+        cl.start_node(n);
+    }
+    cl.wait_ready(0).await;
+    cl.wait_ready(1).await;
+    check_all(&a, "shared", &objects).await;
+    check_all(&b, "shared", &two_down).await;
+    assert!(cl.gateways.iter_mut().all(|g| g.alive()));
+}
+
+#[tokio::test]
+async fn concurrent_writers_through_two_gateways_last_writer_wins() {
+    let cl = TestCluster::start(6, 2, 2);
+    let a = cl.client(0);
+    let b = cl.client(1);
+    a.create_bucket().bucket("race").send().await.unwrap();
+    for round in 0..5u8 {
+        let (ra, rb) = tokio::join!(
+            a.put_object()
+                .bucket("race")
+                .key("k")
+                .body(ByteStream::from(vec![round * 2; 150_000]))
+                .send(),
+            b.put_object()
+                .bucket("race")
+                .key("k")
+                .body(ByteStream::from(vec![round * 2 + 1; 150_000]))
+                .send(),
+        );
+        ra.unwrap();
+        rb.unwrap();
+        let mut seen = Vec::new();
+        for c in [&a, &b, &a, &b] {
+            let got = c.get_object().bucket("race").key("k").send().await.unwrap();
+            let bytes = got.body.collect().await.unwrap().into_bytes();
+            assert!(bytes.iter().all(|x| *x == bytes[0]), "torn object");
+            seen.push(bytes[0]);
+        }
+        assert!(
+            seen.iter().all(|x| *x == seen[0]),
+            "readers disagree: {seen:?}"
+        );
+        assert!(seen[0] == round * 2 || seen[0] == round * 2 + 1);
+    }
+}
+
+#[tokio::test]
+async fn processes_refuse_a_different_topology_or_secret() {
+    let cl = TestCluster::start(6, 2, 0);
+    // A gateway whose file differs (a node moved) is refused by the nodes' topology hash.
+    let text = std::fs::read_to_string(&cl.topology).unwrap();
+    let other = cl.dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        text.replace("ec = \"4+2\"", "ec = \"4+2\"\nstripe_size = \"2MiB\""),
+    )
+    .unwrap();
+    let log = match cl.gateway_with(other.to_str().unwrap()) {
+        Ok(_) => panic!("gateway with another topology started"),
+        Err(log) => log,
+    };
+    assert!(log.contains("same cluster file"), "{log}");
+    // A gateway with another secret is refused by the nodes.
+    let mut g = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "gateway",
+            "--config",
+            cl.topology.to_str().unwrap(),
+            "--address",
+            "127.0.0.1:0",
+            "--admin-address",
+            "127.0.0.1:0",
+        ])
+        .env("TESSERA_CLUSTER_SECRET", "wrong")
+        .env("TESSERA_ROOT_ACCESS_KEY", "a")
+        .env("TESSERA_ROOT_SECRET_KEY", "b")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = g.wait_with_output_timeout();
+    assert!(out.contains("cluster secret"), "{out}");
+}
+
+trait WaitOutput {
+    fn wait_with_output_timeout(&mut self) -> String;
+}
+
+impl WaitOutput for std::process::Child {
+    fn wait_with_output_timeout(&mut self) -> String {
+        use std::io::Read;
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.try_wait() {
+                let mut s = String::new();
+                if let Some(e) = self.stderr.as_mut() {
+                    let _ = e.read_to_string(&mut s);
+                }
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.kill();
+        "gateway did not exit within 10 s".into()
+    }
+}

@@ -1,0 +1,272 @@
+//! A loopback cluster of real `tessera node` and `tessera gateway` processes.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::{client_with, ACCESS_KEY, SECRET_KEY};
+
+pub const CLUSTER_SECRET: &str = "test-cluster-secret";
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes a topology of `nodes` nodes with `drives` drives each under `dir`.
+pub fn write_topology(dir: &Path, nodes: usize, drives: usize, ec: &str) -> (PathBuf, Vec<u16>) {
+    let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+    let mut t =
+        format!("deployment_id = \"5a1e0c2b-7d3f-4e8a-9b6c-0f1e2d3c4b5a\"\nec = \"{ec}\"\n");
+    for (n, port) in ports.iter().enumerate() {
+        let ds: Vec<String> = (0..drives)
+            .map(|d| format!("\"{}\"", dir.join(format!("node{n}/d{d}")).display()))
+            .collect();
+        t += &format!(
+            "\n[[nodes]]\nname = \"node{n}\"\naddress = \"127.0.0.1:{port}\"\ndrives = [{}]\n",
+            ds.join(", ")
+        );
+    }
+    let path = dir.join("cluster.toml");
+    std::fs::write(&path, t).unwrap();
+    (path, ports)
+}
+
+/// A process of the cluster.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub urls: Vec<String>,
+}
+
+impl Proc {
+    /// Starts `tessera ARGS` and waits for `ready`; collects the `http://` URLs it prints.
+    pub fn start(name: &str, args: &[&str], log: PathBuf) -> Result<Self, String> {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(args)
+            .env("TESSERA_CLUSTER_SECRET", CLUSTER_SECRET)
+            .env("TESSERA_ROOT_ACCESS_KEY", ACCESS_KEY)
+            .env("TESSERA_ROOT_SECRET_KEY", SECRET_KEY)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let mut urls = Vec::new();
+        let mut ready = false;
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if let Some(i) = line.find("http://") {
+                urls.push(line[i..].trim().to_string());
+            }
+            if line.trim() == "ready" {
+                ready = true;
+                break;
+            }
+        }
+        if !ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        Ok(Self {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+            urls,
+        })
+    }
+
+    /// SIGKILL and wait.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends a signal (e.g. "STOP", "CONT").
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([&format!("-{sig}"), &c.id().to_string()])
+                .status();
+        }
+    }
+
+    pub fn alive(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => c.try_wait().ok().flatten().is_none(),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        self.kill();
+    }
+}
+
+/// Nodes and gateways on loopback.
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub topology: PathBuf,
+    pub nodes: Vec<Proc>,
+    pub gateways: Vec<Proc>,
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("cluster logs:\n{}", self.logs());
+        }
+    }
+}
+
+impl TestCluster {
+    /// `nodes` nodes of `drives` drives and `gateways` gateways.
+    pub fn start(nodes: usize, drives: usize, gateways: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (topology, _) = write_topology(dir.path(), nodes, drives, "4+2");
+        let mut c = Self {
+            dir,
+            topology,
+            nodes: Vec::new(),
+            gateways: Vec::new(),
+        };
+        for n in 0..nodes {
+            c.start_node(n);
+        }
+        for _ in 0..gateways {
+            c.add_gateway()
+                .unwrap_or_else(|log| panic!("gateway failed:\n{log}"));
+        }
+        c
+    }
+
+    pub fn start_node(&mut self, n: usize) {
+        let name = format!("node{n}");
+        let log = self.dir.path().join(format!("{name}.log"));
+        let topo = self.topology.to_str().unwrap().to_string();
+        let p = Proc::start(&name, &["node", "--config", &topo, "--name", &name], log)
+            .unwrap_or_else(|log| panic!("{name} failed:\n{log}"));
+        if n < self.nodes.len() {
+            self.nodes[n] = p;
+        } else {
+            self.nodes.push(p);
+        }
+    }
+
+    /// Starts one more gateway with the cluster's topology file.
+    pub fn add_gateway(&mut self) -> Result<(), String> {
+        let topo = self.topology.to_str().unwrap().to_string();
+        let p = self.gateway_with(&topo)?;
+        self.gateways.push(p);
+        Ok(())
+    }
+
+    /// Starts a gateway with the given topology file (not added to the cluster).
+    pub fn gateway_with(&self, topology: &str) -> Result<Proc, String> {
+        let i = self.gateways.len();
+        let log = self
+            .dir
+            .path()
+            .join(format!("gateway{i}-{}.log", free_port()));
+        Proc::start(
+            &format!("gateway{i}"),
+            &[
+                "gateway",
+                "--config",
+                topology,
+                "--address",
+                "127.0.0.1:0",
+                "--admin-address",
+                "127.0.0.1:0",
+            ],
+            log,
+        )
+    }
+
+    /// The S3 URL of gateway `i`.
+    pub fn s3_url(&self, i: usize) -> &str {
+        &self.gateways[i].urls[0]
+    }
+
+    /// The admin URL of gateway `i`.
+    pub fn admin_url(&self, i: usize) -> &str {
+        &self.gateways[i].urls[1]
+    }
+
+    /// An SDK client of gateway `i`.
+    pub fn client(&self, i: usize) -> aws_sdk_s3::Client {
+        client_with(self.s3_url(i), ACCESS_KEY, SECRET_KEY)
+    }
+
+    /// Waits (at most 30 s) until gateway `i` reports ready.
+    pub async fn wait_ready(&self, i: usize) {
+        let url = format!("{}/health/ready", self.admin_url(i));
+        for _ in 0..300 {
+            if http_status(&url) == 200 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("gateway {i} not ready after 30 s\n{}", self.logs());
+    }
+
+    /// Every process's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for p in self.nodes.iter().chain(self.gateways.iter()) {
+            let text = std::fs::read_to_string(&p.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            out += &format!("--- {} ---\n", p.name);
+            for l in tail.into_iter().rev() {
+                out += l;
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// Status of a plain HTTP GET (0 when the connection fails).
+pub fn http_status(url: &str) -> u16 {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return 0;
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Ok(mut s) = std::net::TcpStream::connect(host) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    if write!(
+        s,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return 0;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
