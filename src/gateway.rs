@@ -41,6 +41,7 @@ impl Gateway {
             anyhow::bail!("a gateway needs TESSERA_ROOT_ACCESS_KEY and TESSERA_ROOT_SECRET_KEY");
         };
         let client = rpc_client();
+        let topology: Arc<str> = topo.hash.clone().into();
         check_peers(&client, topo, &secret).await?;
         let mut sets = Vec::new();
         for (s, members) in topo.sets.iter().enumerate() {
@@ -53,6 +54,7 @@ impl Gateway {
                         &node.address,
                         d.drive,
                         secret.clone(),
+                        topology.clone(),
                     )) as Arc<dyn Drive>
                 })
                 .collect();

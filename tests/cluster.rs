@@ -115,6 +115,29 @@ async fn any_gateway_reads_what_another_wrote_and_survives_two_nodes_down() {
     check_all(&b, "shared", &more).await;
     let two_down = put_all(&a, "shared", "two-down/").await;
     check_all(&b, "shared", &two_down).await;
+    for (key, body) in &objects {
+        let h = a
+            .head_object()
+            .bucket("shared")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(h.content_length(), Some(body.len() as i64));
+    }
+    let mut all = want.clone();
+    all.extend(more.iter().chain(two_down.iter()).map(|(k, _)| k.clone()));
+    all.sort();
+    assert_eq!(list_keys(&b, "shared", 11).await, all);
+    // A gateway restarts: the new one reads everything (gateways keep no state).
+    cl.gateways[0].kill();
+    cl.gateways.remove(0);
+    cl.add_gateway().unwrap_or_else(|log| panic!("{log}"));
+    let a = cl.client(1);
+    let b = cl.client(0);
+    check_all(&a, "shared", &objects).await;
+    check_all(&a, "shared", &two_down).await;
+    assert_eq!(list_keys(&a, "shared", 1000).await, all);
     // A third: below quorum, S3 answers 503 and nothing hangs.
     cl.nodes[0].kill();
     let e = a
@@ -135,6 +158,8 @@ async fn any_gateway_reads_what_another_wrote_and_survives_two_nodes_down() {
         .unwrap_err();
     assert_eq!(status(&e), 503);
     assert_eq!(code(&e), "ServiceUnavailable");
+    let ready = format!("{}/health/ready", cl.admin_url(0));
+    assert_eq!(common::cluster::http_status(&ready), 503);
     // The nodes come back: everything acknowledged reads back.
     for n in [0, 2, 4] {
         cl.start_node(n);
@@ -240,4 +265,63 @@ impl WaitOutput for std::process::Child {
         let _ = self.kill();
         "gateway did not exit within 10 s".into()
     }
+}
+
+#[test]
+fn node_rpc_refuses_unsigned_tampered_and_replayed_requests() {
+    let cl = TestCluster::start(6, 2, 0);
+    let addr = cl.nodes[0].urls[0]
+        .trim_start_matches("http://")
+        .to_string();
+    let send = |method: &str, path: &str, headers: &[(&str, String)]| -> u16 {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            req += &format!("{k}: {v}\r\n");
+        }
+        req += "Content-Length: 0\r\n\r\n";
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let path = "/rpc/v1/topology";
+    let signed: Vec<(&str, String)> =
+        tessera::cluster::auth::sign(common::cluster::CLUSTER_SECRET, "GET", path)
+            .into_iter()
+            .collect();
+    assert_eq!(send("GET", path, &signed), 200);
+    assert_eq!(
+        send("GET", path, &signed),
+        401,
+        "a replayed request must be refused"
+    );
+    assert_eq!(
+        send("GET", path, &[]),
+        401,
+        "an unsigned request must be refused"
+    );
+    let fresh: Vec<(&str, String)> =
+        tessera::cluster::auth::sign(common::cluster::CLUSTER_SECRET, "GET", path)
+            .into_iter()
+            .collect();
+    assert_eq!(
+        send("GET", "/rpc/v1/drive/0/shard/b/x?offset=0&len=1", &fresh),
+        401,
+        "signature for another path"
+    );
+    let forged: Vec<(&str, String)> = tessera::cluster::auth::sign("not-the-secret", "GET", path)
+        .into_iter()
+        .collect();
+    assert_eq!(send("GET", path, &forged), 401);
+    // A correctly signed call from a process holding another topology is refused, saying why.
+    let mut other: Vec<(&str, String)> =
+        tessera::cluster::auth::sign(common::cluster::CLUSTER_SECRET, "GET", path)
+            .into_iter()
+            .collect();
+    other.push(("x-tessera-topology", "0123456789abcdef".into()));
+    assert_eq!(send("GET", path, &other), 409);
+    // Health checks need no credentials.
+    assert_eq!(send("GET", "/health/live", &[]), 200);
 }

@@ -439,3 +439,119 @@ async fn abandoned_uploads_expire_and_free_their_shards() {
         .unwrap_err();
     assert_eq!(code(&e), "NoSuchUpload");
 }
+
+#[tokio::test]
+async fn failed_requests_leave_no_object_and_no_shards() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("clean").send().await.unwrap();
+    // A multi-stripe PUT whose checksum is wrong, and a part whose Content-MD5 is wrong.
+    let e = c
+        .put_object()
+        .bucket("clean")
+        .key("bad")
+        .checksum_crc32("AAAAAA==")
+        .body(ByteStream::from(data(3 * MIB, 1)))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "BadDigest");
+    let id = c
+        .create_multipart_upload()
+        .bucket("clean")
+        .key("mp")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    let e = c
+        .upload_part()
+        .bucket("clean")
+        .key("mp")
+        .upload_id(&id)
+        .part_number(1)
+        .content_md5("1B2M2Y8AsgTpgAmY7PhCfg==")
+        .body(ByteStream::from(data(2 * MIB, 2)))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "BadDigest");
+    assert_eq!(
+        shard_file_count(&s.data),
+        0,
+        "a failed write left shard files"
+    );
+    let tmp_files: usize = (0..6)
+        .map(|d| {
+            std::fs::read_dir(s.data.join(format!("drive-{d}/tmp")))
+                .unwrap()
+                .count()
+        })
+        .sum();
+    assert_eq!(tmp_files, 0, "a failed write left temporary files");
+    let e = c
+        .head_object()
+        .bucket("clean")
+        .key("bad")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(common::status(&e), 404);
+    let parts = c
+        .list_parts()
+        .bucket("clean")
+        .key("mp")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert!(parts.parts().is_empty());
+    // Bad version ids and tag characters.
+    c.put_object()
+        .bucket("clean")
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .get_object()
+        .bucket("clean")
+        .key("k")
+        .version_id("not-a-version")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidArgument");
+    let e = c
+        .get_object()
+        .bucket("clean")
+        .key("k")
+        .version_id("0123456789abcdef0123456789abcdef")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchVersion");
+    let e = c
+        .put_object_tagging()
+        .bucket("clean")
+        .key("k")
+        .tagging(
+            aws_sdk_s3::types::Tagging::builder()
+                .tag_set(
+                    aws_sdk_s3::types::Tag::builder()
+                        .key("bad<key>")
+                        .value("v")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidTag");
+}

@@ -17,6 +17,8 @@ pub const TIME: &str = "x-tessera-time";
 pub const NONCE: &str = "x-tessera-nonce";
 /// Header with the HMAC (hex).
 pub const MAC: &str = "x-tessera-auth";
+/// Header with the sender's topology hash; a node refuses calls from another topology.
+pub const TOPOLOGY: &str = "x-tessera-topology";
 /// Largest accepted clock difference, seconds.
 pub const MAX_SKEW: i64 = 60;
 

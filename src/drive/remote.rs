@@ -3,7 +3,7 @@
 //! marked offline for a while, so a dead node costs a request no more than one timeout; the
 //! first call after that is the probe that brings it back.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +25,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const DATA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Consecutive failures after which the drive is treated as offline.
 const FAILURES_TO_OFFLINE: u32 = 2;
-/// How long an offline drive is skipped before the next probe.
-const OFFLINE_FOR: Duration = Duration::from_secs(1);
+/// How often an offline drive is probed in the background.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
 
 /// The HTTP client gateways use for node RPC.
 pub type RpcClient = Client<HttpConnector, Body>;
@@ -50,11 +50,7 @@ pub fn rpc_client() -> RpcClient {
 #[derive(Default)]
 struct Health {
     failures: AtomicU32,
-    offline_until_ms: AtomicI64,
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    offline: AtomicBool,
 }
 
 /// A drive of another node.
@@ -64,24 +60,32 @@ pub struct RemoteDrive {
     base: String,
     index: usize,
     secret: Arc<str>,
+    topology: Arc<str>,
     health: Arc<Health>,
 }
 
 impl RemoteDrive {
-    /// Drive `index` of the node at `address` (`host:port`).
-    pub fn new(client: RpcClient, address: &str, index: usize, secret: Arc<str>) -> Self {
+    /// Drive `index` of the node at `address` (`host:port`), for a gateway whose topology
+    /// hash is `topology` (sent with every call; a node of another topology refuses it).
+    pub fn new(
+        client: RpcClient,
+        address: &str,
+        index: usize,
+        secret: Arc<str>,
+        topology: Arc<str>,
+    ) -> Self {
         Self {
             client,
             base: format!("http://{address}"),
             index,
             secret,
+            topology,
             health: Arc::new(Health::default()),
         }
     }
 
     fn check_online(&self) -> Result<(), DriveError> {
-        let until = self.health.offline_until_ms.load(Ordering::Relaxed);
-        if until > now_ms() {
+        if self.health.offline.load(Ordering::Relaxed) {
             return Err(DriveError::Offline(format!(
                 "{} is offline",
                 self.endpoint()
@@ -90,21 +94,45 @@ impl RemoteDrive {
         Ok(())
     }
 
+    /// True while the drive is marked offline.
+    pub fn is_offline(&self) -> bool {
+        self.health.offline.load(Ordering::Relaxed)
+    }
+
     fn record<T>(&self, r: &Result<T, DriveError>) {
         match r {
             Err(DriveError::Offline(_)) | Err(DriveError::Io(_)) => {
                 let n = self.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                if n >= FAILURES_TO_OFFLINE {
-                    self.health
-                        .offline_until_ms
-                        .store(now_ms() + OFFLINE_FOR.as_millis() as i64, Ordering::Relaxed);
+                if n >= FAILURES_TO_OFFLINE && !self.health.offline.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(drive = %self.endpoint(), "drive marked offline; probing it in the background");
+                    self.start_probe();
                 }
             }
-            _ => {
-                self.health.failures.store(0, Ordering::Relaxed);
-                self.health.offline_until_ms.store(0, Ordering::Relaxed);
-            }
+            _ => self.health.failures.store(0, Ordering::Relaxed),
         }
+    }
+
+    /// Probes an offline drive until it answers, then puts it back in service.
+    fn start_probe(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                let path = format!("/rpc/v1/drive/{}/call", this.index);
+                let Ok(body) = serde_json::to_vec(&Call::ReadFormat) else {
+                    return;
+                };
+                let Ok(req) = this.request("POST", &path, Body::from(body)) else {
+                    return;
+                };
+                if this.exchange(req, CALL_TIMEOUT).await.is_ok() {
+                    this.health.failures.store(0, Ordering::Relaxed);
+                    this.health.offline.store(false, Ordering::Relaxed);
+                    tracing::info!(drive = %this.endpoint(), "drive back online");
+                    return;
+                }
+            }
+        });
     }
 
     fn request(
@@ -119,17 +147,30 @@ impl RemoteDrive {
         for (k, v) in auth::sign(&self.secret, method, path) {
             b = b.header(k, v);
         }
+        b = b.header(auth::TOPOLOGY, &*self.topology);
         b.body(body)
             .map_err(|e| DriveError::Offline(format!("request: {e}")))
     }
 
-    /// Sends a request and reads the whole answer, within `deadline`.
+    /// Sends a request and reads the whole answer, within `deadline`, unless the drive is
+    /// offline; failures count towards marking it offline.
     async fn send(
         &self,
         req: hyper::Request<Body>,
         deadline: Duration,
     ) -> Result<Bytes, DriveError> {
         self.check_online()?;
+        let r = self.exchange(req, deadline).await;
+        self.record(&r);
+        r
+    }
+
+    /// One request and its whole answer, within `deadline`.
+    async fn exchange(
+        &self,
+        req: hyper::Request<Body>,
+        deadline: Duration,
+    ) -> Result<Bytes, DriveError> {
         let client = self.client.clone();
         let fut = async move {
             let resp = client
@@ -150,20 +191,18 @@ impl RemoteDrive {
                     Ok(w) => Err(w.into()),
                     Err(_) => Err(DriveError::Offline(format!(
                         "rpc status {status}: {}",
-                        String::from_utf8_lossy(&body[..body.len().min(200)])
+                        String::from_utf8_lossy(&body[..body.len().min(300)])
                     ))),
                 }
             }
         };
-        let r = match tokio::time::timeout(deadline, fut).await {
+        match tokio::time::timeout(deadline, fut).await {
             Ok(r) => r,
             Err(_) => Err(DriveError::Offline(format!(
                 "{} timed out",
                 self.endpoint()
             ))),
-        };
-        self.record(&r);
-        r
+        }
     }
 
     async fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T, DriveError> {

@@ -150,6 +150,22 @@ async fn authenticate(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
+    let theirs = headers
+        .get(crate::cluster::auth::TOPOLOGY)
+        .and_then(|v| v.to_str().ok());
+    if verdict.is_ok() && theirs.is_some_and(|t| t != state.topology_hash) {
+        tracing::warn!(theirs = ?theirs, ours = %state.topology_hash, "call from another topology refused");
+        return (
+            StatusCode::CONFLICT,
+            format!(
+                "topology mismatch: the caller holds {}, node {} holds {}; every process needs the same cluster file",
+                theirs.unwrap_or_default(),
+                state.name,
+                state.topology_hash
+            ),
+        )
+            .into_response();
+    }
     match verdict {
         Ok(()) => next.run(req).await,
         Err(e) => {

@@ -259,10 +259,18 @@ pub async fn get(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> S3Result
 /// The `versionId` query parameter, if any.
 pub(super) fn version_param<'a>(ctx: &'a Ctx<'_>) -> S3Result<Option<&'a str>> {
     match ctx.query.get("versionId").map(String::as_str) {
-        Some("") => Err(S3Error::invalid_argument(
-            "Version id cannot be the empty string",
-        )),
-        other => Ok(other),
+        Some(v) => check_version_id(v).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A version id is `null` or one Tessera made (32 hex digits); anything else is
+/// `InvalidArgument`, as S3 answers.
+pub(super) fn check_version_id(v: &str) -> S3Result<&str> {
+    if v == "null" || (v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit())) {
+        Ok(v)
+    } else {
+        Err(S3Error::invalid_argument("Invalid version id specified"))
     }
 }
 
@@ -578,7 +586,15 @@ pub async fn delete_objects(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result
     let mut x = Xml::new();
     x.root("DeleteResult");
     for entry in req.objects {
-        let result = match super::names::check_key(&entry.key) {
+        let checked = super::names::check_key(&entry.key).and_then(|()| {
+            entry
+                .version_id
+                .as_deref()
+                .map(check_version_id)
+                .transpose()
+                .map(|_| ())
+        });
+        let result = match checked {
             Err(e) => Err(e),
             Ok(()) => ctx
                 .state

@@ -57,6 +57,11 @@ fn check(pairs: Vec<(String, String)>, max: usize) -> S3Result<BTreeMap<String, 
         if v.chars().count() > 256 {
             return Err(invalid_tag("The TagValue you have provided is invalid"));
         }
+        if !k.chars().chain(v.chars()).all(allowed_tag_char) {
+            return Err(invalid_tag(
+                "Tags may hold letters, digits, spaces and + - = . _ : / @ only",
+            ));
+        }
         if out.insert(k, v).is_some() {
             return Err(invalid_tag(
                 "Cannot provide multiple Tags with the same key",
@@ -64,6 +69,11 @@ fn check(pairs: Vec<(String, String)>, max: usize) -> S3Result<BTreeMap<String, 
         }
     }
     Ok(out)
+}
+
+/// The characters S3 allows in tag keys and values.
+fn allowed_tag_char(c: char) -> bool {
+    c.is_alphanumeric() || c == ' ' || "+-=._:/@".contains(c)
 }
 
 /// Parses `x-amz-tagging: k1=v1&k2=v2` (URL-encoded).

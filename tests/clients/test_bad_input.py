@@ -313,6 +313,32 @@ def test_malformed_delete_xml(srv):
     assert get(srv, "sentinel").body == b"keep me"
 
 
+def test_oversized_xml_bodies(srv):
+    """Every XML body has a limit: a 3 MiB DeleteObjects, a 5 MiB CompleteMultipartUpload and a
+    100 KiB tagging document are refused, and change nothing."""
+    ensure_bucket(srv)
+    assert put(srv, "sentinel", b"keep me").status == 200
+    before = list_keys(srv)
+    one = b"<Object><Key>sentinel</Key></Object>"
+    huge = b"<Delete>" + one * (3 * 1024 * 1024 // len(one)) + b"</Delete>"
+    r = request(srv, "POST", f"/{BUCKET}", "delete", body=huge,
+                headers={"Content-MD5": md5_b64(huge), "Content-Type": "application/xml"})
+    expect_error(r, 400, "MaxMessageLengthExceeded")
+    part = b"<Part><PartNumber>1</PartNumber><ETag>\"x\"</ETag></Part>"
+    complete = b"<CompleteMultipartUpload>" + part * (5 * 1024 * 1024 // len(part)) + \
+        b"</CompleteMultipartUpload>"
+    r = request(srv, "POST", f"/{BUCKET}/sentinel", "uploadId=00000000000000000000000000000000",
+                body=complete, headers={"Content-Type": "application/xml"})
+    expect_error(r, 400, "MaxMessageLengthExceeded")
+    tag = b"<Tag><Key>k</Key><Value>v</Value></Tag>"
+    tagging = b"<Tagging><TagSet>" + tag * (100 * 1024 // len(tag)) + b"</TagSet></Tagging>"
+    r = request(srv, "PUT", f"/{BUCKET}/sentinel", "tagging", body=tagging,
+                headers={"Content-MD5": md5_b64(tagging), "Content-Type": "application/xml"})
+    expect_error(r, 400, "MaxMessageLengthExceeded")
+    assert list_keys(srv) == before
+    assert get(srv, "sentinel").body == b"keep me"
+
+
 def test_invalid_bucket_name(srv):
     before = list_buckets(srv)
     for bad in ["ab", "Upper-Case", "under_score", "-dash-first", "a" * 64, "192.168.1.1",

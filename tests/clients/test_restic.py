@@ -102,19 +102,20 @@ def restic_packs(srv, work):
 
 
 def tree_sizes(seed=21):
-    """~50 MiB in 420 files: empty, small, 100 KiB-ish and a few of 3-9 MiB."""
+    """1,000 files, as issue 3 asks: three of 50 MiB, two of a few MiB, and 995 empty, small
+    and 100 KiB-ish ones (~220 MiB in all)."""
     rng = random.Random(seed)
     dirs = ["", "etc", "home/ann/docs", "home/ann/photos 2024", "var/lib/db", "src/é ü/deep/er",
             "a+b%c"]
     sizes = {
-        "var/lib/db/big-1.db": 9 * MIB,
-        "var/lib/db/big-2.db": 7 * MIB + 12345,
-        "home/ann/photos 2024/raw 1.nef": 5 * MIB,
+        "var/lib/db/big-1.db": 50 * MIB,
+        "var/lib/db/big-2.db": 50 * MIB + 12345,
+        "home/ann/photos 2024/raw 1.nef": 50 * MIB,
         "home/ann/photos 2024/raw 2.nef": 3 * MIB + 1,
         "src/é ü/deep/er/archive.tar": 4 * MIB,
     }
     i = 0
-    while len(sizes) < 420:
+    while len(sizes) < 1000:
         d = dirs[i % len(dirs)]
         rel = f"{d}/file-{i}.dat" if d else f"file-{i}.dat"
         roll = rng.random()
@@ -140,7 +141,7 @@ def test_backup_check_restore_prune(srv):
     sizes = tree_sizes()
     cu.write_tree(source, sizes, seed=22)
     total = sum(sizes.values())
-    assert 45 * MIB < total < 60 * MIB, total
+    assert len(sizes) == 1000 and 150 * MIB < total < 260 * MIB, (len(sizes), total)
 
     r = restic(srv, work, "init")
     assert "created restic repository" in r.stdout, r.stdout
