@@ -160,6 +160,87 @@ impl std::fmt::Debug for ChecksumHasher {
     }
 }
 
+impl ChecksumAlgorithm {
+    /// Whether a whole-object checksum can be combined from the checksums of its parts
+    /// (the CRCs can; the SHA digests cannot).
+    pub fn combinable(self) -> bool {
+        matches!(self, Self::Crc32 | Self::Crc32c | Self::Crc64Nvme)
+    }
+
+    /// The checksum of `a || b` from the checksum of `a` (base64), the checksum of `b`
+    /// (base64) and the length of `b`; `None` for the SHA algorithms or malformed input.
+    pub fn combine(self, a: &str, b: &str, len_b: u64) -> Option<String> {
+        let (poly, width) = match self {
+            Self::Crc32 => (0xEDB8_8320u64, 32),
+            Self::Crc32c => (0x82F6_3B78u64, 32),
+            Self::Crc64Nvme => (0x9A6C_9329_AC4B_C9B5u64, 64),
+            Self::Sha1 | Self::Sha256 => return None,
+        };
+        let bytes = width / 8;
+        let decode = |s: &str| -> Option<u64> {
+            let raw = BASE64.decode(s).ok()?;
+            (raw.len() == bytes).then(|| raw.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64))
+        };
+        let crc = crc_combine(decode(a)?, decode(b)?, len_b, poly, width);
+        Some(BASE64.encode(&crc.to_be_bytes()[8 - bytes..]))
+    }
+}
+
+/// zlib's `crc32_combine`, for any reflected CRC up to 64 bits whose initial value and final
+/// xor are all ones: shifts `crc1` over `len2` zero bytes with GF(2) matrices, then adds
+/// `crc2`.
+fn crc_combine(mut crc1: u64, crc2: u64, mut len2: u64, poly: u64, width: usize) -> u64 {
+    fn times(mat: &[u64], mut vec: u64) -> u64 {
+        let mut sum = 0;
+        let mut i = 0;
+        while vec != 0 {
+            if vec & 1 != 0 {
+                sum ^= mat[i];
+            }
+            vec >>= 1;
+            i += 1;
+        }
+        sum
+    }
+    fn square(out: &mut [u64], mat: &[u64]) {
+        for n in 0..mat.len() {
+            out[n] = times(mat, mat[n]);
+        }
+    }
+    if len2 == 0 {
+        return crc1;
+    }
+    let mut odd = vec![0u64; width];
+    let mut even = vec![0u64; width];
+    odd[0] = poly;
+    let mut row = 1u64;
+    for slot in odd.iter_mut().skip(1) {
+        *slot = row;
+        row <<= 1;
+    }
+    square(&mut even, &odd); // two zero bits
+    square(&mut odd, &even); // four zero bits
+    loop {
+        square(&mut even, &odd);
+        if len2 & 1 != 0 {
+            crc1 = times(&even, crc1);
+        }
+        len2 >>= 1;
+        if len2 == 0 {
+            break;
+        }
+        square(&mut odd, &even);
+        if len2 & 1 != 0 {
+            crc1 = times(&odd, crc1);
+        }
+        len2 >>= 1;
+        if len2 == 0 {
+            break;
+        }
+    }
+    crc1 ^ crc2
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +369,27 @@ mod tests {
         );
         assert_eq!(ChecksumAlgorithm::from_header("x-amz-checksum-type"), None);
         assert_eq!(ChecksumAlgorithm::from_header("content-md5"), None);
+    }
+
+    #[test]
+    fn combined_crcs_equal_the_crc_of_the_whole() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        for alg in [
+            ChecksumAlgorithm::Crc32,
+            ChecksumAlgorithm::Crc32c,
+            ChecksumAlgorithm::Crc64Nvme,
+        ] {
+            for cut in [0usize, 1, 4096, 123_457, 300_000] {
+                let (a, b) = data.split_at(cut);
+                let got = alg
+                    .combine(&checksum(alg, a), &checksum(alg, b), b.len() as u64)
+                    .unwrap();
+                assert_eq!(got, checksum(alg, &data), "{alg} cut at {cut}");
+            }
+        }
+        assert!(ChecksumAlgorithm::Sha256.combine("x", "y", 1).is_none());
+        assert!(ChecksumAlgorithm::Crc32
+            .combine("not base64!", "AAAAAA==", 1)
+            .is_none());
     }
 }

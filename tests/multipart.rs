@@ -555,3 +555,119 @@ async fn failed_requests_leave_no_object_and_no_shards() {
         .unwrap_err();
     assert_eq!(code(&e), "InvalidTag");
 }
+
+#[tokio::test]
+async fn full_object_and_composite_checksums() {
+    use base64::Engine;
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("sums").send().await.unwrap();
+    let parts_data = [data(5 * MIB, 31), data(5 * MIB + 7, 32), data(1234, 33)];
+    let whole: Vec<u8> = parts_data.concat();
+    for (alg, kind) in [
+        (
+            ChecksumAlgorithm::Crc64Nvme,
+            aws_sdk_s3::types::ChecksumType::FullObject,
+        ),
+        (
+            ChecksumAlgorithm::Crc32C,
+            aws_sdk_s3::types::ChecksumType::FullObject,
+        ),
+        (
+            ChecksumAlgorithm::Crc32,
+            aws_sdk_s3::types::ChecksumType::Composite,
+        ),
+    ] {
+        let key = format!("obj-{}", alg.as_str());
+        let created = c
+            .create_multipart_upload()
+            .bucket("sums")
+            .key(&key)
+            .checksum_algorithm(alg.clone())
+            .checksum_type(kind.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.checksum_type(), Some(&kind));
+        let id = created.upload_id().unwrap().to_string();
+        let mut done = Vec::new();
+        for (i, body) in parts_data.iter().enumerate() {
+            let n = i as i32 + 1;
+            let r = c
+                .upload_part()
+                .bucket("sums")
+                .key(&key)
+                .upload_id(&id)
+                .part_number(n)
+                .checksum_algorithm(alg.clone())
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await
+                .unwrap();
+            let mut p = CompletedPart::builder()
+                .part_number(n)
+                .e_tag(r.e_tag().unwrap());
+            p = match alg {
+                ChecksumAlgorithm::Crc64Nvme => {
+                    p.checksum_crc64_nvme(r.checksum_crc64_nvme().unwrap())
+                }
+                ChecksumAlgorithm::Crc32C => p.checksum_crc32_c(r.checksum_crc32_c().unwrap()),
+                _ => p.checksum_crc32(r.checksum_crc32().unwrap()),
+            };
+            done.push(p.build());
+        }
+        let out = c
+            .complete_multipart_upload()
+            .bucket("sums")
+            .key(&key)
+            .upload_id(&id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e:?}"));
+        let head = c
+            .head_object()
+            .bucket("sums")
+            .key(&key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        if kind == aws_sdk_s3::types::ChecksumType::FullObject {
+            // The server's value is the CRC of the whole object, computed independently here.
+            let want = match alg {
+                ChecksumAlgorithm::Crc64Nvme => {
+                    let mut d = crc64fast_nvme::Digest::new();
+                    d.write(&whole);
+                    base64::engine::general_purpose::STANDARD.encode(d.sum64().to_be_bytes())
+                }
+                _ => base64::engine::general_purpose::STANDARD
+                    .encode(crc32c::crc32c(&whole).to_be_bytes()),
+            };
+            let got = out
+                .checksum_crc64_nvme()
+                .or(out.checksum_crc32_c())
+                .unwrap();
+            assert_eq!(got, want, "{key}");
+            assert_eq!(
+                head.checksum_crc64_nvme().or(head.checksum_crc32_c()),
+                Some(want.as_str())
+            );
+        } else {
+            assert!(out.checksum_crc32().unwrap().ends_with("-3"), "{key}");
+        }
+        // The bytes are right, with the SDK validating the response checksum where it can.
+        let got = c
+            .get_object()
+            .bucket("sums")
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        assert!(got.body.collect().await.unwrap().into_bytes()[..] == whole[..]);
+    }
+}

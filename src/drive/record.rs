@@ -143,6 +143,9 @@ pub struct UploadRecord {
     /// Checksum algorithm the client asked for at creation.
     #[serde(default)]
     pub checksum_algorithm: Option<String>,
+    /// `FULL_OBJECT` or `COMPOSITE`, with the algorithm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_type: Option<String>,
     /// Tags for the object.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,

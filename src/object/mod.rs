@@ -71,6 +71,9 @@ pub enum Error {
     /// A part other than the last is smaller than 5 MiB.
     #[error("part too small: {0}")]
     EntityTooSmall(String),
+    /// A whole-object checksum given at completion does not match the parts'.
+    #[error("checksum mismatch: {0}")]
+    ChecksumMismatch(String),
     /// The body did not match its Content-MD5.
     #[error("content-md5 mismatch")]
     BadDigest,

@@ -41,7 +41,7 @@ impl ErasureSet {
         bucket: &str,
         key: &str,
         opts: PutOptions,
-        checksum_algorithm: Option<String>,
+        checksum: Option<(String, String)>,
     ) -> Result<String> {
         self.get_bucket(bucket).await?;
         let rec = UploadRecord {
@@ -50,7 +50,8 @@ impl ErasureSet {
             initiated_ns: now_ns(),
             headers: opts.headers,
             user_meta: opts.user_meta,
-            checksum_algorithm,
+            checksum_algorithm: checksum.as_ref().map(|(a, _)| a.clone()),
+            checksum_type: checksum.map(|(_, t)| t),
             tags: opts.tags,
         };
         let ok = join_all(self.drives.iter().map(|d| d.put_upload(bucket, &rec)))
@@ -213,6 +214,7 @@ impl ErasureSet {
         key: &str,
         upload_id: &str,
         requested: &[CompletedPart],
+        expected: Option<(String, String)>,
     ) -> Result<VersionRecord> {
         let upload = match self.get_upload(bucket, key, upload_id).await {
             Err(Error::NoSuchUpload) => {
@@ -252,7 +254,17 @@ impl ErasureSet {
             let raw = hex::decode(&p.etag).map_err(|e| Error::Internal(e.to_string()))?;
             md5s.update(&raw);
         }
-        let checksum = composite_checksum(upload.checksum_algorithm.as_deref(), &chosen);
+        let checksum = whole_checksum(&upload, expected.as_ref(), &chosen);
+        if let Some((alg, want)) = &expected {
+            match &checksum {
+                Some((a, got)) if a.eq_ignore_ascii_case(alg) && got == want => {}
+                _ => {
+                    return Err(Error::ChecksumMismatch(format!(
+                        "the {alg} checksum of the object does not match {want}"
+                    )))
+                }
+            }
+        }
         let distribution = self.distribution(bucket, key);
         let rec = VersionRecord {
             version_id: super::new_version_id(&bucket_rec),
@@ -422,18 +434,46 @@ impl ErasureSet {
     }
 }
 
-/// The composite checksum of a multipart object: the checksum of the parts' binary checksums,
-/// then `-N`. `None` when the upload asked for none or a part lacks one.
-fn composite_checksum(algorithm: Option<&str>, parts: &[&PartRecord]) -> Option<(String, String)> {
+/// The checksum of a completed multipart object, `(algorithm, base64)`: for a `FULL_OBJECT`
+/// upload (the default for CRC64NVME) the parts' CRCs combined into the CRC of the whole
+/// object; for a `COMPOSITE` one the checksum of the parts' binary checksums, then `-N`.
+/// `None` when no algorithm was asked for or a part lacks its checksum.
+fn whole_checksum(
+    upload: &UploadRecord,
+    expected: Option<&(String, String)>,
+    parts: &[&PartRecord],
+) -> Option<(String, String)> {
+    use crate::checksum::ChecksumAlgorithm;
     use base64::{engine::general_purpose::STANDARD, Engine};
-    let alg = crate::checksum::ChecksumAlgorithm::from_name(algorithm?)?;
+    let name = upload
+        .checksum_algorithm
+        .as_deref()
+        .or(expected.map(|(a, _)| a.as_str()))?;
+    let alg = ChecksumAlgorithm::from_name(name)?;
+    let full = match upload.checksum_type.as_deref() {
+        Some(t) => t == "FULL_OBJECT",
+        // Asked for at completion only: a whole-object value, where the algorithm allows.
+        None => upload.checksum_algorithm.is_none() && alg.combinable(),
+    };
+    let part_sum = |p: &PartRecord| -> Option<String> {
+        let (a, v) = p.checksum.as_ref()?;
+        a.eq_ignore_ascii_case(alg.as_str()).then(|| v.clone())
+    };
+    if full {
+        let mut acc: Option<String> = None;
+        for p in parts {
+            let v = part_sum(p)?;
+            acc = Some(match acc {
+                None => v,
+                Some(a) => alg.combine(&a, &v, p.size)?,
+            });
+        }
+        let value = acc.unwrap_or_else(|| alg.hasher().finish());
+        return Some((alg.as_str().to_string(), value));
+    }
     let mut h = alg.hasher();
     for p in parts {
-        let (a, v) = p.checksum.as_ref()?;
-        if !a.eq_ignore_ascii_case(alg.as_str()) {
-            return None;
-        }
-        h.update(&STANDARD.decode(v).ok()?);
+        h.update(&STANDARD.decode(part_sum(p)?).ok()?);
     }
     Some((
         alg.as_str().to_string(),

@@ -197,10 +197,10 @@ impl Store {
         bucket: &str,
         key: &str,
         opts: PutOptions,
-        checksum_algorithm: Option<String>,
+        checksum: Option<(String, String)>,
     ) -> Result<String> {
         self.set_for(bucket, key)
-            .create_upload(bucket, key, opts, checksum_algorithm)
+            .create_upload(bucket, key, opts, checksum)
             .await
     }
 
@@ -238,9 +238,10 @@ impl Store {
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        expected: Option<(String, String)>,
     ) -> Result<VersionRecord> {
         self.set_for(bucket, key)
-            .complete_upload(bucket, key, upload_id, parts)
+            .complete_upload(bucket, key, upload_id, parts, expected)
             .await
     }
 

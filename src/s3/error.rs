@@ -236,6 +236,7 @@ impl From<object::Error> for S3Error {
                 "EntityTooSmall",
                 format!("Your proposed upload is smaller than the minimum allowed object size: {m}"),
             ),
+            E::ChecksumMismatch(m) => Self::bad("BadDigest", m),
             E::BadDigest => Self::bad(
                 "BadDigest",
                 "The Content-MD5 you specified did not match what we received.",

@@ -33,15 +33,44 @@ pub async fn create(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response
         super::acl::check_canned(a)?;
     }
     let algorithm = match ctx.header("x-amz-checksum-algorithm") {
-        Some(a) => Some(
-            ChecksumAlgorithm::from_name(a)
-                .ok_or_else(|| {
-                    S3Error::invalid_argument(format!("Unsupported checksum algorithm {a}"))
-                })?
-                .as_str()
-                .to_string(),
-        ),
+        Some(a) => Some(ChecksumAlgorithm::from_name(a).ok_or_else(|| {
+            S3Error::invalid_argument(format!("Unsupported checksum algorithm {a}"))
+        })?),
         None => None,
+    };
+    // FULL_OBJECT: the CRC of the whole object, combined from the parts' CRCs (CRC64NVME only
+    // has this form); COMPOSITE: a checksum of the parts' checksums (the SHAs only have this).
+    let checksum = match (algorithm, ctx.header("x-amz-checksum-type")) {
+        (None, Some(_)) => {
+            return Err(S3Error::invalid_request(
+                "x-amz-checksum-type needs x-amz-checksum-algorithm",
+            ))
+        }
+        (None, None) => None,
+        (Some(a), t) => {
+            let full = match t.map(str::trim) {
+                Some("FULL_OBJECT") => true,
+                Some("COMPOSITE") => false,
+                Some(other) => {
+                    return Err(S3Error::invalid_argument(format!(
+                        "Unknown checksum type {other}"
+                    )))
+                }
+                None => a == ChecksumAlgorithm::Crc64Nvme,
+            };
+            if full && !a.combinable() {
+                return Err(S3Error::invalid_request(format!(
+                    "The FULL_OBJECT checksum type cannot be used with the {a} algorithm"
+                )));
+            }
+            if !full && a == ChecksumAlgorithm::Crc64Nvme {
+                return Err(S3Error::invalid_request(
+                    "The COMPOSITE checksum type cannot be used with the CRC64NVME algorithm",
+                ));
+            }
+            let kind = if full { "FULL_OBJECT" } else { "COMPOSITE" };
+            Some((a.as_str().to_string(), kind.to_string()))
+        }
     };
     let opts = PutOptions {
         headers: stored_headers(ctx.headers),
@@ -55,7 +84,7 @@ pub async fn create(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response
     let id = ctx
         .state
         .store
-        .create_upload(bucket, key, opts, algorithm.clone())
+        .create_upload(bucket, key, opts, checksum.clone())
         .await?;
     let mut x = Xml::new();
     x.root("InitiateMultipartUploadResult");
@@ -64,9 +93,9 @@ pub async fn create(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response
     x.elem("UploadId", &id);
     x.close("InitiateMultipartUploadResult");
     let mut resp = xml_response(x.finish());
-    if let Some(a) = algorithm {
+    if let Some((a, kind)) = checksum {
         set(resp.headers_mut(), "x-amz-checksum-algorithm", &a);
-        set(resp.headers_mut(), "x-amz-checksum-type", "COMPOSITE");
+        set(resp.headers_mut(), "x-amz-checksum-type", &kind);
     }
     Ok(resp)
 }
@@ -202,10 +231,15 @@ pub async fn complete(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3R
             etag: p.etag,
         })
         .collect();
+    // A whole-object checksum the client computed, to check against the parts'.
+    let expected = ChecksumAlgorithm::ALL.iter().find_map(|a| {
+        ctx.header(a.header_name())
+            .map(|v| (a.as_str().to_string(), v.trim().to_string()))
+    });
     let rec = ctx
         .state
         .store
-        .complete_upload(bucket, key, &id, &parts)
+        .complete_upload(bucket, key, &id, &parts, expected)
         .await?;
     let host = ctx.header("host").unwrap_or("localhost");
     let mut x = Xml::new();
@@ -216,7 +250,12 @@ pub async fn complete(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3R
     x.elem("ETag", &format!("\"{}\"", rec.etag));
     if let Some((alg, v)) = &rec.checksum {
         x.elem(&format!("Checksum{}", alg.to_ascii_uppercase()), v);
-        x.elem("ChecksumType", "COMPOSITE");
+        let kind = if v.contains('-') {
+            "COMPOSITE"
+        } else {
+            "FULL_OBJECT"
+        };
+        x.elem("ChecksumType", kind);
     }
     x.close("CompleteMultipartUploadResult");
     let mut resp = xml_response(x.finish());

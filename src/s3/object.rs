@@ -238,6 +238,12 @@ pub async fn get(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> S3Result
                 &format!("x-amz-checksum-{}", alg.to_ascii_lowercase()),
                 v,
             );
+            let kind = if v.contains('-') {
+                "COMPOSITE"
+            } else {
+                "FULL_OBJECT"
+            };
+            set(resp.headers_mut(), "x-amz-checksum-type", kind);
         }
     }
     // response-* query parameters override the stored headers.
