@@ -117,6 +117,46 @@ impl LocalDrive {
         .await
     }
 
+    /// One record of column family `cf_name`, decoded.
+    async fn get_record<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        cf_name: &'static str,
+        key: Vec<u8>,
+    ) -> Result<Option<T>, DriveError> {
+        self.blocking(
+            move |db| match db.get_cf(cf(db, cf_name)?, key).map_err(db_err)? {
+                Some(raw) => record::decode(&raw).map(Some),
+                None => Ok(None),
+            },
+        )
+        .await
+    }
+
+    /// Every record of column family `cf_name` whose key starts with `prefix`, decoded, in
+    /// key order.
+    async fn scan_prefix<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        cf_name: &'static str,
+        prefix: Vec<u8>,
+    ) -> Result<Vec<T>, DriveError> {
+        self.blocking(move |db| {
+            let mut out = Vec::new();
+            let iter = db.iterator_cf(
+                cf(db, cf_name)?,
+                IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+            );
+            for item in iter {
+                let (k, v) = item.map_err(db_err)?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                out.push(record::decode(&v)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn blocking<T, F>(&self, f: F) -> Result<T, DriveError>
     where
         T: Send + 'static,
@@ -380,14 +420,8 @@ impl Drive for LocalDrive {
         key: &str,
         version_id: &str,
     ) -> Result<Option<VersionRecord>, DriveError> {
-        let k = object_key(bucket, key, version_id);
-        self.blocking(
-            move |db| match db.get_cf(cf(db, CF_OBJECTS)?, k).map_err(db_err)? {
-                Some(raw) => record::decode(&raw).map(Some),
-                None => Ok(None),
-            },
-        )
-        .await
+        self.get_record(CF_OBJECTS, object_key(bucket, key, version_id))
+            .await
     }
 
     async fn delete_version(
@@ -440,23 +474,8 @@ impl Drive for LocalDrive {
         bucket: &str,
         key: &str,
     ) -> Result<Vec<VersionRecord>, DriveError> {
-        let prefix = object_key(bucket, key, "");
-        self.blocking(move |db| {
-            let mut out = Vec::new();
-            let iter = db.iterator_cf(
-                cf(db, CF_OBJECTS)?,
-                IteratorMode::From(&prefix, rocksdb::Direction::Forward),
-            );
-            for item in iter {
-                let (k, v) = item.map_err(db_err)?;
-                if !k.starts_with(&prefix) {
-                    break;
-                }
-                out.push(record::decode(&v)?);
-            }
-            Ok(out)
-        })
-        .await
+        self.scan_prefix(CF_OBJECTS, object_key(bucket, key, ""))
+            .await
     }
 
     async fn put_bucket(&self, rec: &BucketRecord) -> Result<(), DriveError> {
@@ -470,14 +489,7 @@ impl Drive for LocalDrive {
     }
 
     async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, DriveError> {
-        let k = name.as_bytes().to_vec();
-        self.blocking(
-            move |db| match db.get_cf(cf(db, CF_BUCKETS)?, k).map_err(db_err)? {
-                Some(raw) => record::decode(&raw).map(Some),
-                None => Ok(None),
-            },
-        )
-        .await
+        self.get_record(CF_BUCKETS, name.as_bytes().to_vec()).await
     }
 
     async fn delete_bucket(&self, name: &str) -> Result<(), DriveError> {
@@ -523,14 +535,8 @@ impl Drive for LocalDrive {
         key: &str,
         upload_id: &str,
     ) -> Result<Option<UploadRecord>, DriveError> {
-        let k = upload_key(bucket, key, upload_id);
-        self.blocking(
-            move |db| match db.get_cf(cf(db, CF_UPLOADS)?, k).map_err(db_err)? {
-                Some(raw) => record::decode(&raw).map(Some),
-                None => Ok(None),
-            },
-        )
-        .await
+        self.get_record(CF_UPLOADS, upload_key(bucket, key, upload_id))
+            .await
     }
 
     async fn delete_upload(
@@ -623,23 +629,8 @@ impl Drive for LocalDrive {
         key: &str,
         upload_id: &str,
     ) -> Result<Vec<PartRecord>, DriveError> {
-        let pp = parts_prefix(bucket, key, upload_id);
-        self.blocking(move |db| {
-            let mut out = Vec::new();
-            let iter = db.iterator_cf(
-                cf(db, CF_UPLOADS)?,
-                IteratorMode::From(&pp, rocksdb::Direction::Forward),
-            );
-            for item in iter {
-                let (k, v) = item.map_err(db_err)?;
-                if !k.starts_with(&pp) {
-                    break;
-                }
-                out.push(record::decode(&v)?);
-            }
-            Ok(out)
-        })
-        .await
+        self.scan_prefix(CF_UPLOADS, parts_prefix(bucket, key, upload_id))
+            .await
     }
 
     async fn space(&self) -> Result<Space, DriveError> {
