@@ -68,7 +68,9 @@ impl Gateway {
             )
             .await
             .map_err(|e| anyhow::anyhow!("erasure set {s}: {e}"))?;
-            sets.push(Arc::new(set));
+            let set = Arc::new(set);
+            set.spawn_healer();
+            sets.push(set);
         }
         let n = sets.len();
         let store = Arc::new(Store::new(sets, topo.file.deployment_id.clone()));

@@ -115,7 +115,9 @@ impl Server {
         let codec = Codec::new(cfg.k, cfg.m, cfg.stripe_size)?;
         let set = ErasureSet::new(drives, codec, cfg.inline_limit);
         let deployment_id = setup::check_formats(set.drives(), 0, set.read_quorum(), None).await?;
-        let store = Arc::new(Store::new(vec![Arc::new(set)], deployment_id.clone()));
+        let set = Arc::new(set);
+        set.spawn_healer();
+        let store = Arc::new(Store::new(vec![set], deployment_id.clone()));
         let (credentials, credentials_source) = credentials::root(&cfg.data)?;
         let frontend = Frontend::bind(
             store,

@@ -29,6 +29,8 @@ pub struct ObjectReader {
     inline: Vec<Option<Bytes>>,
     codec: Arc<Codec>,
     bucket: String,
+    key: String,
+    heal: Option<tokio::sync::mpsc::Sender<super::HealRequest>>,
 }
 
 impl ErasureSet {
@@ -55,6 +57,7 @@ impl ErasureSet {
             });
         }
         let n = self.drives.len();
+        let copies_missing = copies.iter().any(|c| c.is_none());
         let mut holders: Vec<Option<Arc<dyn Drive>>> = vec![None; n];
         let mut inline: Vec<Option<Bytes>> = vec![None; n];
         for (pos, copy) in copies.into_iter().enumerate() {
@@ -81,6 +84,9 @@ impl ErasureSet {
                 .map_err(|e| Error::Internal(e.to_string()))?,
             )
         };
+        if copies_missing {
+            self.request_heal(bucket, key, &info.version_id);
+        }
         let mut info = info;
         info.inline = None;
         Ok(ObjectReader {
@@ -89,6 +95,8 @@ impl ErasureSet {
             inline,
             codec,
             bucket: bucket.to_string(),
+            key: key.to_string(),
+            heal: self.heal_tx.get().cloned(),
         })
     }
 }
@@ -237,6 +245,13 @@ impl ObjectReader {
                 place(k + j, raw, &mut frames);
             }
             tracing::warn!(bucket = %self.bucket, data_dir = %seg.data_dir, "reconstructing from parity");
+            if let Some(tx) = &self.heal {
+                let _ = tx.try_send(super::HealRequest {
+                    bucket: self.bucket.clone(),
+                    key: self.key.clone(),
+                    version_id: self.info.version_id.clone(),
+                });
+            }
         }
         let mut out = bytes::BytesMut::with_capacity(((s1 - s0 + 1) * stripe) as usize);
         for (j, shards) in frames.into_iter().enumerate() {

@@ -355,6 +355,10 @@ impl ErasureSet {
                 self.write_quorum()
             )));
         }
+        if written < n {
+            // A degraded write: the drives that missed it get their copies from the healer.
+            self.request_heal(bucket, key, &base.version_id);
+        }
         if let Some((old, _)) = previous {
             // Only the data of a version this write replaced goes. When a newer write of
             // the same version id got there first, drives kept it (last writer wins) and
