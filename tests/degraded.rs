@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use aws_sdk_s3::primitives::ByteStream;
-use common::{code, data, status, TestServer};
+use common::{code, data, shard_files, status, TestServer};
 
 /// inline, one partial stripe, one full stripe, several stripes with a tail.
 const SIZES: [usize; 5] = [0, 1000, 300_000, 1 << 20, (4 << 20) + 4321];
@@ -129,22 +127,6 @@ async fn read_all(s: &TestServer) {
         .await
         .unwrap();
     assert_eq!(l.key_count(), Some(SIZES.len() as i32 + 1));
-}
-
-fn shard_files(drive: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![drive.join("shards")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test]

@@ -4,28 +4,10 @@
 
 mod common;
 
-use std::path::Path;
-
 use aws_sdk_s3::primitives::ByteStream;
-use common::{data, TestServer};
+use common::{data, shard_files, TestServer};
 
 const SIZES: [usize; 4] = [1000, 300_000, 1 << 20, (3 << 20) + 99];
-
-fn shard_files(drive: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![drive.join("shards")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
 
 async fn read_all(s: &TestServer) {
     let c = s.client().await;

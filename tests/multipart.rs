@@ -17,19 +17,7 @@ fn server() -> (tempfile::TempDir, TestServer) {
 }
 
 fn shard_file_count(data: &std::path::Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![data.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.components().any(|c| c.as_os_str() == "shards") {
-                n += 1;
-            }
-        }
-    }
-    n
+    common::shard_files(data).len()
 }
 
 async fn upload(

@@ -135,6 +135,23 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Every shard file under a drive folder (or under every drive of a data folder).
+pub fn shard_files(root: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.components().any(|c| c.as_os_str() == "shards") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// The S3 error code of a failed SDK call.
 pub fn code<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
 where
