@@ -20,6 +20,10 @@ fn shard_file_count(data: &std::path::Path) -> usize {
     common::shard_files(data).len()
 }
 
+async fn get(c: &aws_sdk_s3::Client, b: &str, k: &str, range: Option<&str>) -> Vec<u8> {
+    common::get_with(c, b, k, None, range).await
+}
+
 async fn upload(
     c: &aws_sdk_s3::Client,
     bucket: &str,
@@ -42,22 +46,6 @@ async fn upload(
         .part_number(n)
         .e_tag(r.e_tag().unwrap())
         .build()
-}
-
-async fn get(c: &aws_sdk_s3::Client, b: &str, k: &str, range: Option<&str>) -> Vec<u8> {
-    let mut req = c.get_object().bucket(b).key(k);
-    if let Some(r) = range {
-        req = req.range(r);
-    }
-    req.send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes()
-        .to_vec()
 }
 
 #[tokio::test]

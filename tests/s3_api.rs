@@ -4,27 +4,12 @@ mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
-use common::{code, data, status, TestServer};
+use common::{code, data, get_bytes, status, TestServer};
 
 fn server() -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(&dir.path().join("data"), &[]);
     (dir, s)
-}
-
-async fn get_bytes(c: &aws_sdk_s3::Client, b: &str, k: &str) -> Vec<u8> {
-    c.get_object()
-        .bucket(b)
-        .key(k)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get {k}: {e:?}"))
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes()
-        .to_vec()
 }
 
 #[tokio::test]

@@ -17,19 +17,7 @@ fn server() -> (tempfile::TempDir, TestServer) {
 }
 
 async fn body(c: &aws_sdk_s3::Client, b: &str, k: &str, v: Option<&str>) -> Vec<u8> {
-    let mut req = c.get_object().bucket(b).key(k);
-    if let Some(v) = v {
-        req = req.version_id(v);
-    }
-    req.send()
-        .await
-        .unwrap_or_else(|e| panic!("get {k} {v:?}: {e:?}"))
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes()
-        .to_vec()
+    common::get_with(c, b, k, v, None).await
 }
 
 async fn put(c: &aws_sdk_s3::Client, b: &str, k: &str, data: &'static [u8]) -> Option<String> {

@@ -135,6 +135,35 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// The bytes of `bucket/key` (a version, a byte range, when given); panics with the error.
+pub async fn get_with(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+    range: Option<&str>,
+) -> Vec<u8> {
+    c.get_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version.map(str::to_string))
+        .set_range(range.map(str::to_string))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {key} {version:?} {range:?}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+        .to_vec()
+}
+
+/// The bytes of `bucket/key`.
+pub async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    get_with(c, bucket, key, None, None).await
+}
+
 /// Every shard file under a drive folder (or under every drive of a data folder).
 pub fn shard_files(root: &std::path::Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
