@@ -9,13 +9,29 @@ use super::{client_with, ACCESS_KEY, SECRET_KEY};
 
 pub const CLUSTER_SECRET: &str = "test-cluster-secret";
 
-/// A free loopback port (bound, then released).
+/// A free loopback port for a node to listen on. Ports come from below Linux's ephemeral
+/// range (32768 and up), so no outgoing connection of a concurrently running test can take one
+/// between the check here and the node's bind, and a counter keeps the tests of one binary from
+/// picking the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 500) as u16 * 20,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        if p >= 32_000 {
+            NEXT.store(20_000, Ordering::SeqCst);
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 /// Writes a topology of `nodes` nodes with `drives` drives each under `dir`.
