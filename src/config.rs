@@ -29,6 +29,51 @@ pub struct FileConfig {
     pub inline_limit: Option<String>,
     /// Age after which an unfinished multipart upload is aborted, `"7d"`.
     pub upload_expiry: Option<String>,
+    /// Background repair.
+    #[serde(default)]
+    pub repair: RepairSection,
+}
+
+/// `[repair]` settings, of `tessera server` and of the cluster file.
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairSection {
+    /// Time between scanner passes, default `"1h"`.
+    pub scan_interval: Option<String>,
+    /// How often a pass re-reads every block for bitrot, default `"30d"`; `"0s"`: never.
+    pub deep_interval: Option<String>,
+    /// Repair bytes per second, default `"256MiB"`; `"0"`: unlimited.
+    pub bandwidth: Option<String>,
+    /// Age below which orphan files and partial versions are left alone, default `"1h"`.
+    pub grace: Option<String>,
+}
+
+impl RepairSection {
+    /// The repair settings, with defaults for what is not given.
+    pub fn resolve(&self) -> Result<crate::object::RepairConfig, ConfigError> {
+        let d = crate::object::RepairConfig::default();
+        // `TESSERA_REPAIR_<SETTING>` wins over the file.
+        let env = |name: &str, v: &Option<String>| {
+            std::env::var(format!("TESSERA_REPAIR_{}", name.to_uppercase()))
+                .ok()
+                .filter(|v| !v.is_empty())
+                .or_else(|| v.clone())
+        };
+        let dur = |name: &str, v: &Option<String>, default| match env(name, v) {
+            Some(s) => parse_duration(&s),
+            None => Ok(default),
+        };
+        Ok(crate::object::RepairConfig {
+            scan_interval: dur("scan_interval", &self.scan_interval, d.scan_interval)?,
+            deep_interval: dur("deep_interval", &self.deep_interval, d.deep_interval)?,
+            bandwidth: match env("bandwidth", &self.bandwidth) {
+                Some(s) => parse_size(&s)?,
+                None => d.bandwidth,
+            },
+            grace: dur("grace", &self.grace, d.grace)?,
+            poll: d.poll,
+        })
+    }
 }
 
 /// The resolved configuration of a server.
@@ -56,6 +101,8 @@ pub struct ServerConfig {
     pub inline_limit: usize,
     /// Unfinished multipart uploads older than this are aborted.
     pub upload_expiry: std::time::Duration,
+    /// Background repair.
+    pub repair: crate::object::RepairConfig,
 }
 
 /// Values given on the command line or in the environment (they win over the file).
@@ -137,6 +184,7 @@ impl ServerConfig {
             stripe_size,
             inline_limit,
             upload_expiry: parse_duration(f.upload_expiry.as_deref().unwrap_or("7d"))?,
+            repair: f.repair.resolve()?,
         })
     }
 }

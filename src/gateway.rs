@@ -68,9 +68,7 @@ impl Gateway {
             )
             .await
             .map_err(|e| anyhow::anyhow!("erasure set {s}: {e}"))?;
-            let set = Arc::new(set);
-            set.spawn_healer();
-            sets.push(set);
+            sets.push(Arc::new(set));
         }
         let n = sets.len();
         let store = Arc::new(Store::new(sets, topo.file.deployment_id.clone()));
@@ -93,6 +91,8 @@ impl Gateway {
                     secret_key,
                 },
                 upload_expiry: topo.upload_expiry,
+                // Repair runs on the nodes, each set led by one of them.
+                repair: Vec::new(),
             },
         )
         .await?;

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod drive;
 pub mod erasure;
 pub mod gateway;
+pub mod load;
 pub mod node;
 pub mod object;
 pub mod s3;

@@ -13,7 +13,7 @@ use crate::config::ServerConfig;
 use crate::credentials::{self, Credentials, Source};
 use crate::drive::{Drive, LocalDrive};
 use crate::erasure::Codec;
-use crate::object::{setup, ErasureSet, Store};
+use crate::object::{setup, ErasureSet, RepairStatus, Repairer, Store};
 use crate::s3::{self, S3State};
 
 /// The S3 and admin listeners over a store.
@@ -40,6 +40,8 @@ pub struct FrontendConfig {
     pub credentials: Credentials,
     /// Abandoned-upload age.
     pub upload_expiry: std::time::Duration,
+    /// Status of the repair workers this process runs.
+    pub repair: Vec<Arc<std::sync::Mutex<RepairStatus>>>,
 }
 
 impl Frontend {
@@ -55,7 +57,10 @@ impl Frontend {
             base_domain: cfg.base_domain.clone(),
         });
         spawn_upload_expiry(store.clone(), cfg.upload_expiry);
-        let admin_state = Arc::new(AdminState { store });
+        let admin_state = Arc::new(AdminState {
+            store,
+            repair: cfg.repair,
+        });
         let s3_listener = TcpListener::bind(&cfg.address)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.address))?;
@@ -105,18 +110,40 @@ impl Server {
     /// Opens the drives, checks their format records, and binds both listeners.
     pub async fn start(cfg: ServerConfig) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&cfg.data)?;
-        let mut drives: Vec<Arc<dyn Drive>> = Vec::new();
+        let mut local: Vec<Arc<LocalDrive>> = Vec::new();
         for i in 0..cfg.drives {
             let path = cfg.data.join(format!("drive-{i}"));
             let drive = LocalDrive::open(&path)
                 .map_err(|e| anyhow::anyhow!("drive {}: {e}", path.display()))?;
-            drives.push(Arc::new(drive));
+            local.push(Arc::new(drive));
         }
+        let drives: Vec<Arc<dyn Drive>> =
+            local.iter().map(|d| d.clone() as Arc<dyn Drive>).collect();
         let codec = Codec::new(cfg.k, cfg.m, cfg.stripe_size)?;
         let set = ErasureSet::new(drives, codec, cfg.inline_limit);
         let deployment_id = setup::check_formats(set.drives(), 0, set.read_quorum(), None).await?;
         let set = Arc::new(set);
-        set.spawn_healer();
+        setup::spawn_drive_watch(
+            local
+                .into_iter()
+                .enumerate()
+                .map(|(i, drive)| setup::WatchedDrive {
+                    drive,
+                    deployment_id: deployment_id.clone(),
+                    set: 0,
+                    index: i as u32,
+                })
+                .collect(),
+        );
+        // One process holds every drive: it leads the repair of its one set.
+        let repair = Repairer::new(
+            set.clone(),
+            0,
+            cfg.repair.clone(),
+            Arc::new(|| true),
+            Arc::new(crate::load::busy),
+        )
+        .spawn();
         let store = Arc::new(Store::new(vec![set], deployment_id.clone()));
         let (credentials, credentials_source) = credentials::root(&cfg.data)?;
         let frontend = Frontend::bind(
@@ -128,6 +155,7 @@ impl Server {
                 base_domain: cfg.base_domain.clone(),
                 credentials: credentials.clone(),
                 upload_expiry: cfg.upload_expiry,
+                repair: vec![repair],
             },
         )
         .await?;

@@ -7,12 +7,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::object::Store;
+use crate::object::{RepairStatus, Store};
 
 /// State of the admin listener.
 pub struct AdminState {
     /// The store served by this process.
     pub store: Arc<Store>,
+    /// Repair workers of this process (in `tessera server`; in a cluster, the nodes run them).
+    pub repair: Vec<Arc<std::sync::Mutex<RepairStatus>>>,
 }
 
 /// The admin router: `GET /health/live`, `GET /health/ready`.
@@ -52,9 +54,15 @@ async fn ready(State(state): State<Arc<AdminState>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let repair: Vec<RepairStatus> = state
+        .repair
+        .iter()
+        .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        .collect();
     let body = serde_json::json!({
         "status": if all_ok { "ready" } else { "degraded" },
         "sets": sets,
+        "repair": repair,
     });
     (status, axum::Json(body)).into_response()
 }

@@ -66,6 +66,9 @@ pub struct ClusterFile {
     /// Gateway settings.
     #[serde(default)]
     pub gateway: GatewaySection,
+    /// Background repair, run by the nodes.
+    #[serde(default)]
+    pub repair: crate::config::RepairSection,
 }
 
 /// Where one drive of a set lives.
@@ -92,6 +95,8 @@ pub struct Topology {
     pub inline_limit: usize,
     /// Abandoned-upload age.
     pub upload_expiry: std::time::Duration,
+    /// Background repair settings.
+    pub repair: crate::object::RepairConfig,
     /// The erasure sets, each `k+m` drives in set order.
     pub sets: Vec<Vec<DriveRef>>,
     /// Hash of everything that must agree across processes.
@@ -158,6 +163,7 @@ impl Topology {
         let stripe_size = parse_size(file.stripe_size.as_deref().unwrap_or("1MiB"))? as usize;
         let inline_limit = parse_size(file.inline_limit.as_deref().unwrap_or("64KiB"))? as usize;
         let upload_expiry = parse_duration(file.upload_expiry.as_deref().unwrap_or("7d"))?;
+        let repair = file.repair.resolve()?;
         let canonical = serde_json::json!({
             "deployment_id": file.deployment_id,
             "k": k,
@@ -174,6 +180,7 @@ impl Topology {
             stripe_size,
             inline_limit,
             upload_expiry,
+            repair,
             sets,
             hash,
         })
@@ -246,6 +253,7 @@ mod tests {
                 .collect(),
             node: Default::default(),
             gateway: Default::default(),
+            repair: Default::default(),
         }
     }
 

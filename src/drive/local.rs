@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteOptions, DB};
 
-use super::record::{self, BucketRecord, FormatRecord, PartRecord, UploadRecord, VersionRecord};
+use super::record::{
+    self, BucketRecord, FormatRecord, HealHint, PartRecord, UploadRecord, VersionRecord,
+};
 use super::{Drive, DriveError, ShardWriter, Space};
 
 const CF_BUCKETS: &str = "buckets";
@@ -23,7 +25,8 @@ const FORMAT_FILE: &str = "format.json";
 /// A drive folder served by this process.
 pub struct LocalDrive {
     root: PathBuf,
-    db: Arc<DB>,
+    /// The metadata database; replaced when the drive folder is replaced under us.
+    db: std::sync::RwLock<Option<Arc<DB>>>,
     /// Striped locks making "keep the newer record" atomic per key.
     record_locks: Arc<Vec<std::sync::Mutex<()>>>,
 }
@@ -31,6 +34,32 @@ pub struct LocalDrive {
 impl LocalDrive {
     /// Opens (creating if needed) the drive folder at `root`, and clears its temporary files.
     pub fn open(root: &Path) -> Result<Self, DriveError> {
+        Ok(Self {
+            root: root.to_path_buf(),
+            db: std::sync::RwLock::new(Some(Arc::new(Self::open_db(root)?))),
+            record_locks: Arc::new((0..64).map(|_| std::sync::Mutex::new(())).collect()),
+        })
+    }
+
+    /// Whether the drive folder was removed or emptied under the running process (its
+    /// database is gone): then the database is opened afresh on the new, empty folder and
+    /// `true` returned. The drive is blank after that, and repair rebuilds it.
+    pub fn reopen_if_replaced(&self) -> Result<bool, DriveError> {
+        if self.root.join("meta").join("CURRENT").exists() {
+            return Ok(false);
+        }
+        // RocksDB allows one open database per path in a process: the old one must close
+        // (calls in flight hold it a moment longer; then the next try succeeds).
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        if db.take().is_some() {
+            tracing::warn!(drive = %self.root.display(), "drive folder was removed or replaced: reopening it");
+        }
+        *db = Some(Arc::new(Self::open_db(&self.root)?));
+        tracing::warn!(drive = %self.root.display(), "reopened the replaced drive folder blank");
+        Ok(true)
+    }
+
+    fn open_db(root: &Path) -> Result<DB, DriveError> {
         std::fs::create_dir_all(root.join("tmp"))?;
         std::fs::create_dir_all(root.join("shards"))?;
         for entry in std::fs::read_dir(root.join("tmp"))? {
@@ -44,13 +73,8 @@ impl LocalDrive {
         let cfs = [CF_BUCKETS, CF_OBJECTS, CF_UPLOADS, CF_HEAL]
             .into_iter()
             .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
-        let db = DB::open_cf_descriptors(&opts, root.join("meta"), cfs)
-            .map_err(|e| DriveError::Db(e.to_string()))?;
-        Ok(Self {
-            root: root.to_path_buf(),
-            db: Arc::new(db),
-            record_locks: Arc::new((0..64).map(|_| std::sync::Mutex::new(())).collect()),
-        })
+        DB::open_cf_descriptors(&opts, root.join("meta"), cfs)
+            .map_err(|e| DriveError::Db(e.to_string()))
     }
 
     fn shard_path(&self, bucket: &str, data_dir: &str) -> PathBuf {
@@ -162,7 +186,12 @@ impl LocalDrive {
         T: Send + 'static,
         F: FnOnce(&DB) -> Result<T, DriveError> + Send + 'static,
     {
-        let db = self.db.clone();
+        let db = self
+            .db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| DriveError::Offline("drive folder being reopened".into()))?;
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| DriveError::Db(format!("task: {e}")))?
@@ -644,6 +673,143 @@ impl Drive for LocalDrive {
         .await
         .map_err(|e| DriveError::Io(std::io::Error::other(e)))?
     }
+
+    async fn put_hint(&self, hint: &HealHint) -> Result<(), DriveError> {
+        let k = hint_key(&hint.id());
+        let v = record::encode(hint)?;
+        self.blocking(move |db| {
+            db.put_cf_opt(cf(db, CF_HEAL)?, k, v, &sync_opts())
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_hints(&self, after: &[u8], limit: usize) -> Result<Vec<HealHint>, DriveError> {
+        let mut start = hint_key(after);
+        if !after.is_empty() {
+            start.push(0);
+        }
+        self.blocking(move |db| {
+            let mut out = Vec::new();
+            let iter = db.iterator_cf(
+                cf(db, CF_HEAL)?,
+                IteratorMode::From(&start, rocksdb::Direction::Forward),
+            );
+            for item in iter {
+                let (k, v) = item.map_err(db_err)?;
+                if !k.starts_with(b"h") || out.len() >= limit {
+                    break;
+                }
+                out.push(record::decode(&v)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_hint(&self, id: &[u8]) -> Result<(), DriveError> {
+        let k = hint_key(id);
+        self.blocking(move |db| {
+            db.delete_cf_opt(cf(db, CF_HEAL)?, k, &sync_opts())
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn put_state(&self, name: &str, value: &[u8]) -> Result<(), DriveError> {
+        let k = [b"s", name.as_bytes()].concat();
+        let v = value.to_vec();
+        self.blocking(move |db| {
+            db.put_cf_opt(cf(db, CF_HEAL)?, k, v, &sync_opts())
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, DriveError> {
+        let k = [b"s", name.as_bytes()].concat();
+        self.blocking(move |db| db.get_cf(cf(db, CF_HEAL)?, k).map_err(db_err))
+            .await
+    }
+
+    async fn stat_shards(
+        &self,
+        bucket: &str,
+        data_dirs: &[String],
+    ) -> Result<Vec<Option<u64>>, DriveError> {
+        let paths: Vec<PathBuf> = data_dirs
+            .iter()
+            .map(|d| self.shard_path(bucket, d))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            paths
+                .iter()
+                .map(|p| match std::fs::metadata(p) {
+                    Ok(m) => Ok(Some(m.len())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e.into()),
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| DriveError::Io(std::io::Error::other(e)))?
+    }
+
+    async fn list_shard_files(
+        &self,
+        bucket: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, DriveError> {
+        let dir = self.root.join("shards").join(bucket);
+        let after = after.to_string();
+        tokio::task::spawn_blocking(move || -> Result<Vec<(String, u64)>, DriveError> {
+            let mut fans: Vec<String> = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            fans.sort();
+            let after_fan = after.get(..2).unwrap_or("");
+            let now = std::time::SystemTime::now();
+            let mut out = Vec::new();
+            for fan in fans.into_iter().filter(|f| f.as_str() >= after_fan) {
+                let mut files: Vec<(String, u64)> = std::fs::read_dir(dir.join(&fan))?
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let age = e
+                            .metadata()
+                            .ok()?
+                            .modified()
+                            .ok()
+                            .and_then(|t| now.duration_since(t).ok())
+                            .map_or(0, |d| d.as_secs());
+                        Some((name, age))
+                    })
+                    .filter(|(n, _)| n.as_str() > after.as_str())
+                    .collect();
+                files.sort();
+                for f in files {
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                    out.push(f);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| DriveError::Io(std::io::Error::other(e)))?
+    }
+}
+
+/// `h bucket \0 key \0 version`: heal hints sort by bucket and key.
+fn hint_key(id: &[u8]) -> Vec<u8> {
+    [b"h", id].concat()
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use bytes::Bytes;
 
 pub use local::{newest, LocalDrive};
 pub use record::{
-    BucketRecord, ErasureLayout, FormatRecord, PartRecord, PartRef, UploadRecord, VersionRecord,
+    BucketRecord, ErasureLayout, FormatRecord, HealHint, PartRecord, PartRef, UploadRecord,
+    VersionRecord,
 };
 
 /// Errors a drive reports.
@@ -177,4 +178,38 @@ pub trait Drive: Send + Sync + 'static {
 
     /// Free and total space.
     async fn space(&self) -> Result<Space, DriveError>;
+
+    /// Stores a heal hint durably (replacing one for the same version).
+    async fn put_hint(&self, hint: &HealHint) -> Result<(), DriveError>;
+    /// Up to `limit` heal hints whose ids ([`HealHint::id`]) sort strictly after `after`.
+    async fn list_hints(&self, after: &[u8], limit: usize) -> Result<Vec<HealHint>, DriveError>;
+    /// Removes the heal hint with this id; a missing one is not an error.
+    async fn delete_hint(&self, id: &[u8]) -> Result<(), DriveError>;
+    /// Stores a small named blob of repair state (the scanner's checkpoint), durably.
+    async fn put_state(&self, name: &str, value: &[u8]) -> Result<(), DriveError>;
+    /// Reads a named blob of repair state.
+    async fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, DriveError>;
+    /// Sizes of the committed shard files `data_dirs` of `bucket`; `None` where missing.
+    async fn stat_shards(
+        &self,
+        bucket: &str,
+        data_dirs: &[String],
+    ) -> Result<Vec<Option<u64>>, DriveError>;
+    /// Committed shard files of `bucket` named after `after`, in name order, at most `limit`,
+    /// each with its age in seconds.
+    async fn list_shard_files(
+        &self,
+        bucket: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, DriveError>;
+
+    /// Whether calls are expected to reach the drive (a remote drive that failed is offline
+    /// until its probe answers).
+    fn is_online(&self) -> bool {
+        true
+    }
+    /// Tells the drive that a call was abandoned because it was too slow: a remote drive
+    /// counts it as a failure, so that a stuck node is soon skipped.
+    fn note_slow(&self) {}
 }

@@ -11,7 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{BucketRecord, FormatRecord, PartRecord, UploadRecord, VersionRecord};
+use super::record::{
+    BucketRecord, FormatRecord, HealHint, PartRecord, UploadRecord, VersionRecord,
+};
 use super::DriveError;
 
 /// One metadata operation of the `Drive` trait (externally tagged: internally tagged enums
@@ -102,7 +104,36 @@ pub enum Call {
         upload_id: String,
     },
     Space,
+    PutHint {
+        hint: HealHint,
+    },
+    ListHints {
+        after_hex: String,
+        limit: usize,
+    },
+    DeleteHint {
+        id_hex: String,
+    },
+    PutState {
+        name: String,
+        value_hex: String,
+    },
+    GetState {
+        name: String,
+    },
+    StatShards {
+        bucket: String,
+        data_dirs: Vec<String>,
+    },
+    ListShardFiles {
+        bucket: String,
+        after: String,
+        limit: usize,
+    },
 }
+
+/// The header marking node RPC calls made by repair, not on behalf of a client request.
+pub const BACKGROUND: &str = "x-tessera-background";
 
 /// A drive error on the wire.
 #[derive(Debug, Serialize, Deserialize)]

@@ -171,6 +171,73 @@ pub struct PartRecord {
     pub shard_index: u8,
 }
 
+/// A heal hint: a version that missed drives (or a drive that needs a full rebuild), kept
+/// on the drives of its set until repair restores full redundancy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealHint {
+    /// Bucket; empty for a hint about a whole drive.
+    pub bucket: String,
+    /// Key; empty for a hint about a whole drive.
+    pub key: String,
+    /// Version id; for a drive hint, the drive's id.
+    pub version_id: String,
+    /// Re-read every block (the hint came from a corrupt read), not only check presence.
+    #[serde(default)]
+    pub deep: bool,
+    /// When the hint was made, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// Failed attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Not to be tried again before this time (milliseconds since the Unix epoch).
+    #[serde(default)]
+    pub not_before_ms: u64,
+}
+
+impl HealHint {
+    /// A hint for one version.
+    pub fn version(bucket: &str, key: &str, version_id: &str, deep: bool) -> Self {
+        Self {
+            bucket: bucket.into(),
+            key: key.into(),
+            version_id: version_id.into(),
+            deep,
+            created_ms: now_ms(),
+            attempts: 0,
+            not_before_ms: 0,
+        }
+    }
+
+    /// A hint that a drive came up blank and must be rebuilt whole.
+    pub fn drive(drive_id: &str) -> Self {
+        Self::version("", "", drive_id, false)
+    }
+
+    /// Whether this hint asks for a whole drive.
+    pub fn is_drive(&self) -> bool {
+        self.bucket.is_empty()
+    }
+
+    /// The key hints are stored under: `bucket \0 key \0 version`.
+    pub fn id(&self) -> Vec<u8> {
+        let mut k = Vec::new();
+        k.extend_from_slice(self.bucket.as_bytes());
+        k.push(0);
+        k.extend_from_slice(self.key.as_bytes());
+        k.push(0);
+        k.extend_from_slice(self.version_id.as_bytes());
+        k
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Serialises a record: the version byte, then JSON.
 pub fn encode<T: Serialize>(rec: &T) -> Result<Vec<u8>, DriveError> {
     let mut out = vec![RECORD_VERSION];

@@ -15,7 +15,9 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use serde::de::DeserializeOwned;
 
 use super::proto::{Call, WireError};
-use super::record::{BucketRecord, FormatRecord, PartRecord, UploadRecord, VersionRecord};
+use super::record::{
+    BucketRecord, FormatRecord, HealHint, PartRecord, UploadRecord, VersionRecord,
+};
 use super::{Drive, DriveError, ShardWriter, Space};
 use crate::cluster::auth;
 
@@ -62,6 +64,8 @@ pub struct RemoteDrive {
     secret: Arc<str>,
     topology: Arc<str>,
     health: Arc<Health>,
+    /// Calls are repair's, not a client's: the node lets client calls go first.
+    background: bool,
 }
 
 impl RemoteDrive {
@@ -81,7 +85,14 @@ impl RemoteDrive {
             secret,
             topology,
             health: Arc::new(Health::default()),
+            background: false,
         }
+    }
+
+    /// The same drive, for repair's calls (marked as background work).
+    pub fn background(mut self) -> Self {
+        self.background = true;
+        self
     }
 
     fn check_online(&self) -> Result<(), DriveError> {
@@ -148,6 +159,9 @@ impl RemoteDrive {
             b = b.header(k, v);
         }
         b = b.header(auth::TOPOLOGY, &*self.topology);
+        if self.background {
+            b = b.header(super::proto::BACKGROUND, "1");
+        }
         b.body(body)
             .map_err(|e| DriveError::Offline(format!("request: {e}")))
     }
@@ -527,6 +541,73 @@ impl Drive for RemoteDrive {
     async fn space(&self) -> Result<Space, DriveError> {
         let (free, total): (u64, u64) = self.call(Call::Space).await?;
         Ok(Space { free, total })
+    }
+
+    async fn put_hint(&self, hint: &HealHint) -> Result<(), DriveError> {
+        self.call(Call::PutHint { hint: hint.clone() }).await
+    }
+
+    async fn list_hints(&self, after: &[u8], limit: usize) -> Result<Vec<HealHint>, DriveError> {
+        self.call(Call::ListHints {
+            after_hex: hex::encode(after),
+            limit,
+        })
+        .await
+    }
+
+    async fn delete_hint(&self, id: &[u8]) -> Result<(), DriveError> {
+        self.call(Call::DeleteHint {
+            id_hex: hex::encode(id),
+        })
+        .await
+    }
+
+    async fn put_state(&self, name: &str, value: &[u8]) -> Result<(), DriveError> {
+        self.call(Call::PutState {
+            name: name.into(),
+            value_hex: hex::encode(value),
+        })
+        .await
+    }
+
+    async fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, DriveError> {
+        let v: Option<String> = self.call(Call::GetState { name: name.into() }).await?;
+        v.map(|h| hex::decode(h).map_err(|e| DriveError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    async fn stat_shards(
+        &self,
+        bucket: &str,
+        data_dirs: &[String],
+    ) -> Result<Vec<Option<u64>>, DriveError> {
+        self.call(Call::StatShards {
+            bucket: bucket.into(),
+            data_dirs: data_dirs.to_vec(),
+        })
+        .await
+    }
+
+    async fn list_shard_files(
+        &self,
+        bucket: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, DriveError> {
+        self.call(Call::ListShardFiles {
+            bucket: bucket.into(),
+            after: after.into(),
+            limit,
+        })
+        .await
+    }
+
+    fn is_online(&self) -> bool {
+        !self.is_offline()
+    }
+
+    fn note_slow(&self) {
+        self.record::<()>(&Err(DriveError::Offline("too slow".into())));
     }
 }
 

@@ -17,7 +17,10 @@ use serde::Deserialize;
 use crate::cluster::auth::Verifier;
 use crate::cluster::Topology;
 use crate::drive::proto::{Call, WireError};
+use crate::drive::remote::{rpc_client, RemoteDrive};
 use crate::drive::{Drive, DriveError, LocalDrive};
+use crate::erasure::Codec;
+use crate::object::{setup, ErasureSet, RepairStatus, Repairer};
 
 /// What the node serves.
 pub struct NodeState {
@@ -27,6 +30,9 @@ pub struct NodeState {
     pub topology_hash: String,
     /// This node's name.
     pub name: String,
+    /// Repair workers of the sets this node holds drives of (each works only while the node
+    /// leads its set).
+    pub repair: Vec<Arc<std::sync::Mutex<RepairStatus>>>,
     verifier: Verifier,
 }
 
@@ -65,6 +71,23 @@ impl Node {
             }
             drives.push(Arc::new(d));
         }
+        let (me, _) = topo.node(name).expect("checked above");
+        setup::spawn_drive_watch(
+            drives
+                .iter()
+                .enumerate()
+                .filter_map(|(j, d)| {
+                    let (set, index) = topo.place_of(me, j)?;
+                    Some(setup::WatchedDrive {
+                        drive: d.clone(),
+                        deployment_id: topo.file.deployment_id.clone(),
+                        set: set as u32,
+                        index: index as u32,
+                    })
+                })
+                .collect(),
+        );
+        let repair = spawn_repair(topo, me, &drives, secret.clone().into())?;
         let listen = listen
             .or_else(|| topo.file.node.listen.clone())
             .unwrap_or_else(|| spec.address.clone());
@@ -77,6 +100,7 @@ impl Node {
                 drives,
                 topology_hash: topo.hash.clone(),
                 name: name.to_string(),
+                repair,
                 verifier: Verifier::new(secret),
             }),
             listener,
@@ -114,9 +138,85 @@ impl Node {
     }
 }
 
+/// Starts a repair worker for every set this node holds a drive of. The set's leader is the
+/// first node, in the order of the set's drives, whose drives answer: this node leads while
+/// every node before it is offline (a probe calls them every second to find out).
+fn spawn_repair(
+    topo: &Topology,
+    me: usize,
+    local: &[Arc<LocalDrive>],
+    secret: Arc<str>,
+) -> anyhow::Result<Vec<Arc<std::sync::Mutex<RepairStatus>>>> {
+    let client = rpc_client();
+    let topology: Arc<str> = topo.hash.clone().into();
+    let mut out = Vec::new();
+    for (s, members) in topo.sets.iter().enumerate() {
+        if !members.iter().any(|d| d.node == me) {
+            continue;
+        }
+        let drives: Vec<Arc<dyn Drive>> = members
+            .iter()
+            .map(|d| {
+                if d.node == me {
+                    local[d.drive].clone() as Arc<dyn Drive>
+                } else {
+                    Arc::new(
+                        RemoteDrive::new(
+                            client.clone(),
+                            &topo.file.nodes[d.node].address,
+                            d.drive,
+                            secret.clone(),
+                            topology.clone(),
+                        )
+                        .background(),
+                    ) as Arc<dyn Drive>
+                }
+            })
+            .collect();
+        // Drives of the nodes that come before this one in the set.
+        let first_mine = members.iter().position(|d| d.node == me).unwrap_or(0);
+        let mine_first: Vec<usize> = members
+            .iter()
+            .map(|d| members.iter().position(|x| x.node == d.node).unwrap_or(0))
+            .collect();
+        let before: Vec<Arc<dyn Drive>> = (0..members.len())
+            .filter(|&p| mine_first[p] < first_mine)
+            .map(|p| drives[p].clone())
+            .collect();
+        let codec = Codec::new(topo.k, topo.m, topo.stripe_size)?;
+        let set = Arc::new(ErasureSet::new(drives, codec, topo.inline_limit));
+        {
+            let before = before.clone();
+            tokio::spawn(async move {
+                loop {
+                    for d in &before {
+                        if d.is_online() {
+                            let _ = d.read_format().await;
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            });
+        }
+        let leader = Arc::new(move || before.iter().all(|d| !d.is_online()));
+        out.push(
+            Repairer::new(
+                set,
+                s,
+                topo.repair.clone(),
+                leader,
+                Arc::new(crate::load::busy),
+            )
+            .spawn(),
+        );
+    }
+    Ok(out)
+}
+
 fn router(state: Arc<NodeState>) -> axum::Router {
     let rpc = axum::Router::new()
         .route("/rpc/v1/topology", get(topology))
+        .route("/rpc/v1/repair", get(repair_status))
         .route("/rpc/v1/drive/{d}/call", post(call))
         .route(
             "/rpc/v1/drive/{d}/shard/{bucket}/{data_dir}",
@@ -166,8 +266,12 @@ async fn authenticate(
         )
             .into_response();
     }
+    let foreground = !req.headers().contains_key(crate::drive::proto::BACKGROUND);
     match verdict {
-        Ok(()) => next.run(req).await,
+        Ok(()) => {
+            let _load = foreground.then(crate::load::enter);
+            next.run(req).await
+        }
         Err(e) => {
             tracing::warn!(error = %e, path = %pq, "node RPC refused");
             (StatusCode::UNAUTHORIZED, e.to_string()).into_response()
@@ -193,9 +297,22 @@ async fn ready(State(state): State<Arc<NodeState>>) -> Response {
             "node": state.name,
             "drives": state.drives.len(),
             "formatted": formatted,
+            "repair": repair_snapshot(&state),
         })),
     )
         .into_response()
+}
+
+fn repair_snapshot(state: &NodeState) -> Vec<RepairStatus> {
+    state
+        .repair
+        .iter()
+        .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        .collect()
+}
+
+async fn repair_status(State(state): State<Arc<NodeState>>) -> Response {
+    axum::Json(repair_snapshot(&state)).into_response()
 }
 
 async fn topology(State(state): State<Arc<NodeState>>) -> Response {
@@ -315,6 +432,27 @@ async fn call(
             upload_id,
         } => json(d.list_parts(&bucket, &key, &upload_id).await),
         Call::Space => json(d.space().await.map(|s| (s.free, s.total))),
+        Call::PutHint { hint } => json(d.put_hint(&hint).await),
+        Call::ListHints { after_hex, limit } => json(d.list_hints(&unhex(&after_hex), limit).await),
+        Call::DeleteHint { id_hex } => json(d.delete_hint(&unhex(&id_hex)).await),
+        Call::PutState { name, value_hex } => json(d.put_state(&name, &unhex(&value_hex)).await),
+        Call::GetState { name } => json(d.get_state(&name).await.map(|v| v.map(hex::encode))),
+        Call::StatShards { bucket, data_dirs } => {
+            if !valid_name(&bucket) || !data_dirs.iter().all(|d| valid_name(d)) {
+                return (StatusCode::BAD_REQUEST, "bad shard name").into_response();
+            }
+            json(d.stat_shards(&bucket, &data_dirs).await)
+        }
+        Call::ListShardFiles {
+            bucket,
+            after,
+            limit,
+        } => {
+            if !valid_name(&bucket) {
+                return (StatusCode::BAD_REQUEST, "bad bucket name").into_response();
+            }
+            json(d.list_shard_files(&bucket, &after, limit.min(10_000)).await)
+        }
     }
 }
 

@@ -30,7 +30,9 @@ pub struct ObjectReader {
     codec: Arc<Codec>,
     bucket: String,
     key: String,
-    heal: Option<tokio::sync::mpsc::Sender<super::HealRequest>>,
+    /// The drives of the set, where a read that had to reconstruct leaves a heal hint.
+    set_drives: Vec<Arc<dyn Drive>>,
+    hinted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ErasureSet {
@@ -84,8 +86,9 @@ impl ErasureSet {
                 .map_err(|e| Error::Internal(e.to_string()))?,
             )
         };
+        let hinted = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if copies_missing {
-            self.request_heal(bucket, key, &info.version_id);
+            leave_hint(&self.drives, &hinted, bucket, key, &info.version_id, false);
         }
         let mut info = info;
         info.inline = None;
@@ -96,7 +99,8 @@ impl ErasureSet {
             codec,
             bucket: bucket.to_string(),
             key: key.to_string(),
-            heal: self.heal_tx.get().cloned(),
+            set_drives: self.drives.clone(),
+            hinted,
         })
     }
 }
@@ -245,13 +249,14 @@ impl ObjectReader {
                 place(k + j, raw, &mut frames);
             }
             tracing::warn!(bucket = %self.bucket, data_dir = %seg.data_dir, "reconstructing from parity");
-            if let Some(tx) = &self.heal {
-                let _ = tx.try_send(super::HealRequest {
-                    bucket: self.bucket.clone(),
-                    key: self.key.clone(),
-                    version_id: self.info.version_id.clone(),
-                });
-            }
+            leave_hint(
+                &self.set_drives,
+                &self.hinted,
+                &self.bucket,
+                &self.key,
+                &self.info.version_id,
+                true,
+            );
         }
         let mut out = bytes::BytesMut::with_capacity(((s1 - s0 + 1) * stripe) as usize);
         for (j, shards) in frames.into_iter().enumerate() {
@@ -273,6 +278,26 @@ impl ObjectReader {
         }
         Ok(out.freeze())
     }
+}
+
+/// Leaves a heal hint for a version in the background (once per reader): the client's read
+/// does not wait for it.
+fn leave_hint(
+    drives: &[Arc<dyn Drive>],
+    hinted: &std::sync::atomic::AtomicBool,
+    bucket: &str,
+    key: &str,
+    version_id: &str,
+    deep: bool,
+) {
+    if hinted.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let drives = drives.to_vec();
+    let hint = crate::drive::HealHint::version(bucket, key, version_id, deep);
+    tokio::spawn(async move {
+        super::heal::persist_hint(&drives, hint).await;
+    });
 }
 
 fn tokio_stream_from<T: Send + 'static>(

@@ -2,9 +2,8 @@
 //! hash is rebuilt from any `k` good shards, written to its drive, and verified.
 //!
 //! Reads that had to reconstruct, reads that found copies missing, and writes that missed
-//! drives ask for a heal through [`ErasureSet::request_heal`]; a background task per set
-//! works those requests. (The persisted heal-hint queue, the scanner and node-led repair are
-//! issue 5.)
+//! drives persist a heal hint on the drives of the set; the set's repair worker
+//! (`object::repair`) works the hints first and scans everything else.
 
 use std::sync::Arc;
 
@@ -12,19 +11,8 @@ use bytes::Bytes;
 use futures::future::join_all;
 
 use super::{ErasureSet, Error, Result};
-use crate::drive::{ShardWriter, VersionRecord};
+use crate::drive::{Drive, HealHint, ShardWriter, VersionRecord};
 use crate::erasure::{frame, Codec};
-
-/// A version that should be healed.
-#[derive(Debug, Clone)]
-pub struct HealRequest {
-    /// Bucket.
-    pub bucket: String,
-    /// Key.
-    pub key: String,
-    /// Version id.
-    pub version_id: String,
-}
 
 /// What a heal did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -33,67 +21,44 @@ pub struct HealReport {
     pub shards_rebuilt: usize,
     /// Metadata copies written.
     pub records_written: usize,
+    /// Shard bytes written.
+    pub bytes_written: u64,
+    /// Shard bytes read (to verify or rebuild).
+    pub bytes_read: u64,
+    /// Every drive of the set now holds a verified shard and a matching record.
+    pub complete: bool,
+}
+
+impl HealReport {
+    /// Whether anything was repaired.
+    pub fn repaired(&self) -> bool {
+        self.shards_rebuilt > 0 || self.records_written > 0
+    }
 }
 
 /// Object bytes per batch of shard reads while healing.
 const HEAL_BATCH: u64 = 4 << 20;
 
 impl ErasureSet {
-    /// Starts the background task that works heal requests for this set.
-    pub fn spawn_healer(self: &Arc<Self>) {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<HealRequest>(1024);
-        if self.heal_tx.set(tx).is_err() {
-            return;
-        }
-        let set = Arc::downgrade(self);
-        tokio::spawn(async move {
-            // Reads of a damaged object ask again and again; heal each version once a while.
-            let mut recent: std::collections::HashMap<
-                (String, String, String),
-                std::time::Instant,
-            > = Default::default();
-            while let Some(req) = rx.recv().await {
-                let Some(set) = set.upgrade() else { return };
-                let id = (req.bucket.clone(), req.key.clone(), req.version_id.clone());
-                recent.retain(|_, at| at.elapsed() < std::time::Duration::from_secs(30));
-                if recent.contains_key(&id) {
-                    continue;
-                }
-                recent.insert(id, std::time::Instant::now());
-                match set
-                    .heal_object(&req.bucket, &req.key, &req.version_id)
-                    .await
-                {
-                    Ok(r) if r != HealReport::default() => tracing::info!(
-                        bucket = %req.bucket, key = %req.key, version = %req.version_id,
-                        shards = r.shards_rebuilt, records = r.records_written, "healed"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(
-                        bucket = %req.bucket, key = %req.key, error = %e, "heal failed"
-                    ),
-                }
-            }
-        });
-    }
-
-    /// Asks the healer (if running) to heal a version; never blocks, drops when full.
-    pub(super) fn request_heal(&self, bucket: &str, key: &str, version_id: &str) {
-        if let Some(tx) = self.heal_tx.get() {
-            let _ = tx.try_send(HealRequest {
-                bucket: bucket.into(),
-                key: key.into(),
-                version_id: version_id.into(),
-            });
-        }
+    /// Persists a heal hint for a version on every drive that takes it (the drives that
+    /// missed the write are likely down), so that repair finds it whatever process crashes.
+    pub(super) async fn persist_hint(&self, bucket: &str, key: &str, version_id: &str, deep: bool) {
+        persist_hint(
+            &self.drives,
+            HealHint::version(bucket, key, version_id, deep),
+        )
+        .await;
     }
 
     /// Rebuilds every missing or corrupt shard and metadata copy of one version.
+    /// With `deep`, every block of every shard is read and verified; otherwise shard files
+    /// are only checked to exist with the right size (and read in full where the size is off).
     pub async fn heal_object(
         &self,
         bucket: &str,
         key: &str,
         version_id: &str,
+        deep: bool,
     ) -> Result<HealReport> {
         let (rec, copies) = self.quorum_version(bucket, key, Some(version_id)).await?;
         let n = self.drives.len();
@@ -116,6 +81,8 @@ impl ErasureSet {
         let no_record: Vec<bool> = (0..n).map(|i| copies[dist[i]].is_none()).collect();
         let mut report = HealReport::default();
         let mut rewrite = no_record.clone();
+        // Positions still lacking a verified shard after the heal.
+        let mut unhealed = vec![false; n];
         let mut inline: Vec<Option<Vec<u8>>> = vec![None; n];
         if rec.data_dir.is_empty() && rec.parts.is_empty() && !rec.delete_marker {
             // Inline: rebuild the framed shards from the copies that verify.
@@ -146,22 +113,33 @@ impl ErasureSet {
             }
         } else if !rec.delete_marker {
             for seg in segments(&rec) {
-                let bad = self.verify_segment(bucket, &seg, &dist, &codec).await;
+                let bad = if deep {
+                    self.verify_segment(bucket, &seg, &dist, &codec, &mut report)
+                        .await
+                } else {
+                    self.check_segment(bucket, &seg, &dist, &codec, &mut report)
+                        .await
+                };
                 let mut bad: Vec<bool> =
                     bad.iter().zip(&no_record).map(|(b, r)| *b || *r).collect();
                 if !bad.iter().any(|b| *b) {
                     continue;
                 }
                 let mut rebuilt = self
-                    .rebuild_segment(bucket, &seg, &dist, &codec, &bad)
+                    .rebuild_segment(bucket, &seg, &dist, &codec, &bad, &mut report)
                     .await?;
                 // Verify what was written before counting it.
-                let again = self.verify_segment(bucket, &seg, &dist, &codec).await;
+                let again = self
+                    .verify_segment(bucket, &seg, &dist, &codec, &mut report)
+                    .await;
                 for i in 0..n {
-                    if bad[i] && again[i] {
-                        rebuilt -= 1;
-                        bad[i] = false;
-                        tracing::warn!(drive = %self.drives[dist[i]].endpoint(), "rebuilt shard does not verify");
+                    if again[i] {
+                        if bad[i] {
+                            rebuilt = rebuilt.saturating_sub(1);
+                            bad[i] = false;
+                            tracing::warn!(drive = %self.drives[dist[i]].endpoint(), "rebuilt shard does not verify");
+                        }
+                        unhealed[i] = true;
                     }
                     rewrite[i] |= bad[i];
                 }
@@ -173,10 +151,50 @@ impl ErasureSet {
             r.layout.shard_index = i as u8;
             r.inline = inline[i].take();
             let drive = self.drives[dist[i]].clone();
-            async move { drive.put_version(bucket, key, &r).await.is_ok() }
+            async move { (i, drive.put_version(bucket, key, &r).await.is_ok()) }
         });
-        report.records_written = join_all(writes).await.into_iter().filter(|ok| *ok).count();
+        let written: Vec<(usize, bool)> = join_all(writes).await;
+        report.records_written = written.iter().filter(|(_, ok)| *ok).count();
+        for (i, ok) in written {
+            if !ok {
+                unhealed[i] = true;
+            }
+        }
+        report.complete = !unhealed.iter().any(|u| *u);
         Ok(report)
+    }
+
+    /// Checks that every shard file of a segment exists with its expected size; `true` marks
+    /// a shard that is missing, or (after reading it in full) corrupt.
+    async fn check_segment(
+        &self,
+        bucket: &str,
+        seg: &Seg,
+        dist: &[usize],
+        codec: &Codec,
+        report: &mut HealReport,
+    ) -> Vec<bool> {
+        let expected = shard_file_size(seg.size, codec);
+        let dirs = [seg.data_dir.clone()];
+        let sizes = join_all(
+            dist.iter()
+                .map(|&pos| self.drives[pos].stat_shards(bucket, &dirs)),
+        )
+        .await;
+        let mut bad: Vec<bool> = sizes
+            .iter()
+            .map(|s| !matches!(s, Ok(v) if v.first().copied().flatten().is_some()))
+            .collect();
+        let odd = sizes.iter().any(
+            |s| matches!(s, Ok(v) if v.first().copied().flatten().is_some_and(|l| l != expected)),
+        );
+        if odd {
+            let deep = self.verify_segment(bucket, seg, dist, codec, report).await;
+            for (b, d) in bad.iter_mut().zip(deep) {
+                *b |= d;
+            }
+        }
+        bad
     }
 
     /// Reads every frame of every shard of a segment; `true` marks a shard that is missing,
@@ -187,6 +205,7 @@ impl ErasureSet {
         seg: &Seg,
         dist: &[usize],
         codec: &Codec,
+        report: &mut HealReport,
     ) -> Vec<bool> {
         let n = dist.len();
         let stripe = codec.stripe_size() as u64;
@@ -199,6 +218,12 @@ impl ErasureSet {
             let frames = self
                 .read_batch(bucket, seg, dist, codec, s0, s1, &bad)
                 .await;
+            report.bytes_read += frames
+                .iter()
+                .flatten()
+                .flatten()
+                .map(|b| b.len() as u64)
+                .sum::<u64>();
             for (i, f) in frames.iter().enumerate() {
                 if !bad[i] && f.iter().any(|x| x.is_none()) {
                     bad[i] = true;
@@ -268,6 +293,7 @@ impl ErasureSet {
         dist: &[usize],
         codec: &Codec,
         bad: &[bool],
+        report: &mut HealReport,
     ) -> Result<usize> {
         let n = dist.len();
         let mut writers: Vec<Option<Box<dyn ShardWriter>>> = Vec::new();
@@ -288,6 +314,12 @@ impl ErasureSet {
         while s0 < stripes {
             let s1 = (s0 + per_batch - 1).min(stripes - 1);
             let frames = self.read_batch(bucket, seg, dist, codec, s0, s1, bad).await;
+            report.bytes_read += frames
+                .iter()
+                .flatten()
+                .flatten()
+                .map(|b| b.len() as u64)
+                .sum::<u64>();
             for j in 0..=(s1 - s0) as usize {
                 let mut shards: Vec<Option<Vec<u8>>> = frames
                     .iter()
@@ -298,6 +330,7 @@ impl ErasureSet {
                     .map_err(|e| Error::Quorum(format!("cannot rebuild: {e}")))?;
                 for i in 0..n {
                     if let (Some(w), Some(block)) = (writers[i].as_mut(), shards[i].as_ref()) {
+                        report.bytes_written += (block.len() + frame::HASH_LEN) as u64;
                         if w.write(frame::encode(block)).await.is_err() {
                             writers[i] = None;
                         }
@@ -316,13 +349,35 @@ impl ErasureSet {
     }
 }
 
-/// One erasure-coded run of an object.
-struct Seg {
-    data_dir: String,
-    size: u64,
+/// Persists `hint` on every drive of `drives` that takes it; returns how many did.
+pub(super) async fn persist_hint(drives: &[Arc<dyn Drive>], hint: HealHint) -> usize {
+    let done = join_all(drives.iter().map(|d| {
+        let hint = &hint;
+        async move { d.is_online() && d.put_hint(hint).await.is_ok() }
+    }))
+    .await;
+    let n = done.iter().filter(|ok| **ok).count();
+    if n == 0 {
+        tracing::error!(bucket = %hint.bucket, key = %hint.key, "no drive took the heal hint");
+    }
+    n
 }
 
-fn segments(rec: &VersionRecord) -> Vec<Seg> {
+/// Bytes in a complete shard file of a segment of `size` bytes.
+pub(super) fn shard_file_size(size: u64, codec: &Codec) -> u64 {
+    let stripe = codec.stripe_size() as u64;
+    let stripes = size.div_ceil(stripe).max(1);
+    let (off, len) = frame::frame_span(stripes - 1, size, stripe, codec.data_shards() as u64);
+    off + len
+}
+
+/// One erasure-coded run of an object.
+pub(super) struct Seg {
+    pub data_dir: String,
+    pub size: u64,
+}
+
+pub(super) fn segments(rec: &VersionRecord) -> Vec<Seg> {
     if rec.parts.is_empty() {
         vec![Seg {
             data_dir: rec.data_dir.clone(),

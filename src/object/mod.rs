@@ -7,6 +7,7 @@ mod heal;
 mod list;
 mod multipart;
 mod put;
+mod repair;
 pub mod setup;
 mod store;
 mod versions;
@@ -19,10 +20,11 @@ use crate::drive::{Drive, DriveError, VersionRecord};
 use crate::erasure::Codec;
 
 pub use get::ObjectReader;
-pub use heal::{HealReport, HealRequest};
+pub use heal::HealReport;
 pub use list::ListPage;
 pub use multipart::{CompletedPart, UploadsPage, MIN_PART_SIZE};
 pub use put::{BodyStream, DeleteOutcome, PutOptions, WriteCondition};
+pub use repair::{RepairConfig, RepairStatus, Repairer};
 pub use store::Store;
 pub use versions::VersionsPage;
 
@@ -104,8 +106,6 @@ pub struct ErasureSet {
     /// Striped locks that serialise the commit of conditional writes per key (in-process:
     /// conditional writes through several gateways need the cluster's own arbitration).
     key_locks: Vec<tokio::sync::Mutex<()>>,
-    /// Where heal requests go, once the healer runs.
-    heal_tx: std::sync::OnceLock<tokio::sync::mpsc::Sender<heal::HealRequest>>,
 }
 
 impl ErasureSet {
@@ -116,7 +116,6 @@ impl ErasureSet {
             codec: Arc::new(codec),
             inline_limit,
             key_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
-            heal_tx: std::sync::OnceLock::new(),
         }
     }
 

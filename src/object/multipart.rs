@@ -294,6 +294,16 @@ impl ErasureSet {
         let rec = self
             .commit_version(bucket, key, rec, vec![None; n], &vec![true; n])
             .await?;
+        // A part written while drives were down leaves holes the version's records do not
+        // show: check that every drive holds every part, and leave a hint where one does not.
+        let dirs: Vec<String> = rec.parts.iter().map(|p| p.data_dir.clone()).collect();
+        let held = join_all(self.drives.iter().map(|d| d.stat_shards(bucket, &dirs))).await;
+        if held
+            .iter()
+            .any(|h| !matches!(h, Ok(v) if v.iter().all(|x| x.is_some())))
+        {
+            self.persist_hint(bucket, key, &rec.version_id, false).await;
+        }
         // The upload is done: its records go, and so do the parts it did not use.
         join_all(
             self.drives

@@ -356,8 +356,10 @@ impl ErasureSet {
             )));
         }
         if written < n {
-            // A degraded write: the drives that missed it get their copies from the healer.
-            self.request_heal(bucket, key, &base.version_id);
+            // A degraded write: the drives that missed it get their copies from repair, which
+            // finds the hint persisted on the drives that took the write.
+            self.persist_hint(bucket, key, &base.version_id, false)
+                .await;
         }
         if let Some((old, _)) = previous {
             // Only the data of a version this write replaced goes. When a newer write of

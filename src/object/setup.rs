@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 
 use crate::drive::record::RECORD_VERSION;
-use crate::drive::{Drive, FormatRecord};
+use crate::drive::{Drive, FormatRecord, HealHint, LocalDrive};
 
 /// Why a set could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,8 @@ pub async fn check_formats(
             }
         }
     }
+    // Blank drives beside formatted ones were lost or replaced: repair rebuilds them.
+    let existing = formats.iter().any(|f| matches!(f, Ok(Some(_))));
     let deployment = deployment.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let mut usable = 0;
     for (pos, f) in formats.into_iter().enumerate() {
@@ -66,6 +68,9 @@ pub async fn check_formats(
                     index: pos as u32,
                     drive_id: uuid::Uuid::new_v4().to_string(),
                 };
+                if existing {
+                    let _ = drives[pos].put_hint(&HealHint::drive(&rec.drive_id)).await;
+                }
                 match drives[pos].write_format(&rec).await {
                     Ok(()) => {
                         tracing::info!(drive = %drives[pos].endpoint(), "formatted blank drive");
@@ -88,4 +93,58 @@ pub async fn check_formats(
         )));
     }
     Ok(deployment)
+}
+
+/// A local drive and where it belongs.
+pub struct WatchedDrive {
+    /// The drive.
+    pub drive: Arc<LocalDrive>,
+    /// The deployment it belongs to.
+    pub deployment_id: String,
+    /// Its erasure set.
+    pub set: u32,
+    /// Its position in the set.
+    pub index: u32,
+}
+
+/// Watches local drives every second: a drive folder that was removed or replaced under the
+/// running process is reopened; a drive that is blank (new, or replaced by an empty one) is
+/// formatted into its place and leaves a "drive" heal hint, so that the set's repair rebuilds
+/// everything onto it without an operator command.
+pub fn spawn_drive_watch(drives: Vec<WatchedDrive>) {
+    tokio::spawn(async move {
+        loop {
+            for w in &drives {
+                let d = w.drive.clone();
+                let reopened = tokio::task::spawn_blocking(move || d.reopen_if_replaced()).await;
+                if let Ok(Err(e)) = reopened {
+                    tracing::error!(drive = %w.drive.endpoint(), error = %e, "cannot reopen drive");
+                    continue;
+                }
+                if let Ok(None) = w.drive.read_format().await {
+                    if let Err(e) = format_blank(w).await {
+                        tracing::error!(drive = %w.drive.endpoint(), error = %e, "cannot format blank drive");
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
+}
+
+async fn format_blank(w: &WatchedDrive) -> Result<(), crate::drive::DriveError> {
+    let drive_id = uuid::Uuid::new_v4().to_string();
+    // The hint first: a crash between the two leaves a formatted drive that nobody heals.
+    w.drive.put_hint(&HealHint::drive(&drive_id)).await?;
+    w.drive
+        .write_format(&FormatRecord {
+            version: RECORD_VERSION,
+            deployment_id: w.deployment_id.clone(),
+            set: w.set,
+            index: w.index,
+            drive_id,
+        })
+        .await?;
+    tracing::warn!(drive = %w.drive.endpoint(), set = w.set, index = w.index, "blank drive formatted into its place; repair will rebuild it");
+    Ok(())
 }

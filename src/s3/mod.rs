@@ -51,6 +51,7 @@ pub fn router(state: Arc<S3State>) -> axum::Router {
 /// Serves one S3 request: authenticate, route, run the handler, and turn any error into an
 /// S3 error response. Every response carries `x-amz-request-id`.
 pub async fn handle(State(state): State<Arc<S3State>>, req: Request) -> Response {
+    let _load = crate::load::enter();
     let request_id = format!("{:016X}", rand::random::<u64>());
     let method = req.method().clone();
     let path = req.uri().path().to_string();

@@ -156,8 +156,18 @@ impl Drop for TestCluster {
 impl TestCluster {
     /// `nodes` nodes of `drives` drives and `gateways` gateways.
     pub fn start(nodes: usize, drives: usize, gateways: usize) -> Self {
+        Self::start_with(nodes, drives, gateways, "")
+    }
+
+    /// Like `start`, with `extra` TOML appended to the cluster file (e.g. a `[repair]` table).
+    pub fn start_with(nodes: usize, drives: usize, gateways: usize, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (topology, _) = write_topology(dir.path(), nodes, drives, "4+2");
+        if !extra.is_empty() {
+            let mut t = std::fs::read_to_string(&topology).unwrap();
+            t = format!("{t}\n{extra}\n");
+            std::fs::write(&topology, t).unwrap();
+        }
         let mut c = Self {
             dir,
             topology,
@@ -285,4 +295,30 @@ pub fn http_status(url: &str) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
+}
+
+/// Body of a plain HTTP GET (empty when the connection fails).
+pub fn http_body(url: &str) -> String {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return String::new();
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Ok(mut s) = std::net::TcpStream::connect(host) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    if write!(
+        s,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }

@@ -23,6 +23,11 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server over `data` (created if needed) with extra flags.
     pub fn start(data: &Path, extra: &[&str]) -> Self {
+        Self::start_env(data, extra, &[])
+    }
+
+    /// Starts a server with extra flags and environment variables.
+    pub fn start_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let log = data.with_extension("log");
         let stderr = std::fs::OpenOptions::new()
             .create(true)
@@ -38,6 +43,7 @@ impl TestServer {
             .env("TESSERA_ROOT_ACCESS_KEY", ACCESS_KEY)
             .env("TESSERA_ROOT_SECRET_KEY", SECRET_KEY)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -1,0 +1,755 @@
+//! Background repair of one erasure set, run by the set's leader (the first live node of the
+//! set, or the one process of `tessera server`):
+//!
+//! 1. the **heal-hint queue** is worked first: hints persisted on the set's drives by degraded
+//!    writes and by reads that had to reconstruct; a hint goes once its version is back at full
+//!    redundancy and verified, and is retried with backoff until then;
+//! 2. the **scanner** walks every version of every bucket, page by page: metadata copies and
+//!    shard files are compared with what the version's layout says should exist; what is
+//!    missing is rebuilt from any `k`; versions that never reached quorum and orphan shard
+//!    files (both older than a grace period) are removed. Every `deep_interval`, a pass re-reads
+//!    every block to find bitrot. A pass checkpoints its position on the drives after every
+//!    page, so a restarted or new leader resumes it;
+//! 3. a drive that came up blank leaves a "drive" hint, which starts a pass at once.
+//!
+//! Repair reads and writes are throttled to `bandwidth` bytes per second, and wait while
+//! foreground requests are in flight (up to a bound, so repair is never starved).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+
+use super::heal::{segments, shard_file_size};
+use super::{same_version, ErasureSet, Error};
+use crate::drive::record::now_ms;
+use crate::drive::{HealHint, VersionRecord};
+use crate::erasure::{frame, Codec};
+
+/// Keys per scanner page.
+const PAGE: usize = 250;
+/// Hints read per round.
+const HINT_BATCH: usize = 256;
+/// Longest a repair step waits for foreground requests to finish.
+const MAX_YIELD: Duration = Duration::from_millis(500);
+/// Name of the scanner's checkpoint on the drives.
+const CHECKPOINT: &str = "scan";
+
+/// Settings of repair.
+#[derive(Clone, Debug)]
+pub struct RepairConfig {
+    /// Time from the end of one scanner pass to the start of the next.
+    pub scan_interval: Duration,
+    /// How often a pass re-reads every block for bitrot; zero: never.
+    pub deep_interval: Duration,
+    /// Bytes per second repair may read and write; zero: unlimited.
+    pub bandwidth: u64,
+    /// Orphan shard files and versions below quorum younger than this are left alone
+    /// (they may belong to writes in flight).
+    pub grace: Duration,
+    /// Pause between rounds when there is nothing to do.
+    pub poll: Duration,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        Self {
+            scan_interval: Duration::from_secs(3600),
+            deep_interval: Duration::from_secs(30 * 86400),
+            bandwidth: 256 << 20,
+            grace: Duration::from_secs(3600),
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Where the scanner is in its pass.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Checking the versions of `bucket`.
+    #[default]
+    Objects,
+    /// Removing orphan shard files of `bucket`.
+    Orphans,
+}
+
+/// The scanner's persisted checkpoint and the repair counters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RepairStatus {
+    /// The erasure set.
+    pub set: usize,
+    /// Whether this process leads the set's repair now.
+    pub leader: bool,
+    /// Heal hints seen in the last round.
+    pub hints_pending: usize,
+    /// Pass number (1 is the first).
+    pub pass: u64,
+    /// A pass is running.
+    pub in_pass: bool,
+    /// The running (or last) pass re-reads every block.
+    pub deep: bool,
+    /// Bucket being scanned.
+    pub bucket: String,
+    /// Last key scanned in `bucket` (hex of its bytes).
+    pub after_hex: String,
+    /// Phase within the bucket.
+    pub phase: Phase,
+    /// When the running pass started (ms since the epoch).
+    pub pass_started_ms: u64,
+    /// Versions checked in the running pass.
+    pub scanned: u64,
+    /// Versions healed, all time.
+    pub healed: u64,
+    /// Heals that failed, all time.
+    pub failed: u64,
+    /// Shard bytes rebuilt, all time.
+    pub bytes_rebuilt: u64,
+    /// Orphan shard files removed, all time.
+    pub orphans_removed: u64,
+    /// Versions that never reached quorum, removed, all time.
+    pub partial_removed: u64,
+    /// When the last pass finished (ms since the epoch; 0: never).
+    pub last_pass_finished_ms: u64,
+    /// How long the last pass took.
+    pub last_pass_ms: u64,
+    /// Versions the last pass checked.
+    pub last_pass_objects: u64,
+    /// When the last deep pass finished.
+    pub last_deep_finished_ms: u64,
+    /// Estimated seconds to the end of the running pass (from the last pass's size).
+    pub eta_secs: Option<u64>,
+    /// When this checkpoint was saved.
+    pub saved_ms: u64,
+}
+
+/// The repair worker of one erasure set.
+pub struct Repairer {
+    set: Arc<ErasureSet>,
+    cfg: RepairConfig,
+    leader: Arc<dyn Fn() -> bool + Send + Sync>,
+    busy: Arc<dyn Fn() -> bool + Send + Sync>,
+    status: Arc<Mutex<RepairStatus>>,
+    /// Data dirs referenced in the bucket being scanned, when its scan began in this process
+    /// (so the orphan sweep knows every reference).
+    refs: Option<(String, HashSet<String>)>,
+    hint_cursor: Vec<u8>,
+}
+
+impl Repairer {
+    /// A worker for set number `index`. `leader` tells whether this process should work the
+    /// set now; `busy` whether foreground requests are in flight.
+    pub fn new(
+        set: Arc<ErasureSet>,
+        index: usize,
+        cfg: RepairConfig,
+        leader: Arc<dyn Fn() -> bool + Send + Sync>,
+        busy: Arc<dyn Fn() -> bool + Send + Sync>,
+    ) -> Self {
+        Self {
+            set,
+            cfg,
+            leader,
+            busy,
+            status: Arc::new(Mutex::new(RepairStatus {
+                set: index,
+                ..Default::default()
+            })),
+            refs: None,
+            hint_cursor: Vec::new(),
+        }
+    }
+
+    /// The live status, updated as the worker goes.
+    pub fn status(&self) -> Arc<Mutex<RepairStatus>> {
+        self.status.clone()
+    }
+
+    /// Runs the worker in the background; returns its status.
+    pub fn spawn(self) -> Arc<Mutex<RepairStatus>> {
+        let status = self.status();
+        tokio::spawn(self.run());
+        status
+    }
+
+    fn snapshot(&self) -> RepairStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut RepairStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    async fn run(mut self) {
+        let mut loaded = false;
+        loop {
+            if !(self.leader)() {
+                if loaded {
+                    tracing::info!(set = self.snapshot().set, "no longer leading repair");
+                }
+                self.update(|s| s.leader = false);
+                loaded = false;
+                self.refs = None;
+                tokio::time::sleep(self.cfg.poll).await;
+                continue;
+            }
+            if !loaded {
+                self.load_checkpoint().await;
+                loaded = true;
+            }
+            let mut worked = self.work_hints().await > 0;
+            let st = self.snapshot();
+            let due = st.in_pass
+                || now_ms().saturating_sub(st.last_pass_finished_ms)
+                    >= self.cfg.scan_interval.as_millis() as u64;
+            if due {
+                if !st.in_pass {
+                    self.start_pass().await;
+                }
+                self.scan_step().await;
+                self.save_checkpoint().await;
+                worked = true;
+            }
+            if worked {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(self.cfg.poll).await;
+            }
+        }
+    }
+
+    /// Takes the newest checkpoint any drive holds.
+    async fn load_checkpoint(&mut self) {
+        let found = join_all(self.set.drives.iter().map(|d| d.get_state(CHECKPOINT))).await;
+        let best = found
+            .into_iter()
+            .filter_map(|r| r.ok().flatten())
+            .filter_map(|raw| serde_json::from_slice::<RepairStatus>(&raw).ok())
+            .max_by_key(|s| s.saved_ms);
+        let set = self.snapshot().set;
+        let mut st = best.unwrap_or_else(|| RepairStatus {
+            // A new deployment has nothing to re-read yet: the first deep pass comes after
+            // one interval.
+            last_deep_finished_ms: now_ms(),
+            ..Default::default()
+        });
+        st.set = set;
+        st.leader = true;
+        tracing::info!(set, pass = st.pass, in_pass = st.in_pass, bucket = %st.bucket, "leading repair of the set");
+        self.refs = None;
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = st;
+    }
+
+    async fn save_checkpoint(&self) {
+        self.update(|s| s.saved_ms = now_ms());
+        let Ok(raw) = serde_json::to_vec(&self.snapshot()) else {
+            return;
+        };
+        join_all(
+            self.set
+                .drives
+                .iter()
+                .filter(|d| d.is_online())
+                .map(|d| d.put_state(CHECKPOINT, &raw)),
+        )
+        .await;
+    }
+
+    async fn start_pass(&mut self) {
+        let deep_every = self.cfg.deep_interval.as_millis() as u64;
+        let last_deep = self.snapshot().last_deep_finished_ms;
+        let deep = deep_every > 0 && now_ms().saturating_sub(last_deep) >= deep_every;
+        self.update(|s| {
+            s.pass += 1;
+            s.in_pass = true;
+            s.deep = deep;
+            s.bucket.clear();
+            s.after_hex.clear();
+            s.phase = Phase::Objects;
+            s.pass_started_ms = now_ms();
+            s.scanned = 0;
+        });
+        self.refs = None;
+        let st = self.snapshot();
+        tracing::info!(set = st.set, pass = st.pass, deep, "scanner pass started");
+        self.heal_buckets().await;
+    }
+
+    fn finish_pass(&mut self) {
+        let now = now_ms();
+        self.update(|s| {
+            s.in_pass = false;
+            s.last_pass_finished_ms = now;
+            s.last_pass_ms = now.saturating_sub(s.pass_started_ms);
+            s.last_pass_objects = s.scanned;
+            if s.deep {
+                s.last_deep_finished_ms = now;
+            }
+            s.eta_secs = None;
+        });
+        let st = self.snapshot();
+        tracing::info!(
+            set = st.set,
+            pass = st.pass,
+            objects = st.scanned,
+            ms = st.last_pass_ms,
+            healed = st.healed,
+            failed = st.failed,
+            "scanner pass finished"
+        );
+    }
+
+    /// Waits while foreground requests are in flight (bounded), then for the bandwidth that
+    /// `bytes` of repair I/O use.
+    async fn throttle(&self, bytes: u64) {
+        let start = std::time::Instant::now();
+        while (self.busy)() && start.elapsed() < MAX_YIELD {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if self.cfg.bandwidth > 0 && bytes > 0 {
+            let secs = bytes as f64 / self.cfg.bandwidth as f64;
+            tokio::time::sleep(Duration::from_secs_f64(secs.min(10.0))).await;
+        }
+    }
+
+    /// Works the due heal hints of one batch; returns how many were worked.
+    async fn work_hints(&mut self) -> usize {
+        let after = self.hint_cursor.clone();
+        let lists = join_all(
+            self.set
+                .drives
+                .iter()
+                .map(|d| d.list_hints(&after, HINT_BATCH)),
+        )
+        .await;
+        let mut hints: BTreeMap<Vec<u8>, HealHint> = BTreeMap::new();
+        let mut full = false;
+        for list in lists.into_iter().flatten() {
+            full |= list.len() >= HINT_BATCH;
+            for h in list {
+                hints
+                    .entry(h.id())
+                    .and_modify(|e| {
+                        e.deep |= h.deep;
+                        e.attempts = e.attempts.max(h.attempts);
+                        e.not_before_ms = e.not_before_ms.max(h.not_before_ms);
+                    })
+                    .or_insert(h);
+            }
+        }
+        self.hint_cursor = if full {
+            hints.keys().next_back().cloned().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        self.update(|s| s.hints_pending = hints.len());
+        let now = now_ms();
+        let mut worked = 0;
+        for (id, hint) in hints {
+            if hint.not_before_ms > now || !(self.leader)() {
+                continue;
+            }
+            worked += 1;
+            if hint.is_drive() {
+                // A drive came up blank: a pass that started before it must start over.
+                let st = self.snapshot();
+                if !st.in_pass || st.pass_started_ms < hint.created_ms {
+                    tracing::info!(set = st.set, "a drive came up blank: starting a full scan");
+                    self.update(|s| s.in_pass = false);
+                    self.start_pass().await;
+                    self.save_checkpoint().await;
+                }
+                self.delete_hint(&id).await;
+                continue;
+            }
+            let result = self
+                .set
+                .heal_object(&hint.bucket, &hint.key, &hint.version_id, hint.deep)
+                .await;
+            match result {
+                Ok(r) => {
+                    self.count(&hint.bucket, &hint.key, &r);
+                    if r.complete {
+                        self.delete_hint(&id).await;
+                    } else {
+                        self.retry_later(hint).await;
+                    }
+                    self.throttle(r.bytes_read + r.bytes_written).await;
+                }
+                Err(Error::NoSuchKey | Error::NoSuchVersion | Error::NoSuchBucket) => {
+                    self.delete_hint(&id).await;
+                }
+                Err(e) => {
+                    tracing::warn!(bucket = %hint.bucket, key = %hint.key, error = %e, "heal from hint failed");
+                    self.update(|s| s.failed += 1);
+                    self.retry_later(hint).await;
+                }
+            }
+        }
+        worked
+    }
+
+    fn count(&self, bucket: &str, key: &str, r: &super::HealReport) {
+        if r.repaired() {
+            tracing::info!(
+                bucket,
+                key,
+                shards = r.shards_rebuilt,
+                records = r.records_written,
+                bytes = r.bytes_written,
+                complete = r.complete,
+                "healed"
+            );
+            self.update(|s| {
+                s.healed += 1;
+                s.bytes_rebuilt += r.bytes_written;
+            });
+        }
+    }
+
+    async fn delete_hint(&self, id: &[u8]) {
+        join_all(self.set.drives.iter().map(|d| d.delete_hint(id))).await;
+    }
+
+    /// Puts a hint back with its next attempt pushed out: 1 s, 2 s, 4 s ... up to 5 minutes.
+    async fn retry_later(&self, mut hint: HealHint) {
+        hint.attempts += 1;
+        let backoff = 1000u64 << hint.attempts.min(9);
+        hint.not_before_ms = now_ms() + backoff.min(300_000);
+        super::heal::persist_hint(&self.set.drives, hint).await;
+    }
+
+    /// Writes every bucket record that a read quorum holds to the drives that lack it.
+    async fn heal_buckets(&self) {
+        let lists = join_all(self.set.drives.iter().map(|d| d.list_buckets())).await;
+        let mut count: BTreeMap<String, (usize, crate::drive::BucketRecord)> = BTreeMap::new();
+        for b in lists.iter().flatten().flatten() {
+            count.entry(b.name.clone()).or_insert((0, b.clone())).0 += 1;
+        }
+        for (name, (n, rec)) in count {
+            if n < self.set.read_quorum() {
+                continue;
+            }
+            for (d, list) in self.set.drives.iter().zip(&lists) {
+                if let Ok(list) = list {
+                    if !list.iter().any(|b| b.name == name) && d.put_bucket(&rec).await.is_ok() {
+                        tracing::info!(drive = %d.endpoint(), bucket = %name, "healed bucket record");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bucket names that any answering drive holds, sorted.
+    async fn bucket_names(&self) -> Vec<String> {
+        let lists = join_all(self.set.drives.iter().map(|d| d.list_buckets())).await;
+        let mut names: Vec<String> = lists
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|b| b.name)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// One step of the pass: a page of versions, or the orphan sweep of a bucket.
+    async fn scan_step(&mut self) {
+        let st = self.snapshot();
+        let buckets = self.bucket_names().await;
+        let Some(bucket) = buckets.iter().find(|b| **b >= st.bucket).cloned() else {
+            self.finish_pass();
+            return;
+        };
+        if bucket != st.bucket {
+            self.update(|s| {
+                s.bucket = bucket.clone();
+                s.after_hex.clear();
+                s.phase = Phase::Objects;
+            });
+        }
+        let st = self.snapshot();
+        match st.phase {
+            Phase::Objects => {
+                let after = hex::decode(&st.after_hex).unwrap_or_default();
+                if after.is_empty() {
+                    self.refs = Some((bucket.clone(), HashSet::new()));
+                }
+                match self.scan_page(&bucket, &after).await {
+                    Some(last) => self.update(|s| s.after_hex = hex::encode(&last)),
+                    None => self.update(|s| {
+                        s.phase = Phase::Orphans;
+                        s.after_hex.clear();
+                    }),
+                }
+            }
+            Phase::Orphans => {
+                self.sweep_orphans(&bucket).await;
+                self.refs = None;
+                let next = buckets.iter().find(|b| **b > bucket).cloned();
+                match next {
+                    Some(n) => self.update(|s| {
+                        s.bucket = n;
+                        s.after_hex.clear();
+                        s.phase = Phase::Objects;
+                    }),
+                    None => self.finish_pass(),
+                }
+            }
+        }
+        let st = self.snapshot();
+        if st.in_pass && st.last_pass_objects > 0 && st.scanned > 0 {
+            let elapsed = now_ms().saturating_sub(st.pass_started_ms) / 1000;
+            let left = st.last_pass_objects.saturating_sub(st.scanned);
+            self.update(|s| s.eta_secs = Some(elapsed * left / st.scanned));
+        }
+    }
+
+    /// Checks one page of keys of `bucket` after `after`; returns the last key, or `None` at
+    /// the end of the bucket.
+    async fn scan_page(&mut self, bucket: &str, after: &[u8]) -> Option<Vec<u8>> {
+        let set = self.set.clone();
+        let n = set.drives.len();
+        let k = set.read_quorum();
+        let lists = join_all(
+            set.drives
+                .iter()
+                .map(|d| d.list_versions(bucket, "", after, PAGE)),
+        )
+        .await;
+        let answered: Vec<bool> = lists.iter().map(|l| l.is_ok()).collect();
+        let unanswered = answered.iter().filter(|a| !**a).count();
+        // Keys up to the smallest last key of the drives that returned a full page are
+        // complete on every drive; the rest come with the next page.
+        let bound: Option<String> = lists
+            .iter()
+            .flatten()
+            .filter(|l| l.len() >= PAGE)
+            .filter_map(|l| l.last().map(|(key, _)| key.clone()))
+            .min();
+        let mut by_key: BTreeMap<String, Vec<(usize, VersionRecord)>> = BTreeMap::new();
+        for (pos, list) in lists.into_iter().enumerate() {
+            for (key, versions) in list.unwrap_or_default() {
+                if bound.as_ref().is_some_and(|b| key > *b) {
+                    continue;
+                }
+                let entry = by_key.entry(key).or_default();
+                entry.extend(versions.into_iter().map(|v| (pos, v)));
+            }
+        }
+        if unanswered > set.m() {
+            // Too few drives answer to tell a partial write from a lost drive: wait.
+            tokio::time::sleep(self.cfg.poll).await;
+            return Some(after.to_vec());
+        }
+        let last = by_key.keys().next_back().cloned();
+        let deep = self.snapshot().deep;
+        let grace_ns = self.cfg.grace.as_nanos() as i128;
+        // Versions to heal (key, version id, whether a check found it damaged), and the shard
+        // files to check on each drive: (data dir, expected size, index into `todo`).
+        let mut todo: Vec<(String, String, bool)> = Vec::new();
+        let mut checks: Vec<Vec<(String, u64, usize)>> = vec![Vec::new(); n];
+        let mut scanned = 0u64;
+        for (key, copies) in &by_key {
+            // Group the copies by version identity.
+            let mut groups: Vec<(VersionRecord, Vec<usize>)> = Vec::new();
+            for (pos, v) in copies {
+                match groups.iter_mut().find(|(g, _)| same_version(g, v)) {
+                    Some((_, holders)) => holders.push(*pos),
+                    None => groups.push((v.clone(), vec![*pos])),
+                }
+            }
+            for (rec, holders) in groups {
+                scanned += 1;
+                if let Some((_, refs)) = self.refs.as_mut().filter(|(b, _)| b == bucket) {
+                    refs.extend(rec.data_dirs());
+                }
+                if holders.len() < k {
+                    let age = super::now_ns() - rec.mod_time_ns;
+                    if holders.len() + unanswered < k && age > grace_ns {
+                        self.remove_partial(bucket, key, &rec, &holders).await;
+                    }
+                    continue;
+                }
+                let dist: Vec<usize> = rec
+                    .layout
+                    .distribution
+                    .iter()
+                    .map(|&p| p as usize)
+                    .collect();
+                if dist.len() != n {
+                    continue;
+                }
+                let missing_record = (0..n).any(|pos| answered[pos] && !holders.contains(&pos));
+                let inline_bad = copies.iter().any(|(_, c)| {
+                    same_version(c, &rec)
+                        && c.inline.as_ref().is_some_and(|f| {
+                            frame::decode(&bytes::Bytes::from(f.clone())).is_none()
+                        })
+                });
+                let has_files = !rec.delete_marker && !rec.data_dirs().is_empty();
+                let damaged = missing_record || inline_bad || (deep && has_files);
+                let tag = todo.len();
+                todo.push((key.clone(), rec.version_id.clone(), damaged));
+                if damaged || !has_files {
+                    continue;
+                }
+                let Ok(codec) = Codec::new(
+                    rec.layout.k as usize,
+                    rec.layout.m as usize,
+                    rec.layout.stripe_size as usize,
+                ) else {
+                    continue;
+                };
+                for seg in segments(&rec) {
+                    let size = shard_file_size(seg.size, &codec);
+                    for &pos in &dist {
+                        checks[pos].push((seg.data_dir.clone(), size, tag));
+                    }
+                }
+            }
+        }
+        // One stat call per drive for every shard file of the page.
+        let stats = join_all(checks.iter().enumerate().map(|(pos, list)| {
+            let drive = set.drives[pos].clone();
+            let dirs: Vec<String> = list.iter().map(|c| c.0.clone()).collect();
+            let answered = answered[pos];
+            async move {
+                if dirs.is_empty() || !answered {
+                    return None;
+                }
+                drive.stat_shards(bucket, &dirs).await.ok()
+            }
+        }))
+        .await;
+        for (pos, list) in checks.iter().enumerate() {
+            let Some(sizes) = &stats[pos] else { continue };
+            for ((_, want, tag), got) in list.iter().zip(sizes) {
+                if *got != Some(*want) {
+                    todo[*tag].2 = true;
+                }
+            }
+        }
+        self.update(|s| s.scanned += scanned);
+        for (key, vid, damaged) in todo {
+            if !damaged {
+                continue;
+            }
+            if !(self.leader)() {
+                return Some(after.to_vec());
+            }
+            match set.heal_object(bucket, &key, &vid, deep).await {
+                Ok(r) => {
+                    self.count(bucket, &key, &r);
+                    if !r.complete && unanswered == 0 {
+                        self.update(|s| s.failed += 1);
+                    }
+                    self.throttle(r.bytes_read + r.bytes_written).await;
+                }
+                Err(Error::NoSuchKey | Error::NoSuchVersion) => {}
+                Err(e) => {
+                    tracing::warn!(bucket, key = %key, error = %e, "scanner could not heal");
+                    self.update(|s| s.failed += 1);
+                }
+            }
+        }
+        if bound.is_none() {
+            None
+        } else {
+            last.map(String::into_bytes)
+        }
+    }
+
+    /// Removes the records of a version that a quorum never held (a write that failed
+    /// half-way, or a delete that a down drive missed); its shard files go with the orphan
+    /// sweep.
+    async fn remove_partial(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &VersionRecord,
+        holders: &[usize],
+    ) {
+        for &pos in holders {
+            let d = &self.set.drives[pos];
+            if let Ok(Some(cur)) = d.get_version(bucket, key, &rec.version_id).await {
+                if same_version(&cur, rec) {
+                    let _ = d.delete_version(bucket, key, &rec.version_id).await;
+                }
+            }
+        }
+        tracing::info!(bucket, key, version = %rec.version_id, copies = holders.len(), "removed a version that never reached quorum");
+        self.update(|s| s.partial_removed += 1);
+    }
+
+    /// Deletes shard files of `bucket` that no version or upload part references and that
+    /// are older than the grace period. Only done when this process saw the whole bucket's
+    /// references in this pass.
+    async fn sweep_orphans(&mut self, bucket: &str) {
+        let Some((b, mut refs)) = self.refs.take() else {
+            return;
+        };
+        if b != bucket {
+            return;
+        }
+        let set = self.set.clone();
+        if set.drives.iter().any(|d| !d.is_online()) {
+            return;
+        }
+        // Parts of uploads in flight are referenced too.
+        let mut after = (String::new(), String::new());
+        loop {
+            let mut page = Vec::new();
+            for d in &set.drives {
+                match d.list_uploads(bucket, "", (&after.0, &after.1), 1000).await {
+                    Ok(list) => page.extend(list),
+                    Err(_) => return,
+                }
+            }
+            page.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+            page.dedup_by(|a, b| a.key == b.key && a.upload_id == b.upload_id);
+            page.truncate(1000);
+            for u in &page {
+                for d in &set.drives {
+                    match d.list_parts(bucket, &u.key, &u.upload_id).await {
+                        Ok(parts) => refs.extend(parts.into_iter().map(|p| p.data_dir)),
+                        Err(_) => return,
+                    }
+                }
+            }
+            match page.last() {
+                Some(u) if page.len() >= 1000 => after = (u.key.clone(), u.upload_id.clone()),
+                _ => break,
+            }
+        }
+        let grace = self.cfg.grace.as_secs();
+        for d in &set.drives {
+            let mut after = String::new();
+            loop {
+                let Ok(files) = d.list_shard_files(bucket, &after, 1000).await else {
+                    break;
+                };
+                for (name, age) in &files {
+                    if age > &grace
+                        && !refs.contains(name)
+                        && d.delete_shard(bucket, name).await.is_ok()
+                    {
+                        tracing::info!(drive = %d.endpoint(), bucket, file = %name, "removed orphan shard file");
+                        self.update(|s| s.orphans_removed += 1);
+                    }
+                }
+                match files.last() {
+                    Some((name, _)) if files.len() >= 1000 => after = name.clone(),
+                    _ => break,
+                }
+            }
+        }
+    }
+}

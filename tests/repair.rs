@@ -1,0 +1,250 @@
+//! Background repair in `tessera server`: the scanner finds and rebuilds what no client read
+//! asked for (deleted and bit-flipped shard files), a drive folder replaced by an empty one
+//! while the server runs is rebuilt whole, and orphan shard files go. Each test ends by taking
+//! two OTHER drives away: only restored redundancy lets everything read back byte for byte.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use common::{data, get_bytes, shard_files, TestServer};
+
+const SIZES: [usize; 5] = [1000, 70_000, 300_000, 1 << 20, (3 << 20) + 99];
+const BUCKET: &str = "repair";
+
+/// Fast repair: a pass every second, every pass deep, orphans older than 1 s removed.
+const FAST: [(&str, &str); 4] = [
+    ("TESSERA_REPAIR_SCAN_INTERVAL", "1s"),
+    ("TESSERA_REPAIR_DEEP_INTERVAL", "1s"),
+    ("TESSERA_REPAIR_GRACE", "1s"),
+    ("TESSERA_REPAIR_BANDWIDTH", "0"),
+];
+
+async fn write_all(s: &TestServer) -> Vec<(String, Vec<u8>)> {
+    let c = s.client().await;
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let mut out = Vec::new();
+    for (i, n) in SIZES.iter().enumerate() {
+        let key = format!("o{i}");
+        let body = data(*n, i as u64);
+        c.put_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap();
+        out.push((key, body));
+    }
+    // A multipart object of two parts (two shard files per drive).
+    let body = data((5 << 20) + 4321, 77);
+    let up = c
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key("mp")
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let mut parts = Vec::new();
+    for (n, chunk) in [&body[..5 << 20], &body[5 << 20..]].iter().enumerate() {
+        let p = c
+            .upload_part()
+            .bucket(BUCKET)
+            .key("mp")
+            .upload_id(id)
+            .part_number(n as i32 + 1)
+            .body(ByteStream::from(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(n as i32 + 1)
+                .e_tag(p.e_tag().unwrap())
+                .build(),
+        );
+    }
+    c.complete_multipart_upload()
+        .bucket(BUCKET)
+        .key("mp")
+        .upload_id(id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.push(("mp".into(), body));
+    out
+}
+
+async fn read_all(s: &TestServer, objects: &[(String, Vec<u8>)]) {
+    let c = s.client().await;
+    for (key, body) in objects {
+        let got = get_bytes(&c, BUCKET, key).await;
+        assert!(got == *body, "{key} differs after repair");
+    }
+}
+
+/// The repair status of the server's one set, from `/health/ready`.
+fn repair_status(s: &TestServer) -> serde_json::Value {
+    let url = format!("{}/health/ready", s.admin_url);
+    let body = common::cluster::http_body(&url);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["repair"][0].clone()
+}
+
+/// Waits (at most 60 s) until `cond` holds.
+async fn eventually(what: &str, s: &TestServer, cond: impl Fn() -> bool) {
+    for _ in 0..600 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{what} did not happen within 60 s; status {}\n{}",
+        repair_status(s),
+        s.log_text()
+    );
+}
+
+/// Waits until the scanner has finished a pass that started after this call.
+async fn pass_finished(s: &TestServer) {
+    let first = repair_status(s)["pass"].as_u64().unwrap_or(0);
+    eventually("a full scanner pass", s, || {
+        let st = repair_status(s);
+        st["pass"].as_u64().unwrap_or(0) > first + 1
+            || (st["pass"].as_u64().unwrap_or(0) > first && st["in_pass"] == false)
+    })
+    .await;
+}
+
+fn flip_byte(path: &Path, at: u64) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(&[b[0] ^ 0x5a]).unwrap();
+}
+
+fn wipe(root: &Path, drives: &[usize]) {
+    for d in drives {
+        std::fs::remove_dir_all(root.join(format!("drive-{d}"))).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn scanner_rebuilds_deleted_and_rotten_shards_that_nobody_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let mut s = TestServer::start(&root, &[]);
+    let objects = write_all(&s).await;
+    let per_drive = shard_files(&root.join("drive-0")).len();
+    assert_eq!(
+        per_drive, 6,
+        "4 single-PUT shard files and 2 parts per drive"
+    );
+    s.kill();
+    // Drive 1 loses every shard file; every shard file of drive 2 gets a flipped byte.
+    for f in shard_files(&root.join("drive-1")) {
+        std::fs::remove_file(f).unwrap();
+    }
+    for f in shard_files(&root.join("drive-2")) {
+        let len = std::fs::metadata(&f).unwrap().len();
+        flip_byte(&f, len / 2);
+    }
+    let mut s = TestServer::start_env(&root, &[], &FAST);
+    // No client reads: only the scanner can find this.
+    eventually("drive-1 shard files rebuilt", &s, || {
+        shard_files(&root.join("drive-1")).len() == per_drive
+    })
+    .await;
+    pass_finished(&s).await;
+    pass_finished(&s).await;
+    let st = repair_status(&s);
+    assert!(
+        st["healed"].as_u64().unwrap() >= 5,
+        "all 5 versions with shard files healed: {st}"
+    );
+    assert_eq!(st["leader"], true);
+    s.kill();
+    wipe(&root, &[0, 5]);
+    let mut s = TestServer::start(&root, &[]);
+    read_all(&s, &objects).await;
+    assert!(s.alive());
+}
+
+#[tokio::test]
+async fn a_drive_replaced_while_serving_is_rebuilt_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    // Scans are hourly: only the blank drive's own hint can start this rebuild.
+    let mut s = TestServer::start_env(&root, &[], &[("TESSERA_REPAIR_BANDWIDTH", "0")]);
+    let objects = write_all(&s).await;
+    let per_drive = shard_files(&root.join("drive-0")).len();
+    // Let the start-up pass finish so that what follows is the hint's doing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d3 = root.join("drive-3");
+    std::fs::remove_dir_all(&d3).unwrap();
+    std::fs::create_dir(&d3).unwrap();
+    // The server keeps serving while the drive is rebuilt.
+    read_all(&s, &objects).await;
+    eventually("drive-3 formatted and rebuilt", &s, || {
+        d3.join("format.json").exists() && shard_files(&d3).len() == per_drive
+    })
+    .await;
+    eventually("the rebuild pass finished", &s, || {
+        repair_status(&s)["in_pass"] == false
+    })
+    .await;
+    assert!(s
+        .log_text()
+        .contains("blank drive formatted into its place"));
+    s.kill();
+    // Records (inline objects too) and shards of drive 3 are back: lose two others.
+    wipe(&root, &[0, 1]);
+    let mut s = TestServer::start(&root, &[]);
+    read_all(&s, &objects).await;
+    assert!(s.alive());
+}
+
+#[tokio::test]
+async fn orphan_shard_files_are_removed_and_live_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let mut s = TestServer::start(&root, &[]);
+    let objects = write_all(&s).await;
+    let live = shard_files(&root.join("drive-0")).len();
+    s.kill();
+    // An orphan: a shard file no record points at, as a crash between file and record leaves.
+    let fan = root.join("drive-0/shards").join(BUCKET).join("ff");
+    std::fs::create_dir_all(&fan).unwrap();
+    let orphan = fan.join("ffffffff-0000-4000-8000-000000000000");
+    std::fs::write(&orphan, b"left behind by a crash").unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&orphan)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let mut s = TestServer::start_env(&root, &[], &FAST);
+    eventually("the orphan removed", &s, || !orphan.exists()).await;
+    pass_finished(&s).await;
+    assert_eq!(shard_files(&root.join("drive-0")).len(), live);
+    assert!(repair_status(&s)["orphans_removed"].as_u64().unwrap() >= 1);
+    read_all(&s, &objects).await;
+    assert!(s.alive());
+}
