@@ -281,6 +281,8 @@ impl Drop for RemoteShardWriter {
         // so it learns at once.
         if let Some(tx) = self.tx.take() {
             let _ = tx.try_send(Err(std::io::Error::other("aborted")));
+            // A node that is stopped would hold the request open: drop it here.
+            self.response.abort();
         }
     }
 }

@@ -1,14 +1,12 @@
 //! Bucket records: written to every drive of the set, read with a quorum.
 
-use futures::future::join_all;
-
 use super::{now_ns, ErasureSet, Error, Result};
 use crate::drive::BucketRecord;
 
 impl ErasureSet {
     /// The bucket's record, `NoSuchBucket` when a quorum says it does not exist.
     pub async fn get_bucket(&self, name: &str) -> Result<BucketRecord> {
-        let answers = join_all(self.drives.iter().map(|d| d.get_bucket(name))).await;
+        let answers = self.on_drives(|d| d.get_bucket(name)).await;
         let errors = answers.iter().filter(|a| a.is_err()).count();
         let found: Vec<BucketRecord> = answers
             .into_iter()
@@ -45,7 +43,7 @@ impl ErasureSet {
             versioning: None,
             tags: Default::default(),
         };
-        let answers = join_all(self.drives.iter().map(|d| d.put_bucket(&rec))).await;
+        let answers = self.on_drives(|d| d.put_bucket(&rec)).await;
         let ok = self.count_ok("write bucket record", &answers);
         if ok < self.write_quorum() {
             return Err(Error::Quorum(format!(
@@ -61,7 +59,8 @@ impl ErasureSet {
         if !self.bucket_is_empty(name).await? {
             return Err(Error::BucketNotEmpty);
         }
-        let ok = join_all(self.drives.iter().map(|d| d.delete_bucket(name)))
+        let ok = self
+            .on_drives(|d| d.delete_bucket(name))
             .await
             .into_iter()
             .filter(|r| r.is_ok())
@@ -82,7 +81,8 @@ impl ErasureSet {
     ) -> Result<BucketRecord> {
         let mut rec = self.get_bucket(name).await?;
         change(&mut rec);
-        let ok = join_all(self.drives.iter().map(|d| d.put_bucket(&rec)))
+        let ok = self
+            .on_drives(|d| d.put_bucket(&rec))
             .await
             .into_iter()
             .filter(|r| r.is_ok())
@@ -97,7 +97,7 @@ impl ErasureSet {
 
     /// True when no drive of the set holds any version of any key of `bucket`.
     pub async fn bucket_is_empty(&self, name: &str) -> Result<bool> {
-        let probes = join_all(self.drives.iter().map(|d| d.list_keys(name, "", b"", 1))).await;
+        let probes = self.on_drives(|d| d.list_keys(name, "", b"", 1)).await;
         let errors = probes.iter().filter(|p| p.is_err()).count();
         if errors > self.drives.len() - self.read_quorum() {
             return Err(Error::Quorum(format!(
@@ -111,7 +111,7 @@ impl ErasureSet {
 
     /// All buckets that a quorum of drives holds, sorted by name.
     pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
-        let answers = join_all(self.drives.iter().map(|d| d.list_buckets())).await;
+        let answers = self.on_drives(|d| d.list_buckets()).await;
         let errors = answers.iter().filter(|a| a.is_err()).count();
         if errors > self.drives.len() - self.read_quorum() {
             return Err(Error::Quorum(format!(

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::future::join_all;
 use futures::stream::BoxStream;
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
 use super::{ErasureSet, Error, Result};
@@ -18,6 +18,9 @@ pub type DataStream = BoxStream<'static, std::result::Result<Bytes, std::io::Err
 
 /// Object bytes per batch of reads from each drive.
 const BATCH_BYTES: u64 = 4 << 20;
+
+/// How long data shards may take before parity is read as well.
+const HEDGE_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A version chosen by quorum, ready to have its bytes read.
 pub struct ObjectReader {
@@ -226,7 +229,9 @@ impl ObjectReader {
                 }
             }
         };
-        let data = join_all((0..k).map(fetch)).await;
+        // Data shards first. Parity is read when a data shard fails, or (hedging) when one
+        // has not answered within HEDGE_AFTER; then the first k good shards win and the
+        // laggards are abandoned, so a stopped node costs a read that delay, not a timeout.
         let place = |i: usize, raw: Option<Bytes>, frames: &mut Vec<Vec<Option<Bytes>>>| {
             if let Some(raw) = raw {
                 let mut at = 0usize;
@@ -239,15 +244,59 @@ impl ObjectReader {
                 }
             }
         };
-        for (i, raw) in data.into_iter().enumerate() {
-            place(i, raw, &mut frames);
+        let indexed = |i: usize| {
+            let f = fetch(i);
+            async move { (i, f.await) }
+        };
+        let mut pending: FuturesUnordered<_> = (0..k).map(indexed).collect();
+        let mut asked = vec![false; n];
+        asked[..k].iter_mut().for_each(|a| *a = true);
+        let hedge = tokio::time::sleep(HEDGE_AFTER);
+        tokio::pin!(hedge);
+        let mut parity_asked = false;
+        let enough = |frames: &Vec<Vec<Option<Bytes>>>| {
+            frames
+                .iter()
+                .all(|f| f.iter().filter(|s| s.is_some()).count() >= k)
+        };
+        loop {
+            if enough(&frames) {
+                break;
+            }
+            let got = tokio::select! {
+                got = pending.next() => got,
+                _ = &mut hedge, if !parity_asked => None,
+            };
+            let ask_parity = match got {
+                Some((i, raw)) => {
+                    let failed = raw.is_none();
+                    place(i, raw, &mut frames);
+                    failed || frames.iter().any(|f| f[i].is_none())
+                }
+                None if pending.is_empty() => break,
+                None => true,
+            };
+            if ask_parity && !parity_asked {
+                parity_asked = true;
+                for (i, a) in asked.iter_mut().enumerate().skip(k) {
+                    *a = true;
+                    pending.push(indexed(i));
+                }
+            }
+        }
+        if !pending.is_empty() {
+            drop(pending);
+            // Whoever did not answer in time is slow: let the drive know.
+            for (i, h) in self.holders.iter().enumerate() {
+                if asked[i] && frames.iter().all(|f| f[i].is_none()) {
+                    if let Some(d) = h {
+                        d.note_slow();
+                    }
+                }
+            }
         }
         let damaged = frames.iter().any(|f| f[..k].iter().any(|s| s.is_none()));
         if damaged {
-            let parity = join_all((k..n).map(fetch)).await;
-            for (j, raw) in parity.into_iter().enumerate() {
-                place(k + j, raw, &mut frames);
-            }
             tracing::warn!(bucket = %self.bucket, data_dir = %seg.data_dir, "reconstructing from parity");
             leave_hint(
                 &self.set_drives,

@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use futures::future::join_all;
-
 use super::{ErasureSet, Error, Result};
 use crate::drive::VersionRecord;
 
@@ -108,12 +106,9 @@ impl ErasureSet {
         after: &[u8],
         limit: usize,
     ) -> Result<(Vec<(String, VersionRecord)>, Option<String>)> {
-        let answers = join_all(
-            self.drives
-                .iter()
-                .map(|d| d.list_keys(bucket, prefix, after, limit)),
-        )
-        .await;
+        let answers = self
+            .on_drives(|d| d.list_keys(bucket, prefix, after, limit))
+            .await;
         let errors = answers.iter().filter(|a| a.is_err()).count();
         if self.drives.len() - errors < self.read_quorum() {
             return Err(Error::Quorum(format!("{errors} drives failed listing")));

@@ -14,8 +14,6 @@ mod versions;
 
 use std::sync::Arc;
 
-use futures::future::join_all;
-
 use crate::drive::{Drive, DriveError, VersionRecord};
 use crate::erasure::Codec;
 
@@ -154,9 +152,29 @@ impl ErasureSet {
         &self.drives
     }
 
+    /// Calls every drive of the set concurrently; once a write quorum has answered
+    /// successfully, slower drives get a grace period and are then abandoned for this call
+    /// (see [`quorum_join`]).
+    pub(crate) async fn on_drives<'s, T, F, Fut>(
+        &'s self,
+        f: F,
+    ) -> Vec<std::result::Result<T, DriveError>>
+    where
+        F: FnMut(&'s Arc<dyn Drive>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, DriveError>>,
+    {
+        let futs: Vec<Fut> = self.drives.iter().map(f).collect();
+        quorum_join(futs, self.write_quorum(), |r| r.is_ok())
+            .await
+            .into_iter()
+            .zip(&self.drives)
+            .map(|(r, d)| r.unwrap_or_else(|| too_slow(d)))
+            .collect()
+    }
+
     /// How many drives answer a cheap probe right now.
     pub async fn online_drives(&self) -> usize {
-        join_all(self.drives.iter().map(|d| d.read_format()))
+        self.on_drives(|d| d.read_format())
             .await
             .into_iter()
             .filter(|r| matches!(r, Ok(Some(_))))
@@ -197,8 +215,8 @@ impl ErasureSet {
         key: &str,
         version_id: Option<&str>,
     ) -> Result<(VersionRecord, Vec<Option<VersionRecord>>)> {
-        let answers: Vec<std::result::Result<Vec<VersionRecord>, DriveError>> =
-            join_all(self.drives.iter().map(|d| async move {
+        let answers: Vec<std::result::Result<Vec<VersionRecord>, DriveError>> = self
+            .on_drives(|d| async move {
                 match version_id {
                     Some(v) => d
                         .get_version(bucket, key, v)
@@ -206,7 +224,7 @@ impl ErasureSet {
                         .map(|r| r.into_iter().collect()),
                     None => d.key_versions(bucket, key).await,
                 }
-            }))
+            })
             .await;
         let errors = self.drives.len() - self.count_ok("read version records", &answers);
         let per_drive: Vec<Vec<VersionRecord>> =
@@ -251,6 +269,63 @@ impl ErasureSet {
             }
         }
     }
+}
+
+/// Shortest and longest grace that drives slower than a quorum get.
+const GRACE_MIN: std::time::Duration = std::time::Duration::from_millis(250);
+const GRACE_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs `futs` concurrently. Once `need` of them have produced an answer that `ok` accepts,
+/// the rest get a grace period (twice the time the quorum took, within 250 ms..2 s); any
+/// still running then are abandoned and reported as `None`. So a stopped or slow drive delays
+/// a request by the grace, not by its timeout.
+pub(crate) async fn quorum_join<T, F>(
+    futs: Vec<F>,
+    need: usize,
+    ok: impl Fn(&T) -> bool,
+) -> Vec<Option<T>>
+where
+    F: std::future::Future<Output = T>,
+{
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let n = futs.len();
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    let mut pending: FuturesUnordered<_> = futs
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| async move { (i, f.await) })
+        .collect();
+    let start = tokio::time::Instant::now();
+    let mut good = 0;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match deadline {
+            None => pending.next().await,
+            Some(d) => match tokio::time::timeout_at(d, pending.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+        };
+        let Some((i, r)) = next else { break };
+        if ok(&r) {
+            good += 1;
+        }
+        out[i] = Some(r);
+        if good >= need && deadline.is_none() {
+            let grace = (start.elapsed() * 2).clamp(GRACE_MIN, GRACE_MAX);
+            deadline = Some(tokio::time::Instant::now() + grace);
+        }
+    }
+    out
+}
+
+/// The answer recorded for a drive abandoned by [`quorum_join`]; the drive is told.
+fn too_slow<T>(drive: &Arc<dyn Drive>) -> std::result::Result<T, DriveError> {
+    drive.note_slow();
+    Err(DriveError::Offline(format!(
+        "{} did not answer within the grace after quorum",
+        drive.endpoint()
+    )))
 }
 
 /// The version id a new write to a bucket gets: a fresh id where versioning is enabled,

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use futures::future::join_all;
 use md5::{Digest, Md5};
 
 use super::put::{BodyStream, PutOptions};
@@ -54,7 +53,8 @@ impl ErasureSet {
             checksum_type: checksum.map(|(_, t)| t),
             tags: opts.tags,
         };
-        let ok = join_all(self.drives.iter().map(|d| d.put_upload(bucket, &rec)))
+        let ok = self
+            .on_drives(|d| d.put_upload(bucket, &rec))
             .await
             .into_iter()
             .filter(|r| r.is_ok())
@@ -72,12 +72,9 @@ impl ErasureSet {
         key: &str,
         upload_id: &str,
     ) -> Result<UploadRecord> {
-        let answers = join_all(
-            self.drives
-                .iter()
-                .map(|d| d.get_upload(bucket, key, upload_id)),
-        )
-        .await;
+        let answers = self
+            .on_drives(|d| d.get_upload(bucket, key, upload_id))
+            .await;
         let errors = answers.iter().filter(|a| a.is_err()).count();
         let found: Vec<UploadRecord> = answers
             .into_iter()
@@ -129,20 +126,33 @@ impl ErasureSet {
             checksum: enc.checksum,
             shard_index: 0,
         };
-        let answers = join_all((0..self.drives.len()).map(|shard| {
-            let drive = self.drives[distribution[shard] as usize].clone();
-            let mut rec = base.clone();
-            rec.shard_index = shard as u8;
-            let ok = enc.committed[shard];
-            async move {
-                if ok {
-                    drive.put_part(bucket, key, upload_id, &rec).await.ok()
-                } else {
-                    None
+        let puts: Vec<_> = (0..self.drives.len())
+            .map(|shard| {
+                let drive = self.drives[distribution[shard] as usize].clone();
+                let mut rec = base.clone();
+                rec.shard_index = shard as u8;
+                let ok = enc.committed[shard];
+                async move {
+                    if ok {
+                        drive.put_part(bucket, key, upload_id, &rec).await.ok()
+                    } else {
+                        None
+                    }
                 }
-            }
-        }))
-        .await;
+            })
+            .collect();
+        let answers: Vec<Option<Option<PartRecord>>> =
+            super::quorum_join(puts, self.write_quorum(), |a| a.is_some())
+                .await
+                .into_iter()
+                .enumerate()
+                .map(|(shard, a)| {
+                    a.unwrap_or_else(|| {
+                        self.drives[distribution[shard] as usize].note_slow();
+                        None
+                    })
+                })
+                .collect();
         let written = answers.iter().filter(|a| a.is_some()).count();
         let mut replaced: Vec<String> = answers
             .into_iter()
@@ -154,18 +164,14 @@ impl ErasureSet {
         replaced.sort();
         replaced.dedup();
         if written < self.write_quorum() {
-            join_all(
-                self.drives
-                    .iter()
-                    .map(|d| d.delete_shard(bucket, &base.data_dir)),
-            )
-            .await;
+            self.on_drives(|d| d.delete_shard(bucket, &base.data_dir))
+                .await;
             return Err(Error::Quorum(format!(
                 "part {number} recorded on {written} drives"
             )));
         }
         for dir in replaced {
-            join_all(self.drives.iter().map(|d| d.delete_shard(bucket, &dir))).await;
+            self.on_drives(|d| d.delete_shard(bucket, &dir)).await;
         }
         Ok(base)
     }
@@ -179,12 +185,9 @@ impl ErasureSet {
         upload_id: &str,
     ) -> Result<Vec<PartRecord>> {
         self.get_upload(bucket, key, upload_id).await?;
-        let answers = join_all(
-            self.drives
-                .iter()
-                .map(|d| d.list_parts(bucket, key, upload_id)),
-        )
-        .await;
+        let answers = self
+            .on_drives(|d| d.list_parts(bucket, key, upload_id))
+            .await;
         let mut seen: BTreeMap<(u32, String), (PartRecord, usize)> = BTreeMap::new();
         for rec in answers.into_iter().flatten().flatten() {
             seen.entry((rec.number, rec.data_dir.clone()))
@@ -297,7 +300,7 @@ impl ErasureSet {
         // A part written while drives were down leaves holes the version's records do not
         // show: check that every drive holds every part, and leave a hint where one does not.
         let dirs: Vec<String> = rec.parts.iter().map(|p| p.data_dir.clone()).collect();
-        let held = join_all(self.drives.iter().map(|d| d.stat_shards(bucket, &dirs))).await;
+        let held = self.on_drives(|d| d.stat_shards(bucket, &dirs)).await;
         if held
             .iter()
             .any(|h| !matches!(h, Ok(v) if v.iter().all(|x| x.is_some())))
@@ -305,23 +308,15 @@ impl ErasureSet {
             self.persist_hint(bucket, key, &rec.version_id, false).await;
         }
         // The upload is done: its records go, and so do the parts it did not use.
-        join_all(
-            self.drives
-                .iter()
-                .map(|d| d.delete_upload(bucket, key, upload_id)),
-        )
-        .await;
+        self.on_drives(|d| d.delete_upload(bucket, key, upload_id))
+            .await;
         let used: Vec<&str> = rec.parts.iter().map(|p| p.data_dir.as_str()).collect();
         for p in parts
             .iter()
             .filter(|p| !used.contains(&p.data_dir.as_str()))
         {
-            join_all(
-                self.drives
-                    .iter()
-                    .map(|d| d.delete_shard(bucket, &p.data_dir)),
-            )
-            .await;
+            self.on_drives(|d| d.delete_shard(bucket, &p.data_dir))
+                .await;
         }
         Ok(rec)
     }
@@ -329,12 +324,9 @@ impl ErasureSet {
     /// Aborts an upload: its parts' shard files and its records go.
     pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         self.get_upload(bucket, key, upload_id).await?;
-        let lists = join_all(
-            self.drives
-                .iter()
-                .map(|d| d.list_parts(bucket, key, upload_id)),
-        )
-        .await;
+        let lists = self
+            .on_drives(|d| d.list_parts(bucket, key, upload_id))
+            .await;
         let mut dirs: Vec<String> = lists
             .into_iter()
             .flatten()
@@ -343,17 +335,14 @@ impl ErasureSet {
             .collect();
         dirs.sort();
         dirs.dedup();
-        let ok = join_all(
-            self.drives
-                .iter()
-                .map(|d| d.delete_upload(bucket, key, upload_id)),
-        )
-        .await
-        .into_iter()
-        .filter(|r| r.is_ok())
-        .count();
+        let ok = self
+            .on_drives(|d| d.delete_upload(bucket, key, upload_id))
+            .await
+            .into_iter()
+            .filter(|r| r.is_ok())
+            .count();
         for dir in dirs {
-            join_all(self.drives.iter().map(|d| d.delete_shard(bucket, &dir))).await;
+            self.on_drives(|d| d.delete_shard(bucket, &dir)).await;
         }
         if ok < self.write_quorum() {
             return Err(Error::Quorum(format!("abort reached {ok} drives")));
@@ -373,12 +362,9 @@ impl ErasureSet {
         self.get_bucket(bucket).await?;
         // Uploads are few; each drive lists a bounded window and the set merges them.
         let window = (max + 1).max(1000);
-        let answers = join_all(
-            self.drives
-                .iter()
-                .map(|d| d.list_uploads(bucket, prefix, after, window)),
-        )
-        .await;
+        let answers = self
+            .on_drives(|d| d.list_uploads(bucket, prefix, after, window))
+            .await;
         let mut merged: BTreeMap<(String, String), (UploadRecord, usize)> = BTreeMap::new();
         for rec in answers.into_iter().flatten().flatten() {
             merged

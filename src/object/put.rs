@@ -119,12 +119,8 @@ impl ErasureSet {
         let _guard = self.key_lock(bucket, key).lock().await;
         let now = self.current_witness(bucket, key).await;
         if now.as_ref().ok() != Some(&witness) {
-            join_all(
-                self.drives
-                    .iter()
-                    .map(|d| d.delete_shard(bucket, &enc.data_dir)),
-            )
-            .await;
+            self.on_drives(|d| d.delete_shard(bucket, &enc.data_dir))
+                .await;
             return Err(Error::ConditionalConflict);
         }
         self.commit_version(bucket, key, rec, enc.inline, &enc.committed)
@@ -249,14 +245,29 @@ impl ErasureSet {
                     inline_shards[i] = Some(f.to_vec());
                 }
             } else {
-                let writes = writers.iter_mut().zip(frames).map(|(w, f)| async move {
-                    if let Some(wr) = w {
-                        if wr.write(f).await.is_err() {
+                let writes: Vec<_> = writers
+                    .iter_mut()
+                    .zip(frames)
+                    .map(|(w, f)| async move {
+                        let ok = match w.as_mut() {
+                            Some(wr) => wr.write(f).await.is_ok(),
+                            None => false,
+                        };
+                        if !ok {
                             *w = None;
                         }
+                        ok
+                    })
+                    .collect();
+                let done = super::quorum_join(writes, self.write_quorum(), |ok| *ok).await;
+                // A drive that could not take its frame within the grace is dropped from
+                // this write (and gets its shard from repair).
+                for (i, d) in done.iter().enumerate() {
+                    if d.is_none() {
+                        self.drives[distribution[i] as usize].note_slow();
+                        writers[i] = None;
                     }
-                });
-                join_all(writes).await;
+                }
                 self.check_alive(&writers, "writing shards")?;
             }
             pending = match next.take() {
@@ -287,23 +298,31 @@ impl ErasureSet {
         let committed: Vec<bool> = if inline {
             vec![true; n]
         } else {
-            join_all(writers.into_iter().map(|w| async move {
-                match w {
-                    Some(w) => w.commit().await.is_ok(),
-                    None => false,
-                }
-            }))
-            .await
+            let commits: Vec<_> = writers
+                .into_iter()
+                .map(|w| async move {
+                    match w {
+                        Some(w) => w.commit().await.is_ok(),
+                        None => false,
+                    }
+                })
+                .collect();
+            super::quorum_join(commits, self.write_quorum(), |ok| *ok)
+                .await
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    c.unwrap_or_else(|| {
+                        self.drives[distribution[i] as usize].note_slow();
+                        false
+                    })
+                })
+                .collect()
         };
         let ok = committed.iter().filter(|c| **c).count();
         if ok < self.write_quorum() {
             if !inline {
-                join_all(
-                    self.drives
-                        .iter()
-                        .map(|d| d.delete_shard(bucket, &data_dir)),
-                )
-                .await;
+                self.on_drives(|d| d.delete_shard(bucket, &data_dir)).await;
             }
             return Err(Error::Quorum(format!(
                 "{ok} of {n} drives committed shards; need {}",
@@ -336,16 +355,28 @@ impl ErasureSet {
             .quorum_version(bucket, key, Some(&base.version_id))
             .await
             .ok();
-        let metas = join_all((0..n).map(|shard| {
-            let pos = distribution[shard] as usize;
-            let mut rec = base.clone();
-            rec.layout.shard_index = shard as u8;
-            rec.inline = inline[shard].take();
-            let ok = committed[shard];
-            let drive = self.drives[pos].clone();
-            async move { ok && drive.put_version(bucket, key, &rec).await.is_ok() }
-        }))
-        .await;
+        let puts: Vec<_> = (0..n)
+            .map(|shard| {
+                let pos = distribution[shard] as usize;
+                let mut rec = base.clone();
+                rec.layout.shard_index = shard as u8;
+                rec.inline = inline[shard].take();
+                let ok = committed[shard];
+                let drive = self.drives[pos].clone();
+                async move { ok && drive.put_version(bucket, key, &rec).await.is_ok() }
+            })
+            .collect();
+        let metas: Vec<bool> = super::quorum_join(puts, self.write_quorum(), |ok| *ok)
+            .await
+            .into_iter()
+            .enumerate()
+            .map(|(shard, m)| {
+                m.unwrap_or_else(|| {
+                    self.drives[distribution[shard] as usize].note_slow();
+                    false
+                })
+            })
+            .collect();
         let written = metas.iter().filter(|ok| **ok).count();
         if written < self.write_quorum() {
             self.roll_back(bucket, key, &base, &distribution, &metas)
@@ -372,7 +403,7 @@ impl ErasureSet {
                 (old.data_dirs(), base.data_dirs())
             };
             for dir in drop.iter().filter(|d| !keep.contains(d)) {
-                join_all(self.drives.iter().map(|d| d.delete_shard(bucket, dir))).await;
+                self.on_drives(|d| d.delete_shard(bucket, dir)).await;
             }
         }
         Ok(base)
@@ -457,12 +488,9 @@ impl ErasureSet {
             });
         }
         let target = version_id.unwrap_or("null");
-        let answers = join_all(
-            self.drives
-                .iter()
-                .map(|d| d.delete_version(bucket, key, target)),
-        )
-        .await;
+        let answers = self
+            .on_drives(|d| d.delete_version(bucket, key, target))
+            .await;
         let ok = answers.iter().filter(|a| a.is_ok()).count();
         let removed: Vec<VersionRecord> = answers
             .into_iter()
@@ -473,7 +501,7 @@ impl ErasureSet {
         dirs.sort();
         dirs.dedup();
         for dir in dirs {
-            join_all(self.drives.iter().map(|d| d.delete_shard(bucket, &dir))).await;
+            self.on_drives(|d| d.delete_shard(bucket, &dir)).await;
         }
         if ok < self.write_quorum() {
             return Err(Error::Quorum(format!("delete reached {ok} drives")));

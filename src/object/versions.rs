@@ -91,12 +91,7 @@ impl ErasureSet {
         let mut page = VersionsPage::default();
         // The rest of the marker key's versions, after the marker version.
         if let (Some(vm), false) = (version_marker, key_marker.is_empty()) {
-            let answers = join_all(
-                self.drives
-                    .iter()
-                    .map(|d| d.key_versions(bucket, key_marker)),
-            )
-            .await;
+            let answers = self.on_drives(|d| d.key_versions(bucket, key_marker)).await;
             let versions = self.merge_versions(answers)?;
             let after = versions
                 .iter()
@@ -115,12 +110,9 @@ impl ErasureSet {
         let mut cursor = key_marker.as_bytes().to_vec();
         'outer: loop {
             let want = (max + 1 - page.entries.len().min(max)).clamp(2, 1000);
-            let answers = join_all(
-                self.drives
-                    .iter()
-                    .map(|d| d.list_versions(bucket, prefix, &cursor, want)),
-            )
-            .await;
+            let answers = self
+                .on_drives(|d| d.list_versions(bucket, prefix, &cursor, want))
+                .await;
             let errors = answers.iter().filter(|a| a.is_err()).count();
             if self.drives.len() - errors < self.read_quorum() {
                 return Err(Error::Quorum(format!(
