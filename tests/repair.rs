@@ -248,3 +248,98 @@ async fn orphan_shard_files_are_removed_and_live_ones_kept() {
     read_all(&s, &objects).await;
     assert!(s.alive());
 }
+
+/// A tmpfs mounted for the test, unmounted at the end.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mounting a tmpfs needs root (the full-disk test)");
+        Self(at.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_drive_fails_its_writes_cleanly_and_is_healed_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    // Drive 5 is a 6 MiB file system: it fills up after a few objects.
+    let small = Tmpfs::mount(&root.join("drive-5"), "6m");
+    let mut s = TestServer::start_env(&root, &[], &FAST);
+    let c = s.client().await;
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let mut objects = Vec::new();
+    for i in 0..40 {
+        let key = format!("full/{i}");
+        let body = data(if i % 4 == 0 { 5000 } else { 1 << 20 }, 900 + i);
+        c.put_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PUT {key} with one drive full: {e:?}"));
+        objects.push((key, body));
+    }
+    // The drive is full and missed writes; everything still reads.
+    let on_small = shard_files(&root.join("drive-5")).len();
+    let on_other = shard_files(&root.join("drive-0")).len();
+    assert!(
+        on_small < on_other,
+        "the small drive should have run out: {on_small} vs {on_other} shard files"
+    );
+    read_all(&s, &objects).await;
+    let log = s.log_text();
+    assert!(log.contains("space"), "no out-of-space error logged:\n{log}");
+    // Every shard file the full drive kept is whole: its size is what its object needs.
+    let sizes: std::collections::HashMap<String, u64> = shard_files(&root.join("drive-0"))
+        .into_iter()
+        .map(|p| {
+            let len = std::fs::metadata(&p).unwrap().len();
+            (p.file_name().unwrap().to_string_lossy().into_owned(), len)
+        })
+        .collect();
+    for f in shard_files(&root.join("drive-5")) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let len = std::fs::metadata(&f).unwrap().len();
+        assert_eq!(Some(&len), sizes.get(&name), "{name} is cut short on the full drive");
+    }
+    // Space comes back: repair fills the drive in, without a restart.
+    small.resize("256m");
+    eventually("the full drive healed once space returned", &s, || {
+        shard_files(&root.join("drive-5")).len() == on_other
+    })
+    .await;
+    pass_finished(&s).await;
+    s.kill();
+    wipe(&root, &[0, 1]);
+    let mut s = TestServer::start(&root, &[]);
+    read_all(&s, &objects).await;
+    assert!(s.alive());
+    drop(s);
+    drop(small);
+}

@@ -221,7 +221,14 @@ impl ErasureSet {
             )
             .await
             .into_iter()
-            .map(|w| w.ok())
+            .zip(distribution)
+            .map(|(w, &pos)| {
+                w.map_err(|e| {
+                    let drive = self.drives[pos as usize].endpoint();
+                    tracing::warn!(%drive, error = %e, "cannot create shard file");
+                })
+                .ok()
+            })
             .collect();
             self.check_alive(&writers, "creating shard files")?;
         }
@@ -248,15 +255,18 @@ impl ErasureSet {
                 let writes: Vec<_> = writers
                     .iter_mut()
                     .zip(frames)
-                    .map(|(w, f)| async move {
-                        let ok = match w.as_mut() {
-                            Some(wr) => wr.write(f).await.is_ok(),
-                            None => false,
-                        };
-                        if !ok {
-                            *w = None;
+                    .zip(distribution)
+                    .map(|((w, f), &pos)| async move {
+                        let Some(wr) = w.as_mut() else { return false };
+                        match wr.write(f).await {
+                            Ok(()) => true,
+                            Err(e) => {
+                                let drive = self.drives[pos as usize].endpoint();
+                                tracing::warn!(%drive, error = %e, "shard write failed");
+                                *w = None;
+                                false
+                            }
                         }
-                        ok
                     })
                     .collect();
                 let done = super::quorum_join(writes, self.write_quorum(), |ok| *ok).await;
@@ -300,10 +310,16 @@ impl ErasureSet {
         } else {
             let commits: Vec<_> = writers
                 .into_iter()
-                .map(|w| async move {
-                    match w {
-                        Some(w) => w.commit().await.is_ok(),
-                        None => false,
+                .zip(distribution)
+                .map(|(w, &pos)| async move {
+                    let Some(w) = w else { return false };
+                    match w.commit().await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            let drive = self.drives[pos as usize].endpoint();
+                            tracing::warn!(%drive, error = %e, "shard commit failed");
+                            false
+                        }
                     }
                 })
                 .collect();
@@ -363,7 +379,18 @@ impl ErasureSet {
                 rec.inline = inline[shard].take();
                 let ok = committed[shard];
                 let drive = self.drives[pos].clone();
-                async move { ok && drive.put_version(bucket, key, &rec).await.is_ok() }
+                async move {
+                    if !ok {
+                        return false;
+                    }
+                    match drive.put_version(bucket, key, &rec).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(drive = %drive.endpoint(), error = %e, "metadata write failed");
+                            false
+                        }
+                    }
+                }
             })
             .collect();
         let metas: Vec<bool> = super::quorum_join(puts, self.write_quorum(), |ok| *ok)
