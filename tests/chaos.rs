@@ -12,6 +12,9 @@
 //!
 //! It prints a table: scenario, objects written, acknowledged, read back intact, lost,
 //! repaired, and seconds to full redundancy.
+//!
+//! It needs root: a cgroup and an iptables rule cut the gateways (only) off one node. The
+//! full-disk scenario (a tmpfs drive) is in `tests/repair.rs`.
 
 mod common;
 
@@ -60,6 +63,8 @@ struct Row {
 
 struct Chaos {
     cluster: TestCluster,
+    /// The gateways' cgroup, so that firewall rules can cut gateways (only) off a node.
+    cgroup: Cgroup,
     all: Vec<Written>,
     rows: Vec<Row>,
     seed: u64,
@@ -68,7 +73,8 @@ struct Chaos {
 
 impl Chaos {
     async fn new() -> Self {
-        let cluster = TestCluster::start_with(6, 2, 2, REPAIR);
+        let cgroup = Cgroup::create();
+        let cluster = TestCluster::start_full(6, 2, 2, REPAIR, Some(cgroup.path.clone()));
         cluster.wait_ready(0).await;
         cluster.wait_ready(1).await;
         cluster
@@ -80,6 +86,7 @@ impl Chaos {
             .unwrap();
         Self {
             cluster,
+            cgroup,
             all: Vec::new(),
             rows: Vec::new(),
             seed: 0,
@@ -450,6 +457,92 @@ async fn get(c: &aws_sdk_s3::Client, key: &str) -> Result<Vec<u8>, String> {
     .unwrap_or_else(|_| panic!("GET {key} hung for {:?}", started.elapsed()))
 }
 
+/// A cgroup (v2) folder for the gateways; removed at the end.
+struct Cgroup {
+    path: PathBuf,
+    /// Path relative to the cgroup2 root, as iptables matches it.
+    name: String,
+}
+
+impl Cgroup {
+    fn create() -> Self {
+        // Hybrid hierarchies mount cgroup2 at `unified`; pure cgroup2 at the root.
+        let root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.join("cgroup.procs").exists())
+            .expect("a cgroup2 hierarchy (the chaos suite cuts gateways off a node by cgroup)");
+        let name = format!("tessera-chaos-{}", std::process::id());
+        let path = root.join(&name);
+        std::fs::create_dir_all(&path).expect("create a cgroup (needs root)");
+        Self { path, name }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // The processes are gone by now (the cluster is dropped first).
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A firewall rule dropping every packet that processes of a cgroup send to a port on
+/// loopback: the node behind the port is cut off from them, not from anyone else.
+struct Cut(Vec<String>);
+
+impl Cut {
+    fn new(cgroup: &str, port: u16) -> Self {
+        let rule: Vec<String> = [
+            "OUTPUT",
+            "-o",
+            "lo",
+            "-p",
+            "tcp",
+            "--dport",
+            &port.to_string(),
+            "-m",
+            "cgroup",
+            "--path",
+            cgroup,
+            "-j",
+            "DROP",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let st = std::process::Command::new("iptables")
+            .arg("-I")
+            .args(&rule)
+            .status()
+            .expect("run iptables");
+        assert!(st.success(), "iptables refused the rule (needs root)");
+        Self(rule)
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("iptables")
+            .arg("-D")
+            .args(&self.0)
+            .status();
+    }
+}
+
+/// The RPC port of a node, from the URL it printed.
+fn node_port(p: &common::cluster::Proc) -> u16 {
+    p.urls[0]
+        .rsplit(':')
+        .next()
+        .and_then(|s| s.trim_end_matches('/').parse().ok())
+        .expect("node URL with a port")
+}
+
 /// Flips one byte in the middle of every shard file under `dir`; returns the files' new
 /// contents.
 fn rot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
@@ -547,6 +640,29 @@ async fn chaos_suite() {
         "4 drive folder replaced by an empty one",
         writes,
         replaced,
+        before,
+    )
+    .await;
+
+    // 5. A node cut off from the gateways but not from its peers: writes and reads go on
+    //    without it, and the sets' repair leaders (which still reach it) give it its shards.
+    let before = c.repaired();
+    let port = node_port(&c.cluster.nodes[3]);
+    let cut = Cut::new(&c.cgroup.name, port);
+    let started = Instant::now();
+    let load = c.start_writes("s5", 12);
+    let reads = c.all.clone();
+    c.verify(&reads).await;
+    let writes = load.await.unwrap();
+    c.verify(&writes).await;
+    let healed_while_cut = c.wait_full(started).await;
+    drop(cut);
+    println!("scenario 5: full redundancy while the node was still cut off, after {healed_while_cut:.1} s");
+    c.wait_all_online().await;
+    c.finish(
+        "5 node cut off from gateways, not peers",
+        writes,
+        started,
         before,
     )
     .await;

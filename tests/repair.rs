@@ -260,7 +260,10 @@ impl Tmpfs {
             .arg(at)
             .status()
             .expect("run mount");
-        assert!(st.success(), "mounting a tmpfs needs root (the full-disk test)");
+        assert!(
+            st.success(),
+            "mounting a tmpfs needs root (the full-disk test)"
+        );
         Self(at.to_path_buf())
     }
 
@@ -314,7 +317,10 @@ async fn a_full_drive_fails_its_writes_cleanly_and_is_healed_when_space_returns(
     );
     read_all(&s, &objects).await;
     let log = s.log_text();
-    assert!(log.contains("space"), "no out-of-space error logged:\n{log}");
+    assert!(
+        log.contains("space"),
+        "no out-of-space error logged:\n{log}"
+    );
     // Every shard file the full drive kept is whole: its size is what its object needs.
     let sizes: std::collections::HashMap<String, u64> = shard_files(&root.join("drive-0"))
         .into_iter()
@@ -326,7 +332,11 @@ async fn a_full_drive_fails_its_writes_cleanly_and_is_healed_when_space_returns(
     for f in shard_files(&root.join("drive-5")) {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         let len = std::fs::metadata(&f).unwrap().len();
-        assert_eq!(Some(&len), sizes.get(&name), "{name} is cut short on the full drive");
+        assert_eq!(
+            Some(&len),
+            sizes.get(&name),
+            "{name} is cut short on the full drive"
+        );
     }
     // Space comes back: repair fills the drive in, without a restart.
     small.resize("256m");

@@ -64,12 +64,37 @@ pub struct Proc {
 impl Proc {
     /// Starts `tessera ARGS` and waits for `ready`; collects the `http://` URLs it prints.
     pub fn start(name: &str, args: &[&str], log: PathBuf) -> Result<Self, String> {
+        Self::start_in(name, args, log, None)
+    }
+
+    /// Like `start`, with the process placed in a cgroup (v2) folder before it runs, so that
+    /// every socket it opens belongs to that cgroup (firewall rules can then single it out).
+    pub fn start_in(
+        name: &str,
+        args: &[&str],
+        log: PathBuf,
+        cgroup: Option<&Path>,
+    ) -> Result<Self, String> {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        let bin = env!("CARGO_BIN_EXE_tessera");
+        let mut cmd = match cgroup {
+            Some(cg) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!(
+                        "echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"",
+                        cg.display()
+                    ))
+                    .arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .args(args)
             .env("TESSERA_CLUSTER_SECRET", CLUSTER_SECRET)
             .env("TESSERA_ROOT_ACCESS_KEY", ACCESS_KEY)
@@ -143,6 +168,8 @@ pub struct TestCluster {
     pub topology: PathBuf,
     pub nodes: Vec<Proc>,
     pub gateways: Vec<Proc>,
+    /// A cgroup (v2) folder that gateways are started in, when set.
+    pub gateway_cgroup: Option<PathBuf>,
 }
 
 impl Drop for TestCluster {
@@ -161,6 +188,17 @@ impl TestCluster {
 
     /// Like `start`, with `extra` TOML appended to the cluster file (e.g. a `[repair]` table).
     pub fn start_with(nodes: usize, drives: usize, gateways: usize, extra: &str) -> Self {
+        Self::start_full(nodes, drives, gateways, extra, None)
+    }
+
+    /// Like `start_with`, with the gateways started in the cgroup (v2) folder `cgroup`.
+    pub fn start_full(
+        nodes: usize,
+        drives: usize,
+        gateways: usize,
+        extra: &str,
+        cgroup: Option<PathBuf>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (topology, _) = write_topology(dir.path(), nodes, drives, "4+2");
         if !extra.is_empty() {
@@ -173,6 +211,7 @@ impl TestCluster {
             topology,
             nodes: Vec::new(),
             gateways: Vec::new(),
+            gateway_cgroup: cgroup,
         };
         for n in 0..nodes {
             c.start_node(n);
@@ -212,7 +251,7 @@ impl TestCluster {
             .dir
             .path()
             .join(format!("gateway{i}-{}.log", free_port()));
-        Proc::start(
+        Proc::start_in(
             &format!("gateway{i}"),
             &[
                 "gateway",
@@ -224,6 +263,7 @@ impl TestCluster {
                 "127.0.0.1:0",
             ],
             log,
+            self.gateway_cgroup.as_deref(),
         )
     }
 
