@@ -325,3 +325,35 @@ fn node_rpc_refuses_unsigned_tampered_and_replayed_requests() {
     // Health checks need no credentials.
     assert_eq!(send("GET", "/health/live", &[]), 200);
 }
+
+/// A write while 2 of 6 drives are down raises the object's parity (2+4 on the 4 drives that
+/// are up), so it survives two FURTHER losses: with only 2 nodes left, it still reads.
+#[tokio::test]
+async fn degraded_writes_raise_parity_and_survive_two_more_losses() {
+    let mut cl = TestCluster::start(6, 1, 1);
+    cl.wait_ready(0).await;
+    let c = cl.client(0);
+    c.create_bucket().bucket("raised").send().await.unwrap();
+    cl.nodes[0].kill();
+    cl.nodes[1].kill();
+    // The gateway learns that they are down (its readiness probe calls every drive).
+    let url = format!("{}/health/ready", cl.admin_url(0));
+    for _ in 0..100 {
+        let body = common::cluster::http_body(&url);
+        if body.contains("\"online\":4") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let objects = put_all(&c, "raised", "degraded/").await;
+    // Two more nodes go: only nodes 4 and 5 are left, 2 of 6 drives.
+    cl.nodes[2].kill();
+    cl.nodes[3].kill();
+    check_all(&c, "raised", &objects).await;
+    // Everything comes back, and repair gives the returning drives their shards.
+    for n in 0..4 {
+        cl.start_node(n);
+    }
+    cl.wait_ready(0).await;
+    check_all(&c, "raised", &objects).await;
+}

@@ -238,7 +238,10 @@ impl ErasureSet {
             let newer = best.is_none_or(|b| {
                 (c.mod_time_ns, &c.version_id, &c.etag) > (b.mod_time_ns, &b.version_id, &b.etag)
             });
-            if agree >= self.read_quorum() && newer {
+            // A version written with raised parity (drives were down) is readable from its
+            // own `k` copies.
+            let need = self.read_quorum().min((c.layout.k as usize).max(1));
+            if agree >= need && newer {
                 best = Some(c);
             }
         }

@@ -111,6 +111,8 @@ impl ErasureSet {
             .encode_body(
                 bucket,
                 &distribution,
+                // Parts keep the set's layout: the completed object has one layout for all.
+                &self.codec.clone(),
                 body,
                 opts.content_md5,
                 opts.finish,

@@ -14,6 +14,17 @@ use super::{new_version_id, now_ns, BoxError, ErasureSet, Error, Result};
 use crate::drive::{ErasureLayout, ShardWriter, VersionRecord};
 use crate::erasure::frame;
 
+/// The layout of an object encoded with `codec` and placed by `distribution`.
+fn layout(codec: &crate::erasure::Codec, distribution: &[u8]) -> ErasureLayout {
+    ErasureLayout {
+        k: codec.data_shards() as u8,
+        m: codec.parity_shards() as u8,
+        stripe_size: codec.stripe_size() as u32,
+        shard_index: 0,
+        distribution: distribution.to_vec(),
+    }
+}
+
 /// A request body: data pieces, or the error that ended it.
 pub type BodyStream = BoxStream<'static, std::result::Result<Bytes, BoxError>>;
 
@@ -85,10 +96,12 @@ impl ErasureSet {
             None => None,
         };
         let distribution = self.distribution(bucket, key);
+        let codec = self.write_codec();
         let enc = self
             .encode_body(
                 bucket,
                 &distribution,
+                &codec,
                 body,
                 opts.content_md5,
                 opts.finish,
@@ -103,7 +116,7 @@ impl ErasureSet {
             headers: opts.headers,
             user_meta: opts.user_meta,
             checksum: enc.checksum.clone(),
-            layout: self.layout(&distribution),
+            layout: layout(&codec, &distribution),
             data_dir: enc.data_dir.clone(),
             inline: None,
             parts: Vec::new(),
@@ -161,28 +174,42 @@ impl ErasureSet {
     }
 
     pub(super) fn layout(&self, distribution: &[u8]) -> ErasureLayout {
-        ErasureLayout {
-            k: self.k() as u8,
-            m: self.m() as u8,
-            stripe_size: self.codec.stripe_size() as u32,
-            shard_index: 0,
-            distribution: distribution.to_vec(),
+        layout(&self.codec, distribution)
+    }
+
+    /// The codec for a new single-PUT object: the set's, or, when drives are known to be
+    /// offline and a write quorum is still up, one with the parity raised by the number of
+    /// drives down, so that the object written to the drives that are up still survives `m`
+    /// further losses (DESIGN section 4). Repair fills the missing shards in later; the
+    /// object keeps its raised layout.
+    pub(super) fn write_codec(&self) -> std::sync::Arc<crate::erasure::Codec> {
+        let n = self.drives.len();
+        let down = self.drives.iter().filter(|d| !d.is_online()).count();
+        if down == 0 || n - down < self.write_quorum() {
+            return self.codec.clone();
+        }
+        let m = self.m() + down;
+        match crate::erasure::Codec::new(n - m, m, self.codec.stripe_size()) {
+            Ok(c) if n > m => std::sync::Arc::new(c),
+            _ => self.codec.clone(),
         }
     }
 
     /// Streams `body` into shard files (or inline shards, when `allow_inline` and it is
     /// small), verifying its MD5 and the end-of-body checks. Shard files are committed on
     /// every drive that can; fewer than a write quorum is an error and leaves nothing.
+    #[allow(clippy::too_many_arguments)] // each is one fact about this body; no natural group
     pub(super) async fn encode_body(
         &self,
         bucket: &str,
         distribution: &[u8],
+        codec: &std::sync::Arc<crate::erasure::Codec>,
         body: BodyStream,
         content_md5: Option<[u8; 16]>,
         finish: Option<FinishCheck>,
         allow_inline: bool,
     ) -> Result<Encoded> {
-        let stripe_size = self.codec.stripe_size();
+        let stripe_size = codec.stripe_size();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, BoxError>>(2);
         let reader = tokio::spawn(read_stripes(body, stripe_size, tx));
         let n = self.drives.len();
@@ -235,7 +262,7 @@ impl ErasureSet {
 
         while let Some(stripe) = pending.take() {
             size += stripe.len() as u64;
-            let codec = self.codec.clone();
+            let codec = codec.clone();
             let mut hasher = md5.take().ok_or_else(|| Error::Internal("md5".into()))?;
             let (frames, hasher) = tokio::task::spawn_blocking(move || {
                 hasher.update(&stripe);

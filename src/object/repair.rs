@@ -571,6 +571,8 @@ impl Repairer {
                 if let Some((_, refs)) = self.refs.as_mut().filter(|(b, _)| b == bucket) {
                     refs.extend(rec.data_dirs());
                 }
+                // Versions written with raised parity need only their own `k` copies.
+                let k = k.min((rec.layout.k as usize).max(1));
                 if holders.len() < k {
                     let age = super::now_ns() - rec.mod_time_ns;
                     if holders.len() + unanswered < k && age > grace_ns {
