@@ -92,12 +92,73 @@ impl Gateway {
                 },
                 upload_expiry: topo.upload_expiry,
                 // Repair runs on the nodes, each set led by one of them.
-                repair: Vec::new(),
+                repair: node_repair(client.clone(), topo, secret.clone()),
             },
         )
         .await?;
         Ok(Self { frontend, sets: n })
     }
+}
+
+/// The repair status of every set, from the node that leads it (the first that answers
+/// and says so); a set whose leader cannot be reached is reported with `leader: false`.
+fn node_repair(client: RpcClient, topo: &Topology, secret: Arc<str>) -> crate::admin::RepairSource {
+    let nodes: Vec<String> = topo.file.nodes.iter().map(|n| n.address.clone()).collect();
+    let sets = topo.sets.len();
+    Arc::new(move || {
+        let (client, nodes, secret) = (client.clone(), nodes.clone(), secret.clone());
+        Box::pin(async move {
+            let answers = futures::future::join_all(nodes.iter().map(|addr| {
+                rpc_get::<Vec<crate::object::RepairStatus>>(
+                    &client,
+                    addr,
+                    &secret,
+                    "/rpc/v1/repair",
+                )
+            }))
+            .await;
+            let mut out: Vec<crate::object::RepairStatus> = (0..sets)
+                .map(|set| crate::object::RepairStatus {
+                    set,
+                    ..Default::default()
+                })
+                .collect();
+            for st in answers.into_iter().flatten().flatten() {
+                if st.leader && st.set < sets {
+                    let set = st.set;
+                    out[set] = st;
+                }
+            }
+            out
+        })
+    })
+}
+
+/// A signed GET of a node RPC path, within 2 s; `None` when it fails.
+async fn rpc_get<T: serde::de::DeserializeOwned>(
+    client: &RpcClient,
+    address: &str,
+    secret: &str,
+    path: &str,
+) -> Option<T> {
+    use http_body_util::BodyExt;
+    let mut req = hyper::Request::builder()
+        .method("GET")
+        .uri(format!("http://{address}{path}"));
+    for (k, v) in crate::cluster::auth::sign(secret, "GET", path) {
+        req = req.header(k, v);
+    }
+    let req = req.body(axum::body::Body::empty()).ok()?;
+    let body = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let resp = client.request(req).await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.into_body().collect().await.ok().map(|b| b.to_bytes())
+    })
+    .await
+    .ok()??;
+    serde_json::from_slice(&body).ok()
 }
 
 /// Asks every node for its topology hash: a node that answers with another one stops the

@@ -13,7 +13,7 @@ use crate::config::ServerConfig;
 use crate::credentials::{self, Credentials, Source};
 use crate::drive::{Drive, LocalDrive};
 use crate::erasure::Codec;
-use crate::object::{setup, ErasureSet, RepairStatus, Repairer, Store};
+use crate::object::{setup, ErasureSet, Repairer, Store};
 use crate::s3::{self, S3State};
 
 /// The S3 and admin listeners over a store.
@@ -40,8 +40,8 @@ pub struct FrontendConfig {
     pub credentials: Credentials,
     /// Abandoned-upload age.
     pub upload_expiry: std::time::Duration,
-    /// Status of the repair workers this process runs.
-    pub repair: Vec<Arc<std::sync::Mutex<RepairStatus>>>,
+    /// Where the repair status of every set comes from.
+    pub repair: admin::RepairSource,
 }
 
 impl Frontend {
@@ -155,7 +155,7 @@ impl Server {
                 base_domain: cfg.base_domain.clone(),
                 credentials: credentials.clone(),
                 upload_expiry: cfg.upload_expiry,
-                repair: vec![repair],
+                repair: admin::local_repair(vec![repair]),
             },
         )
         .await?;

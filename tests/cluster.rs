@@ -356,4 +356,20 @@ async fn degraded_writes_raise_parity_and_survive_two_more_losses() {
     }
     cl.wait_ready(0).await;
     check_all(&c, "raised", &objects).await;
+    // The gateway's readiness shows each set's repair, as its leading node reports it.
+    let mut st = serde_json::Value::Null;
+    for _ in 0..100 {
+        let body = common::cluster::http_body(&url);
+        st = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["repair"][0]
+            .clone();
+        if st["leader"] == true && st["pass"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        st["leader"], true,
+        "repair status through the gateway: {st}"
+    );
+    assert!(st["pass"].as_u64().unwrap_or(0) >= 1, "{st}");
 }

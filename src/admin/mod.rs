@@ -13,8 +13,24 @@ use crate::object::{RepairStatus, Store};
 pub struct AdminState {
     /// The store served by this process.
     pub store: Arc<Store>,
-    /// Repair workers of this process (in `tessera server`; in a cluster, the nodes run them).
-    pub repair: Vec<Arc<std::sync::Mutex<RepairStatus>>>,
+    /// Where the repair status of every set comes from: this process's workers (in
+    /// `tessera server`), or the nodes that lead the sets (in a gateway).
+    pub repair: RepairSource,
+}
+
+/// Fetches the repair status of every erasure set.
+pub type RepairSource =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Vec<RepairStatus>> + Send + Sync>;
+
+/// A repair source over workers of this process.
+pub fn local_repair(workers: Vec<Arc<std::sync::Mutex<RepairStatus>>>) -> RepairSource {
+    Arc::new(move || {
+        let list: Vec<RepairStatus> = workers
+            .iter()
+            .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect();
+        Box::pin(async move { list })
+    })
 }
 
 /// The admin router: `GET /health/live`, `GET /health/ready`.
@@ -54,11 +70,7 @@ async fn ready(State(state): State<Arc<AdminState>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let repair: Vec<RepairStatus> = state
-        .repair
-        .iter()
-        .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).clone())
-        .collect();
+    let repair: Vec<RepairStatus> = (state.repair)().await;
     let body = serde_json::json!({
         "status": if all_ok { "ready" } else { "degraded" },
         "sets": sets,
