@@ -7,6 +7,9 @@
 //!   heal hint is left, and with any two nodes down, everything still reads (so every
 //!   metadata copy agrees, since a read needs 4 identical copies).
 //!
+//! Metadata rot (scenario 3b) is made on stopped nodes, so that the databases read it back
+//! on restart rather than from their caches.
+//!
 //! Parity shards are not read by a healthy GET, so rot in them is found by the scanner's deep
 //! pass (every 15 s here).
 //!
@@ -457,6 +460,28 @@ async fn get(c: &aws_sdk_s3::Client, key: &str) -> Result<Vec<u8>, String> {
     .unwrap_or_else(|_| panic!("GET {key} hung for {:?}", started.elapsed()))
 }
 
+/// Flips bytes in the RocksDB files of a drive's metadata folder (tables, write-ahead logs
+/// and manifests): one byte in every 4 KiB; returns how many files it changed.
+fn rot_metadata(meta: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(meta).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.ends_with(".sst") || name.ends_with(".log") || name.starts_with("MANIFEST")) {
+            continue;
+        }
+        let mut b = std::fs::read(e.path()).unwrap();
+        if b.is_empty() {
+            continue;
+        }
+        for at in (b.len() / 2..b.len()).step_by(4096) {
+            b[at] ^= 0x5a;
+        }
+        std::fs::write(e.path(), &b).unwrap();
+        n += 1;
+    }
+    n
+}
+
 /// A cgroup (v2) folder for the gateways; removed at the end.
 struct Cgroup {
     path: PathBuf,
@@ -622,6 +647,31 @@ async fn chaos_suite() {
     assert_eq!(still, 0, "rotten shard files left unrepaired");
     c.finish(
         "3 bytes flipped in shards of 2 drives",
+        writes,
+        started,
+        before,
+    )
+    .await;
+
+    // 3b. Random bytes flipped in the metadata (RocksDB files) of m nodes' drives: each drive
+    //     either replays what it can or finds its database corrupt and sets it aside; repair
+    //     rewrites what is missing either way.
+    let before = c.repaired();
+    for n in [3, 4] {
+        c.cluster.nodes[n].kill();
+        for d in 0..2 {
+            let flipped = rot_metadata(&c.drive(n, d).join("meta"));
+            assert!(flipped > 0, "no metadata files on node{n}/d{d}");
+        }
+    }
+    c.cluster.start_node(3);
+    c.cluster.start_node(4);
+    let started = Instant::now();
+    c.wait_all_online().await;
+    let load = c.start_writes("s3b", 8);
+    let writes = load.await.unwrap();
+    c.finish(
+        "3b bytes flipped in metadata of 2 nodes",
         writes,
         started,
         before,
@@ -816,6 +866,14 @@ async fn chaos_suite() {
     }
     let back = Instant::now();
     c.wait_all_online().await;
+    // The refused writes left nothing visible.
+    for i in 0..4 {
+        let e = get(&g, &format!("s8/{i}")).await.unwrap_err();
+        assert!(
+            e.starts_with("NoSuchKey"),
+            "refused write s8/{i} visible: {e}"
+        );
+    }
     println!("scenario 8: writes refused in {refused:?}");
     c.finish("8 three nodes down, then back", Vec::new(), back, before)
         .await;

@@ -29,16 +29,59 @@ pub struct LocalDrive {
     db: std::sync::RwLock<Option<Arc<DB>>>,
     /// Striped locks making "keep the newer record" atomic per key.
     record_locks: Arc<Vec<std::sync::Mutex<()>>>,
+    /// A call found the metadata database corrupt.
+    corrupt: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LocalDrive {
     /// Opens (creating if needed) the drive folder at `root`, and clears its temporary files.
     pub fn open(root: &Path) -> Result<Self, DriveError> {
+        let db = match Self::open_db(root) {
+            Err(DriveError::Db(e)) if is_corruption(&e) => {
+                tracing::error!(drive = %root.display(), error = %e, "metadata database is corrupt");
+                Self::set_aside(root)?
+            }
+            other => other?,
+        };
         Ok(Self {
             root: root.to_path_buf(),
-            db: std::sync::RwLock::new(Some(Arc::new(Self::open_db(root)?))),
+            db: std::sync::RwLock::new(Some(Arc::new(db))),
             record_locks: Arc::new((0..64).map(|_| std::sync::Mutex::new(())).collect()),
+            corrupt: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
+    }
+
+    /// Moves a corrupt metadata database aside (`meta.corrupt-<time>`, kept for forensics),
+    /// opens a blank one, and leaves a "drive" heal hint in it: repair then rewrites every
+    /// record of the drive from its set. Shard files stay; repair verifies them.
+    fn set_aside(root: &Path) -> Result<DB, DriveError> {
+        let aside = root.join(format!("meta.corrupt-{}", record::now_ms()));
+        std::fs::rename(root.join("meta"), &aside)?;
+        let db = Self::open_db(root)?;
+        let hint = HealHint::drive(&format!("corrupt-{}", record::now_ms()));
+        db.put_cf_opt(
+            cf(&db, CF_HEAL)?,
+            hint_key(&hint.id()),
+            record::encode(&hint)?,
+            &sync_opts(),
+        )
+        .map_err(db_err)?;
+        tracing::warn!(drive = %root.display(), aside = %aside.display(), "set the corrupt metadata database aside; repair rebuilds the drive's records");
+        Ok(db)
+    }
+
+    /// Sets aside the metadata database if a call found it corrupt (see [`Self::set_aside`]);
+    /// returns whether it did.
+    pub fn set_aside_if_corrupt(&self) -> Result<bool, DriveError> {
+        if !self.corrupt.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        db.take();
+        *db = Some(Arc::new(Self::set_aside(&self.root)?));
+        self.corrupt
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Whether the drive folder was removed or emptied under the running process (its
@@ -192,9 +235,17 @@ impl LocalDrive {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or_else(|| DriveError::Offline("drive folder being reopened".into()))?;
-        tokio::task::spawn_blocking(move || f(&db))
+        let r = tokio::task::spawn_blocking(move || f(&db))
             .await
-            .map_err(|e| DriveError::Db(format!("task: {e}")))?
+            .map_err(|e| DriveError::Db(format!("task: {e}")))?;
+        if let Err(DriveError::Db(e)) = &r {
+            if is_corruption(e) {
+                tracing::error!(drive = %self.root.display(), error = %e, "metadata database is corrupt");
+                self.corrupt
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        r
     }
 }
 
@@ -203,6 +254,11 @@ pub fn newest(versions: Vec<VersionRecord>) -> Option<VersionRecord> {
     versions
         .into_iter()
         .max_by(|a, b| (a.mod_time_ns, &a.version_id).cmp(&(b.mod_time_ns, &b.version_id)))
+}
+
+/// RocksDB reports damaged files as `Corruption: ...`.
+fn is_corruption(e: &str) -> bool {
+    e.contains("Corruption")
 }
 
 fn db_err(e: rocksdb::Error) -> DriveError {

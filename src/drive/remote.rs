@@ -53,7 +53,13 @@ pub fn rpc_client() -> RpcClient {
 struct Health {
     failures: AtomicU32,
     offline: AtomicBool,
+    /// When a call last succeeded (ms since the epoch; 0: not yet).
+    last_ok_ms: std::sync::atomic::AtomicU64,
 }
+
+/// A drive abandoned as too slow is marked offline only when none of its calls has succeeded
+/// for this long: a stopped node, not one that is merely slower than its peers under load.
+const SLOW_TO_OFFLINE_MS: u64 = 1000;
 
 /// A drive of another node.
 #[derive(Clone)]
@@ -119,7 +125,12 @@ impl RemoteDrive {
                     self.start_probe();
                 }
             }
-            _ => self.health.failures.store(0, Ordering::Relaxed),
+            _ => {
+                self.health.failures.store(0, Ordering::Relaxed);
+                self.health
+                    .last_ok_ms
+                    .store(super::record::now_ms(), Ordering::Relaxed);
+            }
         }
     }
 
@@ -609,7 +620,10 @@ impl Drive for RemoteDrive {
     }
 
     fn note_slow(&self) {
-        self.record::<()>(&Err(DriveError::Offline("too slow".into())));
+        let last = self.health.last_ok_ms.load(Ordering::Relaxed);
+        if super::record::now_ms().saturating_sub(last) >= SLOW_TO_OFFLINE_MS {
+            self.record::<()>(&Err(DriveError::Offline("too slow".into())));
+        }
     }
 }
 

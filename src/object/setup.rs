@@ -108,7 +108,7 @@ pub struct WatchedDrive {
 }
 
 /// Watches local drives every second: a drive folder that was removed or replaced under the
-/// running process is reopened; a drive that is blank (new, or replaced by an empty one) is
+/// running process is reopened; a metadata database found corrupt is set aside and rebuilt; a drive that is blank (new, or replaced by an empty one) is
 /// formatted into its place and leaves a "drive" heal hint, so that the set's repair rebuilds
 /// everything onto it without an operator command.
 pub fn spawn_drive_watch(drives: Vec<WatchedDrive>) {
@@ -119,6 +119,13 @@ pub fn spawn_drive_watch(drives: Vec<WatchedDrive>) {
                 let reopened = tokio::task::spawn_blocking(move || d.reopen_if_replaced()).await;
                 if let Ok(Err(e)) = reopened {
                     tracing::error!(drive = %w.drive.endpoint(), error = %e, "cannot reopen drive");
+                    continue;
+                }
+                let d = w.drive.clone();
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || d.set_aside_if_corrupt()).await
+                {
+                    tracing::error!(drive = %w.drive.endpoint(), error = %e, "cannot set a corrupt database aside");
                     continue;
                 }
                 if let Ok(None) = w.drive.read_format().await {
