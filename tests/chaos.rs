@@ -397,47 +397,7 @@ impl Chaos {
 }
 
 async fn put_multipart(c: &aws_sdk_s3::Client, key: &str, body: &[u8]) -> bool {
-    let Ok(up) = c
-        .create_multipart_upload()
-        .bucket(BUCKET)
-        .key(key)
-        .send()
-        .await
-    else {
-        return false;
-    };
-    let id = up.upload_id().unwrap_or_default().to_string();
-    let mut parts = Vec::new();
-    for (n, chunk) in body.chunks(5 << 20).enumerate() {
-        let Ok(p) = c
-            .upload_part()
-            .bucket(BUCKET)
-            .key(key)
-            .upload_id(&id)
-            .part_number(n as i32 + 1)
-            .body(ByteStream::from(chunk.to_vec()))
-            .send()
-            .await
-        else {
-            return false;
-        };
-        parts.push(
-            aws_sdk_s3::types::CompletedPart::builder()
-                .part_number(n as i32 + 1)
-                .e_tag(p.e_tag().unwrap_or_default())
-                .build(),
-        );
-    }
-    c.complete_multipart_upload()
-        .bucket(BUCKET)
-        .key(key)
-        .upload_id(&id)
-        .multipart_upload(
-            aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
+    common::put_multipart(c, BUCKET, key, body, 5 << 20)
         .await
         .is_ok()
 }

@@ -40,43 +40,7 @@ async fn write_all(s: &TestServer) -> Vec<(String, Vec<u8>)> {
     }
     // A multipart object of two parts (two shard files per drive).
     let body = data((5 << 20) + 4321, 77);
-    let up = c
-        .create_multipart_upload()
-        .bucket(BUCKET)
-        .key("mp")
-        .send()
-        .await
-        .unwrap();
-    let id = up.upload_id().unwrap();
-    let mut parts = Vec::new();
-    for (n, chunk) in [&body[..5 << 20], &body[5 << 20..]].iter().enumerate() {
-        let p = c
-            .upload_part()
-            .bucket(BUCKET)
-            .key("mp")
-            .upload_id(id)
-            .part_number(n as i32 + 1)
-            .body(ByteStream::from(chunk.to_vec()))
-            .send()
-            .await
-            .unwrap();
-        parts.push(
-            aws_sdk_s3::types::CompletedPart::builder()
-                .part_number(n as i32 + 1)
-                .e_tag(p.e_tag().unwrap())
-                .build(),
-        );
-    }
-    c.complete_multipart_upload()
-        .bucket(BUCKET)
-        .key("mp")
-        .upload_id(id)
-        .multipart_upload(
-            aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
+    common::put_multipart(&c, BUCKET, "mp", &body, 5 << 20)
         .await
         .unwrap();
     out.push(("mp".into(), body));

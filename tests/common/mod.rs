@@ -205,4 +205,56 @@ pub fn status<E>(
 ) -> u16 {
     err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
 }
+/// Uploads `body` as a multipart object in parts of `part` bytes (the last may be shorter)
+/// and completes it; the first failure is returned as its S3 error code.
+pub async fn put_multipart(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: &[u8],
+    part: usize,
+) -> Result<(), String> {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let up = c
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| code(&e))?;
+    let id = up.upload_id().unwrap_or_default().to_string();
+    let mut parts = Vec::new();
+    for (n, chunk) in body.chunks(part).enumerate() {
+        let p = c
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&id)
+            .part_number(n as i32 + 1)
+            .body(aws_sdk_s3::primitives::ByteStream::from(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| code(&e))?;
+        parts.push(
+            CompletedPart::builder()
+                .part_number(n as i32 + 1)
+                .e_tag(p.e_tag().unwrap_or_default())
+                .build(),
+        );
+    }
+    c.complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| code(&e))?;
+    Ok(())
+}
+
 pub mod cluster;
