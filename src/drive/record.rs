@@ -58,6 +58,13 @@ pub struct ErasureLayout {
     pub distribution: Vec<u8>,
 }
 
+impl ErasureLayout {
+    /// `positions()[i]` is the set position of the drive holding shard `i`.
+    pub fn positions(&self) -> Vec<usize> {
+        self.distribution.iter().map(|&p| p as usize).collect()
+    }
+}
+
 /// One version of an object, as stored on each drive of its set (each copy differs only in
 /// `layout.shard_index` and `inline`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

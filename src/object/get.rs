@@ -9,7 +9,7 @@ use futures::stream::BoxStream;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
-use super::{ErasureSet, Error, Result};
+use super::{ErasureSet, Error, Result, Segment};
 use crate::drive::{Drive, VersionRecord};
 use crate::erasure::{frame, Codec};
 
@@ -80,14 +80,7 @@ impl ErasureSet {
         {
             self.codec.clone()
         } else {
-            Arc::new(
-                Codec::new(
-                    info.layout.k as usize,
-                    info.layout.m as usize,
-                    info.layout.stripe_size as usize,
-                )
-                .map_err(|e| Error::Internal(e.to_string()))?,
-            )
+            Arc::new(super::layout_codec(&info.layout)?)
         };
         let hinted = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if copies_missing {
@@ -108,32 +101,7 @@ impl ErasureSet {
     }
 }
 
-/// One erasure-coded run of bytes: a whole single-PUT object, or one part of a multipart one.
-#[derive(Clone)]
-struct Segment {
-    data_dir: String,
-    size: u64,
-}
-
 impl ObjectReader {
-    fn segments(&self) -> Vec<Segment> {
-        if self.info.parts.is_empty() {
-            vec![Segment {
-                data_dir: self.info.data_dir.clone(),
-                size: self.info.size,
-            }]
-        } else {
-            self.info
-                .parts
-                .iter()
-                .map(|p| Segment {
-                    data_dir: p.data_dir.clone(),
-                    size: p.size,
-                })
-                .collect()
-        }
-    }
-
     /// Streams bytes `start..end` of the object. The first batch is read before this returns,
     /// so an object that cannot be read fails here, before any response is sent.
     pub async fn stream(self, start: u64, end: u64) -> Result<DataStream> {
@@ -160,7 +128,7 @@ impl ObjectReader {
             let stripe = self.codec.stripe_size() as u64;
             let per_batch = (BATCH_BYTES / stripe).max(1);
             let mut seg_start = 0u64;
-            for seg in self.segments() {
+            for seg in super::segments(&self.info) {
                 let seg_end = seg_start + seg.size;
                 if seg_end <= start || seg.size == 0 {
                     seg_start = seg_end;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::join_all;
 
-use super::{ErasureSet, Error, Result};
-use crate::drive::{Drive, HealHint, ShardWriter, VersionRecord};
+use super::{segments, ErasureSet, Error, Result, Segment};
+use crate::drive::{Drive, HealHint, ShardWriter};
 use crate::erasure::{frame, Codec};
 
 /// What a heal did.
@@ -62,21 +62,11 @@ impl ErasureSet {
     ) -> Result<HealReport> {
         let (rec, copies) = self.quorum_version(bucket, key, Some(version_id)).await?;
         let n = self.drives.len();
-        let dist: Vec<usize> = rec
-            .layout
-            .distribution
-            .iter()
-            .map(|&p| p as usize)
-            .collect();
+        let dist = rec.layout.positions();
         if dist.len() != n {
             return Err(Error::Internal("layout does not match the set".into()));
         }
-        let codec = Codec::new(
-            rec.layout.k as usize,
-            rec.layout.m as usize,
-            rec.layout.stripe_size as usize,
-        )
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        let codec = super::layout_codec(&rec.layout)?;
         // Shard i lacks its record when the drive at dist[i] holds no matching copy.
         let no_record: Vec<bool> = (0..n).map(|i| copies[dist[i]].is_none()).collect();
         let mut report = HealReport::default();
@@ -169,7 +159,7 @@ impl ErasureSet {
     async fn check_segment(
         &self,
         bucket: &str,
-        seg: &Seg,
+        seg: &Segment,
         dist: &[usize],
         codec: &Codec,
         report: &mut HealReport,
@@ -202,7 +192,7 @@ impl ErasureSet {
     async fn verify_segment(
         &self,
         bucket: &str,
-        seg: &Seg,
+        seg: &Segment,
         dist: &[usize],
         codec: &Codec,
         report: &mut HealReport,
@@ -239,7 +229,7 @@ impl ErasureSet {
     async fn read_batch(
         &self,
         bucket: &str,
-        seg: &Seg,
+        seg: &Segment,
         dist: &[usize],
         codec: &Codec,
         s0: u64,
@@ -289,7 +279,7 @@ impl ErasureSet {
     async fn rebuild_segment(
         &self,
         bucket: &str,
-        seg: &Seg,
+        seg: &Segment,
         dist: &[usize],
         codec: &Codec,
         bad: &[bool],
@@ -369,27 +359,4 @@ pub(super) fn shard_file_size(size: u64, codec: &Codec) -> u64 {
     let stripes = size.div_ceil(stripe).max(1);
     let (off, len) = frame::frame_span(stripes - 1, size, stripe, codec.data_shards() as u64);
     off + len
-}
-
-/// One erasure-coded run of an object.
-pub(super) struct Seg {
-    pub data_dir: String,
-    pub size: u64,
-}
-
-pub(super) fn segments(rec: &VersionRecord) -> Vec<Seg> {
-    if rec.parts.is_empty() {
-        vec![Seg {
-            data_dir: rec.data_dir.clone(),
-            size: rec.size,
-        }]
-    } else {
-        rec.parts
-            .iter()
-            .map(|p| Seg {
-                data_dir: p.data_dir.clone(),
-                size: p.size,
-            })
-            .collect()
-    }
 }

@@ -172,6 +172,32 @@ impl ErasureSet {
             .collect()
     }
 
+    /// Runs one future per shard (shard `i` on the drive at `distribution[i]`) under
+    /// [`quorum_join`]; a shard whose drive is abandoned gets `abandoned()`, and its drive is
+    /// told.
+    pub(crate) async fn on_shards<T, F>(
+        &self,
+        distribution: &[u8],
+        futs: Vec<F>,
+        ok: impl Fn(&T) -> bool,
+        abandoned: impl Fn() -> T,
+    ) -> Vec<T>
+    where
+        F: std::future::Future<Output = T>,
+    {
+        quorum_join(futs, self.write_quorum(), ok)
+            .await
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.unwrap_or_else(|| {
+                    self.drives[distribution[i] as usize].note_slow();
+                    abandoned()
+                })
+            })
+            .collect()
+    }
+
     /// How many drives answer a cheap probe right now.
     pub async fn online_drives(&self) -> usize {
         self.on_drives(|d| d.read_format())
@@ -329,6 +355,42 @@ fn too_slow<T>(drive: &Arc<dyn Drive>) -> std::result::Result<T, DriveError> {
         "{} did not answer within the grace after quorum",
         drive.endpoint()
     )))
+}
+
+/// The codec a version was written with (its layout's `k`, `m` and stripe size).
+pub(crate) fn layout_codec(layout: &crate::drive::ErasureLayout) -> Result<Codec> {
+    Codec::new(
+        layout.k as usize,
+        layout.m as usize,
+        layout.stripe_size as usize,
+    )
+    .map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// One erasure-coded run of bytes with its own shard file: a whole single-PUT object, or one
+/// part of a multipart one.
+#[derive(Clone)]
+pub(crate) struct Segment {
+    pub data_dir: String,
+    pub size: u64,
+}
+
+/// The segments of a version, in order.
+pub(crate) fn segments(rec: &VersionRecord) -> Vec<Segment> {
+    if rec.parts.is_empty() {
+        vec![Segment {
+            data_dir: rec.data_dir.clone(),
+            size: rec.size,
+        }]
+    } else {
+        rec.parts
+            .iter()
+            .map(|p| Segment {
+                data_dir: p.data_dir.clone(),
+                size: p.size,
+            })
+            .collect()
+    }
 }
 
 /// The version id a new write to a bucket gets: a fresh id where versioning is enabled,

@@ -143,18 +143,9 @@ impl ErasureSet {
                 }
             })
             .collect();
-        let answers: Vec<Option<Option<PartRecord>>> =
-            super::quorum_join(puts, self.write_quorum(), |a| a.is_some())
-                .await
-                .into_iter()
-                .enumerate()
-                .map(|(shard, a)| {
-                    a.unwrap_or_else(|| {
-                        self.drives[distribution[shard] as usize].note_slow();
-                        None
-                    })
-                })
-                .collect();
+        let answers: Vec<Option<Option<PartRecord>>> = self
+            .on_shards(&distribution, puts, |a| a.is_some(), || None)
+            .await;
         let written = answers.iter().filter(|a| a.is_some()).count();
         let mut replaced: Vec<String> = answers
             .into_iter()

@@ -296,12 +296,13 @@ impl ErasureSet {
                         }
                     })
                     .collect();
-                let done = super::quorum_join(writes, self.write_quorum(), |ok| *ok).await;
-                // A drive that could not take its frame within the grace is dropped from
-                // this write (and gets its shard from repair).
-                for (i, d) in done.iter().enumerate() {
-                    if d.is_none() {
-                        self.drives[distribution[i] as usize].note_slow();
+                let done = self
+                    .on_shards(distribution, writes, |ok| *ok, || false)
+                    .await;
+                // A drive that failed, or could not take its frame within the grace, is
+                // dropped from this write (and gets its shard from repair).
+                for (i, ok) in done.into_iter().enumerate() {
+                    if !ok {
                         writers[i] = None;
                     }
                 }
@@ -350,17 +351,8 @@ impl ErasureSet {
                     }
                 })
                 .collect();
-            super::quorum_join(commits, self.write_quorum(), |ok| *ok)
+            self.on_shards(distribution, commits, |ok| *ok, || false)
                 .await
-                .into_iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    c.unwrap_or_else(|| {
-                        self.drives[distribution[i] as usize].note_slow();
-                        false
-                    })
-                })
-                .collect()
         };
         let ok = committed.iter().filter(|c| **c).count();
         if ok < self.write_quorum() {
@@ -420,17 +412,9 @@ impl ErasureSet {
                 }
             })
             .collect();
-        let metas: Vec<bool> = super::quorum_join(puts, self.write_quorum(), |ok| *ok)
-            .await
-            .into_iter()
-            .enumerate()
-            .map(|(shard, m)| {
-                m.unwrap_or_else(|| {
-                    self.drives[distribution[shard] as usize].note_slow();
-                    false
-                })
-            })
-            .collect();
+        let metas: Vec<bool> = self
+            .on_shards(&distribution, puts, |ok| *ok, || false)
+            .await;
         let written = metas.iter().filter(|ok| **ok).count();
         if written < self.write_quorum() {
             self.roll_back(bucket, key, &base, &distribution, &metas)

@@ -22,11 +22,11 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
-use super::heal::{segments, shard_file_size};
-use super::{same_version, ErasureSet, Error};
+use super::heal::shard_file_size;
+use super::{same_version, segments, ErasureSet, Error};
 use crate::drive::record::now_ms;
 use crate::drive::{HealHint, VersionRecord};
-use crate::erasure::{frame, Codec};
+use crate::erasure::frame;
 
 /// Keys per scanner page.
 const PAGE: usize = 250;
@@ -580,12 +580,7 @@ impl Repairer {
                     }
                     continue;
                 }
-                let dist: Vec<usize> = rec
-                    .layout
-                    .distribution
-                    .iter()
-                    .map(|&p| p as usize)
-                    .collect();
+                let dist = rec.layout.positions();
                 if dist.len() != n {
                     continue;
                 }
@@ -603,11 +598,7 @@ impl Repairer {
                 if damaged || !has_files {
                     continue;
                 }
-                let Ok(codec) = Codec::new(
-                    rec.layout.k as usize,
-                    rec.layout.m as usize,
-                    rec.layout.stripe_size as usize,
-                ) else {
+                let Ok(codec) = super::layout_codec(&rec.layout) else {
                     continue;
                 };
                 for seg in segments(&rec) {
