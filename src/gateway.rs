@@ -134,13 +134,14 @@ fn node_repair(client: RpcClient, topo: &Topology, secret: Arc<str>) -> crate::a
     })
 }
 
-/// A signed GET of a node RPC path, within 2 s; `None` when it fails.
-async fn rpc_get<T: serde::de::DeserializeOwned>(
+/// A signed GET of a node RPC path, within `deadline`: the status and the whole body.
+async fn signed_get(
     client: &RpcClient,
     address: &str,
     secret: &str,
     path: &str,
-) -> Option<T> {
+    deadline: std::time::Duration,
+) -> anyhow::Result<(hyper::StatusCode, bytes::Bytes)> {
     use http_body_util::BodyExt;
     let mut req = hyper::Request::builder()
         .method("GET")
@@ -148,42 +149,47 @@ async fn rpc_get<T: serde::de::DeserializeOwned>(
     for (k, v) in crate::cluster::auth::sign(secret, "GET", path) {
         req = req.header(k, v);
     }
-    let req = req.body(axum::body::Body::empty()).ok()?;
-    let body = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-        let resp = client.request(req).await.ok()?;
-        if !resp.status().is_success() {
-            return None;
-        }
-        resp.into_body().collect().await.ok().map(|b| b.to_bytes())
+    let req = req.body(axum::body::Body::empty())?;
+    tokio::time::timeout(deadline, async {
+        let resp = client.request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, body))
     })
     .await
-    .ok()??;
-    serde_json::from_slice(&body).ok()
+    .map_err(|_| anyhow::anyhow!("no answer within {deadline:?}"))?
+}
+
+/// A signed GET of a node RPC path whose JSON answer is decoded, within 2 s; `None` when it
+/// fails.
+async fn rpc_get<T: serde::de::DeserializeOwned>(
+    client: &RpcClient,
+    address: &str,
+    secret: &str,
+    path: &str,
+) -> Option<T> {
+    let deadline = std::time::Duration::from_secs(2);
+    match signed_get(client, address, secret, path, deadline).await {
+        Ok((status, body)) if status.is_success() => serde_json::from_slice(&body).ok(),
+        _ => None,
+    }
 }
 
 /// Asks every node for its topology hash: a node that answers with another one stops the
 /// gateway; nodes that do not answer are tolerated (they may be down; quorums decide).
 async fn check_peers(client: &RpcClient, topo: &Topology, secret: &str) -> anyhow::Result<()> {
-    use http_body_util::BodyExt;
     let mut reachable = 0;
     for node in &topo.file.nodes {
-        let path = "/rpc/v1/topology";
-        let mut req = hyper::Request::builder()
-            .method("GET")
-            .uri(format!("http://{}{path}", node.address));
-        for (k, v) in crate::cluster::auth::sign(secret, "GET", path) {
-            req = req.header(k, v);
-        }
-        let req = req.body(axum::body::Body::empty())?;
-        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            let resp = client.request(req).await?;
-            let status = resp.status();
-            let body = resp.into_body().collect().await?.to_bytes();
-            anyhow::Ok((status, body))
-        })
+        let answer = signed_get(
+            client,
+            &node.address,
+            secret,
+            "/rpc/v1/topology",
+            std::time::Duration::from_secs(5),
+        )
         .await;
         match answer {
-            Ok(Ok((status, body))) if status.is_success() => {
+            Ok((status, body)) if status.is_success() => {
                 let v: serde_json::Value = serde_json::from_slice(&body)?;
                 let theirs = v["hash"].as_str().unwrap_or_default();
                 if theirs != topo.hash {
@@ -196,16 +202,16 @@ async fn check_peers(client: &RpcClient, topo: &Topology, secret: &str) -> anyho
                 }
                 reachable += 1;
             }
-            Ok(Ok((status, body))) => anyhow::bail!(
+            Ok((status, body)) => anyhow::bail!(
                 "node {} at {} refused the gateway ({status}: {}): is the cluster secret the same?",
                 node.name,
                 node.address,
                 String::from_utf8_lossy(&body)
             ),
-            Ok(Err(e)) => {
+            // Unreachable, or no answer within 5 s (the error says which).
+            Err(e) => {
                 tracing::warn!(node = %node.name, error = %e, "node unreachable at start")
             }
-            Err(_) => tracing::warn!(node = %node.name, "node did not answer at start"),
         }
     }
     tracing::info!(
