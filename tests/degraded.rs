@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::cluster::http_status;
+
 use aws_sdk_s3::primitives::ByteStream;
 use common::{code, data, shard_files, status, TestServer};
 
@@ -276,20 +278,4 @@ async fn restart_serves_everything_and_ready_reflects_drives() {
     }
     assert_eq!(http_status(&format!("{}/health/ready", s.admin_url)), 503);
     assert_eq!(http_status(&format!("{}/health/live", s.admin_url)), 200);
-}
-
-/// Status of a plain HTTP GET.
-fn http_status(url: &str) -> u16 {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        s,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.split_whitespace().nth(1).unwrap().parse().unwrap()
 }

@@ -310,55 +310,38 @@ impl TestCluster {
     }
 }
 
-/// Status of a plain HTTP GET (0 when the connection fails).
-pub fn http_status(url: &str) -> u16 {
+/// Status and body of a plain HTTP/1.1 GET; `None` when the connection fails.
+fn http_get(url: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let Some(rest) = url.strip_prefix("http://") else {
-        return 0;
-    };
+    let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let Ok(mut s) = std::net::TcpStream::connect(host) else {
-        return 0;
-    };
+    let mut s = std::net::TcpStream::connect(host).ok()?;
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-    if write!(
+    write!(
         s,
         "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
-    .is_err()
-    {
-        return 0;
-    }
+    .ok()?;
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    out.split_whitespace()
+    let status = out
+        .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// Status of a plain HTTP GET (0 when the connection fails).
+pub fn http_status(url: &str) -> u16 {
+    http_get(url).map_or(0, |(status, _)| status)
 }
 
 /// Body of a plain HTTP GET (empty when the connection fails).
 pub fn http_body(url: &str) -> String {
-    use std::io::{Read, Write};
-    let Some(rest) = url.strip_prefix("http://") else {
-        return String::new();
-    };
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let Ok(mut s) = std::net::TcpStream::connect(host) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-    if write!(
-        s,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .is_err()
-    {
-        return String::new();
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
+    http_get(url).map(|(_, body)| body).unwrap_or_default()
 }
