@@ -103,6 +103,16 @@ pub struct ServerConfig {
     pub upload_expiry: std::time::Duration,
     /// Background repair.
     pub repair: crate::object::RepairConfig,
+    /// Bearer token of the admin API (`TESSERA_ADMIN_TOKEN`), besides the root keys.
+    pub admin_token: Option<String>,
+}
+
+/// The admin API's bearer token from `TESSERA_ADMIN_TOKEN`, if set (a secret: environment
+/// only, never the config file).
+pub fn admin_token() -> Option<String> {
+    std::env::var("TESSERA_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
 }
 
 /// Values given on the command line or in the environment (they win over the file).
@@ -185,6 +195,7 @@ impl ServerConfig {
             inline_limit,
             upload_expiry: parse_duration(f.upload_expiry.as_deref().unwrap_or("7d"))?,
             repair: f.repair.resolve()?,
+            admin_token: admin_token(),
         })
     }
 }

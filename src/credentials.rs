@@ -30,21 +30,21 @@ pub enum Source {
 
 const FILE: &str = "root-credentials.json";
 
-/// Resolves the root credentials for a server whose data folder is `data`.
-pub fn root(data: &Path) -> anyhow::Result<(Credentials, Source)> {
+/// Credentials from the environment, else from the file; `None` when neither has them.
+fn lookup(data: &Path) -> anyhow::Result<Option<(Credentials, Source)>> {
     let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
     match (
         env("TESSERA_ROOT_ACCESS_KEY"),
         env("TESSERA_ROOT_SECRET_KEY"),
     ) {
         (Some(access_key), Some(secret_key)) => {
-            return Ok((
+            return Ok(Some((
                 Credentials {
                     access_key,
                     secret_key,
                 },
                 Source::Environment,
-            ))
+            )))
         }
         (None, None) => {}
         _ => anyhow::bail!(
@@ -62,8 +62,27 @@ pub fn root(data: &Path) -> anyhow::Result<(Credentials, Source)> {
             );
         }
         let creds: Credentials = serde_json::from_slice(&std::fs::read(&path)?)?;
-        return Ok((creds, Source::File));
+        return Ok(Some((creds, Source::File)));
     }
+    Ok(None)
+}
+
+/// The root credentials from the environment or `<data>/root-credentials.json`, for a
+/// client of a running server (`tessera admin`); never generates them.
+pub fn existing_root(data: &Path) -> anyhow::Result<Credentials> {
+    lookup(data)?.map(|(c, _)| c).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no credentials: give --token (or TESSERA_ADMIN_TOKEN), set TESSERA_ROOT_ACCESS_KEY and TESSERA_ROOT_SECRET_KEY, or point --data at the server's data folder"
+        )
+    })
+}
+
+/// Resolves the root credentials for a server whose data folder is `data`.
+pub fn root(data: &Path) -> anyhow::Result<(Credentials, Source)> {
+    if let Some(found) = lookup(data)? {
+        return Ok(found);
+    }
+    let path = data.join(FILE);
     let creds = Credentials {
         access_key: format!(
             "TS{}",

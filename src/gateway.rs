@@ -93,6 +93,25 @@ impl Gateway {
                 upload_expiry: topo.upload_expiry,
                 // Repair runs on the nodes, each set led by one of them.
                 repair: node_repair(client.clone(), topo, secret.clone()),
+                control: node_control(client.clone(), topo, secret.clone()),
+                layout: crate::admin::Layout {
+                    mode: "gateway",
+                    nodes: topo
+                        .file
+                        .nodes
+                        .iter()
+                        .map(|n| crate::admin::NodeEntry {
+                            name: n.name.clone(),
+                            address: n.address.clone(),
+                        })
+                        .collect(),
+                    sets: topo
+                        .sets
+                        .iter()
+                        .map(|m| m.iter().map(|d| d.node).collect())
+                        .collect(),
+                },
+                admin_token: crate::config::admin_token(),
             },
         )
         .await?;
@@ -134,6 +153,43 @@ fn node_repair(client: RpcClient, topo: &Topology, secret: Arc<str>) -> crate::a
     })
 }
 
+/// Sends a repair command to every node; each queues it on the workers that lead their set
+/// there and answers which sets took it.
+fn node_control(
+    client: RpcClient,
+    topo: &Topology,
+    secret: Arc<str>,
+) -> crate::admin::RepairControl {
+    let nodes: Vec<String> = topo.file.nodes.iter().map(|n| n.address.clone()).collect();
+    Arc::new(move |command| {
+        let (client, nodes, secret) = (client.clone(), nodes.clone(), secret.clone());
+        Box::pin(async move {
+            let Ok(body) = serde_json::to_vec(&command) else {
+                return Vec::new();
+            };
+            let answers = futures::future::join_all(nodes.iter().map(|addr| {
+                signed_call(
+                    &client,
+                    addr,
+                    &secret,
+                    "POST",
+                    "/rpc/v1/repair",
+                    body.clone(),
+                    std::time::Duration::from_secs(2),
+                )
+            }))
+            .await;
+            answers
+                .into_iter()
+                .flatten()
+                .filter(|(status, _)| status.is_success())
+                .filter_map(|(_, body)| serde_json::from_slice::<Vec<usize>>(&body).ok())
+                .flatten()
+                .collect()
+        })
+    })
+}
+
 /// A signed GET of a node RPC path, within `deadline`: the status and the whole body.
 async fn signed_get(
     client: &RpcClient,
@@ -142,14 +198,28 @@ async fn signed_get(
     path: &str,
     deadline: std::time::Duration,
 ) -> anyhow::Result<(hyper::StatusCode, bytes::Bytes)> {
+    signed_call(client, address, secret, "GET", path, Vec::new(), deadline).await
+}
+
+/// A signed call of a node RPC path, within `deadline`: the status and the whole body.
+async fn signed_call(
+    client: &RpcClient,
+    address: &str,
+    secret: &str,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+    deadline: std::time::Duration,
+) -> anyhow::Result<(hyper::StatusCode, bytes::Bytes)> {
     use http_body_util::BodyExt;
     let mut req = hyper::Request::builder()
-        .method("GET")
-        .uri(format!("http://{address}{path}"));
-    for (k, v) in crate::cluster::auth::sign(secret, "GET", path) {
+        .method(method)
+        .uri(format!("http://{address}{path}"))
+        .header("content-type", "application/json");
+    for (k, v) in crate::cluster::auth::sign(secret, method, path) {
         req = req.header(k, v);
     }
-    let req = req.body(axum::body::Body::empty())?;
+    let req = req.body(axum::body::Body::from(body))?;
     tokio::time::timeout(deadline, async {
         let resp = client.request(req).await?;
         let status = resp.status();

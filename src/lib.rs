@@ -11,6 +11,7 @@ pub mod drive;
 pub mod erasure;
 pub mod gateway;
 pub mod load;
+pub mod metrics;
 pub mod node;
 pub mod object;
 pub mod s3;

@@ -29,6 +29,75 @@ enum Command {
     Node(NodeArgs),
     /// Run a gateway: S3 and admin over the nodes' drives, nothing on local disk.
     Gateway(GatewayArgs),
+    /// Ask a running server or gateway's admin API: health, drives, buckets, repair.
+    Admin(AdminArgs),
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// Admin API of a server or gateway.
+    #[arg(
+        long,
+        env = "TESSERA_ADMIN_URL",
+        default_value = "http://127.0.0.1:9001"
+    )]
+    url: String,
+    /// Admin bearer token (else requests are signed with the root keys).
+    #[arg(long, env = "TESSERA_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Data folder of a local `tessera server`, whose root-credentials.json signs requests
+    /// when neither a token nor TESSERA_ROOT_ACCESS_KEY / TESSERA_ROOT_SECRET_KEY is given.
+    #[arg(long, env = "TESSERA_DATA", default_value = "./data")]
+    data: PathBuf,
+    /// Region the server answers for.
+    #[arg(long, env = "TESSERA_REGION", default_value = "us-east-1")]
+    region: String,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Cluster health, nodes and the redundancy of every erasure set.
+    Status,
+    /// Every drive: state, space, errors.
+    Drives,
+    /// Objects, versions, bytes and uploads in flight per bucket.
+    Buckets,
+    /// Background repair: status, start a scan, pause, resume.
+    Heal {
+        #[command(subcommand)]
+        command: HealCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum HealCommand {
+    /// Repair status of every set.
+    Status {
+        /// Follow with progress bars until nothing is running.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Scan now: everything, or a bucket, or a prefix of it.
+    Start {
+        /// Bucket to scan [default: all]
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Key prefix within the bucket.
+        #[arg(long, requires = "bucket")]
+        prefix: Option<String>,
+        /// Re-read every block to find bitrot.
+        #[arg(long)]
+        deep: bool,
+        /// Follow with progress bars until the scan finishes.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Pause repair (kept across restarts).
+    Pause,
+    /// Resume repair.
+    Resume,
 }
 
 #[derive(clap::Args)]
@@ -110,6 +179,7 @@ async fn main() -> std::process::ExitCode {
         Command::Server(args) => run_server(args).await,
         Command::Node(args) => run_node(args).await,
         Command::Gateway(args) => run_gateway(args).await,
+        Command::Admin(args) => run_admin(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -160,6 +230,42 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     }
     println!("ready");
     server.frontend.serve().await
+}
+
+async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
+    use tessera::admin::client::{Client, Command as C};
+    let keys = match args.token {
+        Some(_) => None,
+        None => Some(tessera::credentials::existing_root(&args.data)?),
+    };
+    let client = Client {
+        url: args.url,
+        token: args.token,
+        keys,
+        region: args.region,
+    };
+    let command = match args.command {
+        AdminCommand::Status => C::Status,
+        AdminCommand::Drives => C::Drives,
+        AdminCommand::Buckets => C::Buckets,
+        AdminCommand::Heal { command } => match command {
+            HealCommand::Status { watch } => C::HealStatus { watch },
+            HealCommand::Start {
+                bucket,
+                prefix,
+                deep,
+                wait,
+            } => C::HealStart {
+                bucket,
+                prefix,
+                deep,
+                wait,
+            },
+            HealCommand::Pause => C::HealPause,
+            HealCommand::Resume => C::HealResume,
+        },
+    };
+    client.run(command).await
 }
 
 async fn run_node(args: NodeArgs) -> anyhow::Result<()> {

@@ -42,6 +42,12 @@ pub struct FrontendConfig {
     pub upload_expiry: std::time::Duration,
     /// Where the repair status of every set comes from.
     pub repair: admin::RepairSource,
+    /// Where repair commands go.
+    pub control: admin::RepairControl,
+    /// Nodes and drives, for the admin API.
+    pub layout: admin::Layout,
+    /// Admin bearer token, if configured.
+    pub admin_token: Option<String>,
 }
 
 impl Frontend {
@@ -57,10 +63,17 @@ impl Frontend {
             base_domain: cfg.base_domain.clone(),
         });
         spawn_upload_expiry(store.clone(), cfg.upload_expiry);
-        let admin_state = Arc::new(AdminState {
+        let admin_state = Arc::new(AdminState::new(
             store,
-            repair: cfg.repair,
-        });
+            cfg.repair,
+            cfg.control,
+            cfg.layout,
+            admin::AdminAuth {
+                region: cfg.region.clone(),
+                root: cfg.credentials.clone(),
+                token: cfg.admin_token.clone(),
+            },
+        ));
         let s3_listener = TcpListener::bind(&cfg.address)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.address))?;
@@ -155,7 +168,17 @@ impl Server {
                 base_domain: cfg.base_domain.clone(),
                 credentials: credentials.clone(),
                 upload_expiry: cfg.upload_expiry,
-                repair: admin::local_repair(vec![repair]),
+                repair: admin::local_repair(vec![repair.clone()]),
+                control: admin::local_control(vec![repair]),
+                layout: admin::Layout {
+                    mode: "server",
+                    nodes: vec![admin::NodeEntry {
+                        name: "local".into(),
+                        address: "local".into(),
+                    }],
+                    sets: vec![vec![0; cfg.drives]],
+                },
+                admin_token: cfg.admin_token.clone(),
             },
         )
         .await?;

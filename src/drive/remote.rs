@@ -185,7 +185,11 @@ impl RemoteDrive {
         deadline: Duration,
     ) -> Result<Bytes, DriveError> {
         self.check_online()?;
+        let started = std::time::Instant::now();
         let r = self.exchange(req, deadline).await;
+        let failed = matches!(&r, Err(e) if !matches!(e, DriveError::NotFound));
+        let node = self.base.strip_prefix("http://").unwrap_or(&self.base);
+        crate::metrics::get().rpc_call(node, failed, started.elapsed());
         self.record(&r);
         r
     }

@@ -20,7 +20,7 @@ use crate::drive::proto::{Call, WireError};
 use crate::drive::remote::{rpc_client, RemoteDrive};
 use crate::drive::{Drive, DriveError, LocalDrive};
 use crate::erasure::Codec;
-use crate::object::{setup, ErasureSet, RepairStatus, Repairer};
+use crate::object::{setup, ErasureSet, HealCommand, RepairHandle, RepairStatus, Repairer};
 
 /// What the node serves.
 pub struct NodeState {
@@ -32,7 +32,7 @@ pub struct NodeState {
     pub name: String,
     /// Repair workers of the sets this node holds drives of (each works only while the node
     /// leads its set).
-    pub repair: Vec<Arc<std::sync::Mutex<RepairStatus>>>,
+    pub repair: Vec<RepairHandle>,
     verifier: Verifier,
 }
 
@@ -146,7 +146,7 @@ fn spawn_repair(
     me: usize,
     local: &[Arc<LocalDrive>],
     secret: Arc<str>,
-) -> anyhow::Result<Vec<Arc<std::sync::Mutex<RepairStatus>>>> {
+) -> anyhow::Result<Vec<RepairHandle>> {
     let client = rpc_client();
     let topology: Arc<str> = topo.hash.clone().into();
     let mut out = Vec::new();
@@ -216,7 +216,7 @@ fn spawn_repair(
 fn router(state: Arc<NodeState>) -> axum::Router {
     let rpc = axum::Router::new()
         .route("/rpc/v1/topology", get(topology))
-        .route("/rpc/v1/repair", get(repair_status))
+        .route("/rpc/v1/repair", get(repair_status).post(repair_command))
         .route("/rpc/v1/drive/{d}/call", post(call))
         .route(
             "/rpc/v1/drive/{d}/shard/{bucket}/{data_dir}",
@@ -304,11 +304,22 @@ async fn ready(State(state): State<Arc<NodeState>>) -> Response {
 }
 
 fn repair_snapshot(state: &NodeState) -> Vec<RepairStatus> {
-    state
+    state.repair.iter().map(RepairHandle::status).collect()
+}
+
+/// An operator's repair command, from a gateway: queued on the workers that lead their set
+/// here; answers the sets that took it.
+async fn repair_command(
+    State(state): State<Arc<NodeState>>,
+    axum::Json(command): axum::Json<HealCommand>,
+) -> Response {
+    let taken: Vec<usize> = state
         .repair
         .iter()
-        .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).clone())
-        .collect()
+        .filter(|r| r.send(command.clone()))
+        .map(|r| r.status().set)
+        .collect();
+    axum::Json(taken).into_response()
 }
 
 async fn repair_status(State(state): State<Arc<NodeState>>) -> Response {

@@ -22,7 +22,7 @@ pub use heal::HealReport;
 pub use list::ListPage;
 pub use multipart::{CompletedPart, UploadsPage, MIN_PART_SIZE};
 pub use put::{BodyStream, DeleteOutcome, PutOptions, WriteCondition};
-pub use repair::{RepairConfig, RepairStatus, Repairer};
+pub use repair::{HealCommand, RepairConfig, RepairHandle, RepairStatus, Repairer, TargetScan};
 pub use store::Store;
 pub use versions::VersionsPage;
 
@@ -212,6 +212,7 @@ impl ErasureSet {
         for (d, a) in self.drives.iter().zip(answers) {
             if let Err(e) = a {
                 tracing::warn!(drive = %d.endpoint(), error = %e, "{what} failed");
+                crate::metrics::get().drive_error(&d.endpoint());
             }
         }
         answers.iter().filter(|a| a.is_ok()).count()

@@ -253,6 +253,7 @@ impl ErasureSet {
                 w.map_err(|e| {
                     let drive = self.drives[pos as usize].endpoint();
                     tracing::warn!(%drive, error = %e, "cannot create shard file");
+                    crate::metrics::get().drive_error(&drive);
                 })
                 .ok()
             })
@@ -290,6 +291,7 @@ impl ErasureSet {
                             Err(e) => {
                                 let drive = self.drives[pos as usize].endpoint();
                                 tracing::warn!(%drive, error = %e, "shard write failed");
+                                crate::metrics::get().drive_error(&drive);
                                 *w = None;
                                 false
                             }
@@ -346,6 +348,7 @@ impl ErasureSet {
                         Err(e) => {
                             let drive = self.drives[pos as usize].endpoint();
                             tracing::warn!(%drive, error = %e, "shard commit failed");
+                            crate::metrics::get().drive_error(&drive);
                             false
                         }
                     }
@@ -406,6 +409,7 @@ impl ErasureSet {
                         Ok(()) => true,
                         Err(e) => {
                             tracing::warn!(drive = %drive.endpoint(), error = %e, "metadata write failed");
+                            crate::metrics::get().drive_error(&drive.endpoint());
                             false
                         }
                     }

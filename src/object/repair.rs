@@ -76,6 +76,49 @@ pub enum Phase {
     Orphans,
 }
 
+/// What an operator asks of a set's repair (through the admin API).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum HealCommand {
+    /// Scan now: everything (a new pass), or the keys of `bucket` under `prefix`; `deep`
+    /// re-reads every block.
+    Start {
+        /// Bucket to scan; none: a whole pass.
+        #[serde(default)]
+        bucket: Option<String>,
+        /// Key prefix within `bucket`.
+        #[serde(default)]
+        prefix: String,
+        /// Re-read every block (bitrot check), not only compare records and file sizes.
+        #[serde(default)]
+        deep: bool,
+    },
+    /// Stop working hints and scanning until resumed.
+    Pause,
+    /// Resume after a pause.
+    Resume,
+}
+
+/// A scan of one bucket or prefix that an operator asked for.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TargetScan {
+    /// Bucket scanned.
+    pub bucket: String,
+    /// Key prefix scanned.
+    pub prefix: String,
+    /// Every block is re-read.
+    pub deep: bool,
+    /// Last key done (hex of its bytes).
+    pub after_hex: String,
+    /// Versions checked.
+    pub scanned: u64,
+    /// When it was asked for (ms since the epoch).
+    pub started_ms: u64,
+    /// When it finished (0: running).
+    pub finished_ms: u64,
+}
+
 /// The scanner's persisted checkpoint and the repair counters.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -84,6 +127,10 @@ pub struct RepairStatus {
     pub set: usize,
     /// Whether this process leads the set's repair now.
     pub leader: bool,
+    /// An operator paused repair of the set (kept across restarts and leaders).
+    pub paused: bool,
+    /// The scan an operator asked for, running or last finished.
+    pub target: Option<TargetScan>,
     /// Heal hints seen in the last round.
     pub hints_pending: usize,
     /// Pass number (1 is the first).
@@ -126,6 +173,45 @@ pub struct RepairStatus {
     pub saved_ms: u64,
 }
 
+/// The handle of a running repair worker: its live status, and a queue for commands.
+#[derive(Clone)]
+pub struct RepairHandle {
+    status: Arc<Mutex<RepairStatus>>,
+    commands: Arc<Mutex<Vec<HealCommand>>>,
+}
+
+impl RepairHandle {
+    /// The status now.
+    pub fn status(&self) -> RepairStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Queues `command` when this worker leads its set now; false otherwise (a worker that
+    /// does not lead would drop it).
+    pub fn send(&self, command: HealCommand) -> bool {
+        let leader = self.status().leader;
+        if leader {
+            // Pausing shows at once; the worker persists it on its next round.
+            let paused = match command {
+                HealCommand::Pause => Some(true),
+                HealCommand::Resume => Some(false),
+                HealCommand::Start { .. } => None,
+            };
+            if let Some(p) = paused {
+                self.status.lock().unwrap_or_else(|e| e.into_inner()).paused = p;
+            }
+            self.commands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(command);
+        }
+        leader
+    }
+}
+
 /// The repair worker of one erasure set.
 pub struct Repairer {
     set: Arc<ErasureSet>,
@@ -133,6 +219,7 @@ pub struct Repairer {
     leader: Arc<dyn Fn() -> bool + Send + Sync>,
     busy: Arc<dyn Fn() -> bool + Send + Sync>,
     status: Arc<Mutex<RepairStatus>>,
+    commands: Arc<Mutex<Vec<HealCommand>>>,
     /// Data dirs referenced in the bucket being scanned, when its scan began in this process
     /// (so the orphan sweep knows every reference).
     refs: Option<(String, HashSet<String>)>,
@@ -158,21 +245,20 @@ impl Repairer {
                 set: index,
                 ..Default::default()
             })),
+            commands: Arc::default(),
             refs: None,
             hint_cursor: Vec::new(),
         }
     }
 
-    /// The live status, updated as the worker goes.
-    pub fn status(&self) -> Arc<Mutex<RepairStatus>> {
-        self.status.clone()
-    }
-
-    /// Runs the worker in the background; returns its status.
-    pub fn spawn(self) -> Arc<Mutex<RepairStatus>> {
-        let status = self.status();
+    /// Runs the worker in the background; returns its handle.
+    pub fn spawn(self) -> RepairHandle {
+        let handle = RepairHandle {
+            status: self.status.clone(),
+            commands: self.commands.clone(),
+        };
         tokio::spawn(self.run());
-        status
+        handle
     }
 
     fn snapshot(&self) -> RepairStatus {
@@ -194,6 +280,11 @@ impl Repairer {
                     tracing::info!(set = self.snapshot().set, "no longer leading repair");
                 }
                 self.update(|s| s.leader = false);
+                // Commands are for the leader: a later takeover must not act on stale ones.
+                self.commands
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
                 loaded = false;
                 self.refs = None;
                 tokio::time::sleep(self.cfg.poll).await;
@@ -203,14 +294,25 @@ impl Repairer {
                 self.load_checkpoint().await;
                 loaded = true;
             }
+            if self.apply_commands().await {
+                self.save_checkpoint().await;
+            }
+            if self.snapshot().paused {
+                tokio::time::sleep(self.cfg.poll).await;
+                continue;
+            }
             let mut worked = self.work_hints().await > 0;
+            if self.target_step().await {
+                tokio::task::yield_now().await;
+                continue;
+            }
             let st = self.snapshot();
             let due = st.in_pass
                 || now_ms().saturating_sub(st.last_pass_finished_ms)
                     >= self.cfg.scan_interval.as_millis() as u64;
             if due {
                 if !st.in_pass {
-                    self.start_pass().await;
+                    self.start_pass(false).await;
                 }
                 self.scan_step().await;
                 self.save_checkpoint().await;
@@ -261,10 +363,73 @@ impl Repairer {
         .await;
     }
 
-    async fn start_pass(&mut self) {
+    /// Applies the operators' commands; true when any came.
+    async fn apply_commands(&mut self) -> bool {
+        let commands =
+            std::mem::take(&mut *self.commands.lock().unwrap_or_else(|e| e.into_inner()));
+        let any = !commands.is_empty();
+        for c in commands {
+            let set = self.snapshot().set;
+            tracing::info!(set, command = ?c, "repair command");
+            match c {
+                HealCommand::Pause => self.update(|s| s.paused = true),
+                HealCommand::Resume => self.update(|s| s.paused = false),
+                HealCommand::Start {
+                    bucket: None, deep, ..
+                } => {
+                    self.update(|s| s.in_pass = false);
+                    self.start_pass(deep).await;
+                }
+                HealCommand::Start {
+                    bucket: Some(bucket),
+                    prefix,
+                    deep,
+                } => self.update(|s| {
+                    s.target = Some(TargetScan {
+                        bucket,
+                        prefix,
+                        deep,
+                        started_ms: now_ms(),
+                        ..Default::default()
+                    })
+                }),
+            }
+        }
+        any
+    }
+
+    /// One page of the scan an operator asked for; false when none is running.
+    async fn target_step(&mut self) -> bool {
+        let Some(t) = self.snapshot().target.filter(|t| t.finished_ms == 0) else {
+            return false;
+        };
+        let next = if self.bucket_names().await.contains(&t.bucket) {
+            let after = hex::decode(&t.after_hex).unwrap_or_default();
+            self.scan_page(&t.bucket, &t.prefix, &after, t.deep).await
+        } else {
+            (None, 0)
+        };
+        self.update(|s| {
+            if let Some(t) = s.target.as_mut() {
+                t.scanned += next.1;
+                match next.0 {
+                    Some(last) => t.after_hex = hex::encode(last),
+                    None => t.finished_ms = now_ms(),
+                }
+            }
+        });
+        if let Some(t) = self.snapshot().target.filter(|t| t.finished_ms > 0) {
+            tracing::info!(bucket = %t.bucket, prefix = %t.prefix, deep = t.deep, objects = t.scanned, "requested scan finished");
+        }
+        self.save_checkpoint().await;
+        true
+    }
+
+    /// Starts a pass: a deep one when `deep` or when one is due.
+    async fn start_pass(&mut self, deep: bool) {
         let deep_every = self.cfg.deep_interval.as_millis() as u64;
         let last_deep = self.snapshot().last_deep_finished_ms;
-        let deep = deep_every > 0 && now_ms().saturating_sub(last_deep) >= deep_every;
+        let deep = deep || (deep_every > 0 && now_ms().saturating_sub(last_deep) >= deep_every);
         self.update(|s| {
             s.pass += 1;
             s.in_pass = true;
@@ -362,7 +527,7 @@ impl Repairer {
                 if !st.in_pass || st.pass_started_ms < hint.created_ms {
                     tracing::info!(set = st.set, "a drive came up blank: starting a full scan");
                     self.update(|s| s.in_pass = false);
-                    self.start_pass().await;
+                    self.start_pass(false).await;
                     self.save_checkpoint().await;
                 }
                 self.delete_hint(&id).await;
@@ -482,7 +647,9 @@ impl Repairer {
                 if after.is_empty() {
                     self.refs = Some((bucket.clone(), HashSet::new()));
                 }
-                match self.scan_page(&bucket, &after).await {
+                let (next, scanned) = self.scan_page(&bucket, "", &after, st.deep).await;
+                self.update(|s| s.scanned += scanned);
+                match next {
                     Some(last) => self.update(|s| s.after_hex = hex::encode(&last)),
                     None => self.update(|s| {
                         s.phase = Phase::Orphans;
@@ -512,16 +679,22 @@ impl Repairer {
         }
     }
 
-    /// Checks one page of keys of `bucket` after `after`; returns the last key, or `None` at
-    /// the end of the bucket.
-    async fn scan_page(&mut self, bucket: &str, after: &[u8]) -> Option<Vec<u8>> {
+    /// Checks one page of the keys of `bucket` under `prefix` after `after`; returns the last
+    /// key (`None` at the end) and how many versions it checked.
+    async fn scan_page(
+        &mut self,
+        bucket: &str,
+        prefix: &str,
+        after: &[u8],
+        deep: bool,
+    ) -> (Option<Vec<u8>>, u64) {
         let set = self.set.clone();
         let n = set.drives.len();
         let k = set.read_quorum();
         let lists = join_all(
             set.drives
                 .iter()
-                .map(|d| d.list_versions(bucket, "", after, PAGE)),
+                .map(|d| d.list_versions(bucket, prefix, after, PAGE)),
         )
         .await;
         let answered: Vec<bool> = lists.iter().map(|l| l.is_ok()).collect();
@@ -547,10 +720,9 @@ impl Repairer {
         if unanswered > set.m() {
             // Too few drives answer to tell a partial write from a lost drive: wait.
             tokio::time::sleep(self.cfg.poll).await;
-            return Some(after.to_vec());
+            return (Some(after.to_vec()), 0);
         }
         let last = by_key.keys().next_back().cloned();
-        let deep = self.snapshot().deep;
         let grace_ns = self.cfg.grace.as_nanos() as i128;
         // Versions to heal (key, version id, whether a check found it damaged), and the shard
         // files to check on each drive: (data dir, expected size, index into `todo`).
@@ -630,13 +802,12 @@ impl Repairer {
                 }
             }
         }
-        self.update(|s| s.scanned += scanned);
         for (key, vid, damaged) in todo {
             if !damaged {
                 continue;
             }
             if !(self.leader)() {
-                return Some(after.to_vec());
+                return (Some(after.to_vec()), 0);
             }
             match set.heal_object(bucket, &key, &vid, deep).await {
                 Ok(r) => {
@@ -653,11 +824,12 @@ impl Repairer {
                 }
             }
         }
-        if bound.is_none() {
+        let next = if bound.is_none() {
             None
         } else {
             last.map(String::into_bytes)
-        }
+        };
+        (next, scanned)
     }
 
     /// Removes the records of a version that a quorum never held (a write that failed

@@ -28,6 +28,11 @@ impl Store {
         }
     }
 
+    /// The deployment the drives belong to.
+    pub fn deployment_id(&self) -> &str {
+        &self.deployment_id
+    }
+
     /// The erasure sets.
     pub fn sets(&self) -> &[Arc<ErasureSet>] {
         &self.sets

@@ -56,6 +56,7 @@ pub async fn handle(State(state): State<Arc<S3State>>, req: Request) -> Response
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
+    let bytes_in = body_length(req.headers());
     // A request that sent `Expect: 100-continue` with an empty body gets its final answer
     // without a `100 Continue` (nothing is read). That is valid HTTP, but the botocore that
     // aws-cli v1 bundles then misreads the next response on the same connection
@@ -106,6 +107,17 @@ pub async fn handle(State(state): State<Arc<S3State>>, req: Request) -> Response
         ms = started.elapsed().as_millis() as u64,
         "s3 request"
     );
+    let bytes_out = if method == Method::HEAD {
+        0
+    } else {
+        header_u64(resp.headers(), "content-length")
+    };
+    crate::metrics::get().s3_request(
+        op,
+        resp.status().as_u16(),
+        started.elapsed(),
+        (bytes_in, bytes_out),
+    );
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-amz-request-id", v.clone());
         resp.headers_mut().insert("x-amz-id-2", v);
@@ -121,6 +133,23 @@ pub async fn handle(State(state): State<Arc<S3State>>, req: Request) -> Response
         );
     }
     resp
+}
+
+/// The length of a request's payload: the decoded length of an aws-chunked body, else its
+/// `Content-Length`.
+fn body_length(headers: &HeaderMap) -> u64 {
+    match header_u64(headers, "x-amz-decoded-content-length") {
+        0 => header_u64(headers, "content-length"),
+        n => n,
+    }
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> u64 {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 type Dispatched = Result<(&'static str, Response), (&'static str, S3Error)>;

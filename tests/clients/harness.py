@@ -10,6 +10,10 @@ copy is used) with a private config file and credentials, with the host's AWS_* 
 removed so nothing from the machine leaks in; a boto3 client factory; and a tiny test runner
 (`run_module`) used by every test_*.py file.
 
+tests/admin/cluster.py builds on this module too: the environment isolation, the binary, the
+temporary folders and the stopping of what is left at exit, start_tessera, stop_process,
+urlopen, boto3_client and the per-test loop (`run_tests`) are shared from here.
+
 Environment:
   TESSERA_BIN        path of the binary (default: $CARGO_TARGET_DIR/release/tessera, or
                      <repo>/target/release/tessera)
@@ -80,6 +84,15 @@ def tessera_bin():
     return (target / "release" / "tessera").resolve()
 
 
+def require_tessera_bin():
+    """tessera_bin(), or RuntimeError saying how to get one when there is no such file."""
+    binary = tessera_bin()
+    if not binary.is_file():
+        raise RuntimeError(f"tessera binary not found at {binary}: build it with "
+                           "`cargo build --release` or set TESSERA_BIN")
+    return binary
+
+
 try:
     import ctypes
 
@@ -96,7 +109,7 @@ def _die_with_parent():
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-_running = []  # servers not yet stopped, stopped at exit whatever happens
+_running = []  # servers (or clusters) not yet stopped, stopped at exit whatever happens
 
 
 @atexit.register
@@ -114,11 +127,11 @@ def _sigterm_to_exit(signum, _frame):
 TMP_PREFIX = "tessera-clients-"
 
 
-def _sweep_stale_folders():
+def _sweep_stale_folders(prefix=TMP_PREFIX):
     """Removes temporary folders left by test processes that were killed outright (SIGKILL
     leaves no chance to clean up): those whose owner.pid names no live process."""
     root = Path(tempfile.gettempdir())
-    for d in root.glob(TMP_PREFIX + "*"):
+    for d in root.glob(prefix + "*"):
         try:
             pid = int((d / "owner.pid").read_text())
             os.kill(pid, 0)
@@ -126,6 +139,71 @@ def _sweep_stale_folders():
             shutil.rmtree(d, ignore_errors=True)
         except (OSError, ValueError):
             pass  # no pid file yet, or not ours to judge
+
+
+def new_temp_folder(owner, prefix=TMP_PREFIX):
+    """A fresh temporary folder for `owner` (a Server, a Cluster: anything with stop()), after
+    sweeping stale ones; marked with this process's pid, and `owner` is stopped at exit."""
+    _sweep_stale_folders(prefix)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    (tmp / "owner.pid").write_text(str(os.getpid()))
+    _running.append(owner)
+    return tmp
+
+
+def remove_temp_folder(owner, tmp):
+    """Removes `tmp` (unless TESSERA_KEEP_DATA is set: then prints its path) and forgets
+    `owner`. Returns None, for `self.tmp = remove_temp_folder(self, self.tmp)`."""
+    if tmp is not None:
+        if os.environ.get("TESSERA_KEEP_DATA"):
+            print(f"  (kept {tmp})", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if owner in _running:
+        _running.remove(owner)
+    return None
+
+
+def stop_process(proc, timeout=STOP_TIMEOUT):
+    """SIGTERM `proc` (a Popen, or None), then SIGKILL after `timeout` seconds."""
+    if proc is not None and proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+        except ProcessLookupError:
+            pass
+
+
+def start_tessera(args, stderr, env, lines, on_line=lambda _line: None):
+    """Starts `tessera ARGS` (stdin closed, stderr to the file `stderr`, SIGKILLed if this
+    process dies) and a thread that drains its stdout for good, so it can never block on a
+    full pipe: each line goes to the list `lines` and, stripped, to on_line. Returns
+    (proc, ready): `ready` is set on the line `ready`, or at EOF (the process ended)."""
+    proc = subprocess.Popen(
+        [str(tessera_bin()), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env=env,
+        preexec_fn=_die_with_parent,
+    )
+    ready = threading.Event()
+
+    def read_stdout():
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            lines.append(line)
+            t = line.strip()
+            on_line(t)
+            if t == "ready":
+                ready.set()
+        ready.set()  # EOF: the process ended
+
+    threading.Thread(target=read_stdout, daemon=True).start()
+    return proc, ready
 
 
 class Server:
@@ -163,16 +241,8 @@ class Server:
         return int(self.host_port.rsplit(":", 1)[1])
 
     def start(self):
-        binary = tessera_bin()
-        if not binary.is_file():
-            raise RuntimeError(
-                f"tessera binary not found at {binary}; build it with `cargo build --release` "
-                "or set TESSERA_BIN"
-            )
-        _sweep_stale_folders()
-        self.tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
-        (self.tmp / "owner.pid").write_text(str(os.getpid()))
-        _running.append(self)
+        require_tessera_bin()
+        self.tmp = new_temp_folder(self)
         data = self.tmp / "data"
         self.log_path = self.tmp / "server.log"
         self._log_file = open(self.log_path, "ab")
@@ -188,37 +258,16 @@ class Server:
                 # TESSERA_DATA, TESSERA_ADDRESS, TESSERA_CONFIG, ... of the host must not
                 # override the flags below.
                 del env[name]
-        self.proc = subprocess.Popen(
+        self.proc, ready = start_tessera(
             [
-                str(binary), "server",
+                "server",
                 "--data", str(data),
                 "--address", "127.0.0.1:0",
                 "--admin-address", "127.0.0.1:0",
                 *self.extra_args,
             ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log_file,
-            env=env,
-            preexec_fn=_die_with_parent,
+            self._log_file, env, self._stdout_lines, self._read_url,
         )
-        ready = threading.Event()
-
-        def read_stdout():
-            for raw in self.proc.stdout:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                self._stdout_lines.append(line)
-                t = line.strip()
-                if t.startswith("S3 API:"):
-                    self.s3_url = t[len("S3 API:"):].strip()
-                elif t.startswith("admin:"):
-                    self.admin_url = t[len("admin:"):].strip()
-                elif t == "ready":
-                    ready.set()
-            ready.set()  # EOF: the process ended
-
-        # Keeps draining stdout after `ready` so the server can never block on a full pipe.
-        threading.Thread(target=read_stdout, daemon=True).start()
         if not ready.wait(START_TIMEOUT) or self.proc.poll() is not None or not self.s3_url:
             out = "\n".join(self._stdout_lines)
             log = self.log_text()
@@ -228,6 +277,12 @@ class Server:
                 f"stdout:\n{out}\nlog:\n{log}"
             )
         return self
+
+    def _read_url(self, line):
+        if line.startswith("S3 API:"):
+            self.s3_url = line[len("S3 API:"):].strip()
+        elif line.startswith("admin:"):
+            self.admin_url = line[len("admin:"):].strip()
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -243,15 +298,7 @@ class Server:
 
     def stop(self):
         """SIGTERM, then SIGKILL after STOP_TIMEOUT; then removes the temporary folder."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
-            except ProcessLookupError:
-                pass
+        stop_process(self.proc)
         if self.proc is not None and self.proc.stdout:
             try:
                 self.proc.stdout.close()
@@ -260,14 +307,7 @@ class Server:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
-        if self.tmp is not None:
-            if os.environ.get("TESSERA_KEEP_DATA"):
-                print(f"  (kept {self.tmp})", file=sys.stderr)
-            else:
-                shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp = None
-        if self in _running:
-            _running.remove(self)
+        self.tmp = remove_temp_folder(self, self.tmp)
 
     def scratch(self, name):
         """A fresh folder for a test's local files, inside the temporary folder (so removed
@@ -459,65 +499,98 @@ def error_code(body):
 
 # --- the runner --------------------------------------------------------------------------------
 
-class TestTimeout(Exception):
-    pass
+class TestTimeout(BaseException):
+    """Raised by the per-test alarm; a BaseException so that no `except Exception` on the way
+    (a retry loop, a poll) swallows it and runs the test past its limit."""
 
 
 def _alarm(_signum, _frame):
     raise TestTimeout("test took longer than its time limit")
 
 
-def run_module(module_globals, name=None):
-    """Runs every `test_*` function of a module, in definition order, each with one argument:
-    a Server shared by the module's tests (restarted if a test left it dead). Prints one line
-    per test, PASS or FAIL, and returns the process exit code (0 when all passed)."""
+def select_tests(module_globals, name, default_limit):
+    """Starts a test file's run: SIGTERM becomes SystemExit (so finally blocks and atexit stop
+    what runs), SIGALRM raises TestTimeout. Returns (tests, limit): the module's `test_*`
+    functions in definition order, only those named as arguments when some are (tests is None,
+    said, when one is no test of the module), and the per-test limit in seconds
+    (TESSERA_TEST_TIMEOUT, else `default_limit`)."""
     signal.signal(signal.SIGTERM, _sigterm_to_exit)
     signal.signal(signal.SIGALRM, _alarm)
-    name = name or Path(module_globals.get("__file__", "tests")).stem
     only = set(sys.argv[1:])  # optional: test function names to run
     tests = [
         (n, f) for n, f in module_globals.items()
         if n.startswith("test_") and callable(f) and (not only or n in only)
     ]
+    limit = int(os.environ.get("TESSERA_TEST_TIMEOUT", str(default_limit)))
     if only and len(tests) != len(only):
         print(f"no such test in {name}: {', '.join(sorted(only - {n for n, _ in tests}))}")
-        return 2
-    limit = int(os.environ.get("TESSERA_TEST_TIMEOUT", "300"))
-    failed = 0
-    srv = None
-    try:
-        for test_name, fn in tests:
-            started = time.monotonic()
-            error = None
+        return None, limit
+    return tests, limit
+
+
+def run_tests(name, tests, limit, fixture, check, on_failure):
+    """Runs each test as fn(fixture()) under a `limit`-second alarm, then check(what it got)
+    (raises when the test left it broken), and prints one line per test, PASS or FAIL; on
+    failure the traceback, then on_failure(test_name) for logs. Returns (passed, failed)."""
+    passed = failed = 0
+    for test_name, fn in tests:
+        started = time.monotonic()
+        error = None
+        try:
+            arg = fixture()
+            signal.alarm(limit)
             try:
-                if srv is None or not srv.alive():
-                    if srv is not None:
-                        srv.stop()
-                    srv = Server().start()
-                signal.alarm(limit)
-                try:
-                    fn(srv)
-                finally:
-                    signal.alarm(0)
-                if not srv.alive():
-                    raise AssertionError(
-                        f"the server died during the test (exit code {srv.proc.returncode})"
-                    )
-            except Exception:
-                error = traceback.format_exc()
-            took = time.monotonic() - started
-            status = "PASS" if error is None else "FAIL"
-            print(f"{status} {name}::{test_name} ({took:.1f}s)", flush=True)
-            if error is not None:
-                failed += 1
-                print(_indent(error), flush=True)
-                if srv is not None and srv.log_path is not None and srv.log_path.exists():
-                    kept = Path(tempfile.gettempdir()) / "tessera-client-test-logs"
-                    kept.mkdir(exist_ok=True)
-                    kept = kept / f"{name}.{test_name}.log"
-                    shutil.copyfile(srv.log_path, kept)
-                    print(f"    --- server log, last lines (whole log: {kept}) ---", flush=True)
-                    print(_indent(srv.log_tail()), flush=True)
+                fn(arg)
+            finally:
+                signal.alarm(0)
+            check(arg)
+        except (Exception, TestTimeout):
+            error = traceback.format_exc()
+        took = time.monotonic() - started
+        status = "PASS" if error is None else "FAIL"
+        print(f"{status} {name}::{test_name} ({took:.1f}s)", flush=True)
+        if error is None:
+            passed += 1
+        else:
+            failed += 1
+            print(_indent(error), flush=True)
+            on_failure(test_name)
+    return passed, failed
+
+
+def run_module(module_globals, name=None):
+    """Runs every `test_*` function of a module, in definition order, each with one argument:
+    a Server shared by the module's tests (restarted if a test left it dead). Prints one line
+    per test, PASS or FAIL, and returns the process exit code (0 when all passed)."""
+    name = name or Path(module_globals.get("__file__", "tests")).stem
+    tests, limit = select_tests(module_globals, name, 300)
+    if tests is None:
+        return 2
+    srv = None
+
+    def server():
+        nonlocal srv
+        if srv is None or not srv.alive():
+            if srv is not None:
+                srv.stop()
+            srv = Server().start()
+        return srv
+
+    def check(s):
+        if not s.alive():
+            raise AssertionError(f"the server died during the test (exit code {s.proc.returncode})")
+
+    def print_log(test_name):
+        if srv is not None and srv.log_path is not None and srv.log_path.exists():
+            kept = Path(tempfile.gettempdir()) / "tessera-client-test-logs"
+            kept.mkdir(exist_ok=True)
+            kept = kept / f"{name}.{test_name}.log"
+            shutil.copyfile(srv.log_path, kept)
+            print(f"    --- server log, last lines (whole log: {kept}) ---", flush=True)
+            print(_indent(srv.log_tail()), flush=True)
+
+    try:
+        _, failed = run_tests(name, tests, limit, server, check, print_log)
     finally:
         if srv is not None:
             srv.stop()

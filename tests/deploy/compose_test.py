@@ -221,6 +221,29 @@ def http_status(url):
         return None, str(e)
 
 
+def check_admin(cluster):
+    """Gateway 1's admin API: 401 without credentials; with the token, all 6 nodes up, 12
+    drives online, and /metrics in Prometheus text."""
+    url = cluster.url("TESSERA_ADMIN_PORT", "/admin/v1/nodes")
+    status, _h, body = harness.urlopen(url, timeout=10)
+    if status != 401:
+        raise StepFailed(f"{url} without credentials answered {status}: {body[:200]!r}")
+    auth = {"Authorization": "Bearer dev-admin-token-change-me"}
+    status, _h, body = harness.urlopen(url, headers=auth, timeout=10)
+    nodes = json.loads(body)["nodes"] if status == 200 else []
+    if len(nodes) != 6 or any(n["state"] != "up" for n in nodes):
+        raise StepFailed(f"{url} answered {status}: {body[:500]!r}")
+    url = cluster.url("TESSERA_ADMIN_PORT", "/admin/v1/cluster")
+    status, _h, body = harness.urlopen(url, headers=auth, timeout=10)
+    c = json.loads(body) if status == 200 else {}
+    if (c.get("drives"), c.get("drives_online"), c.get("mode")) != (12, 12, "gateway"):
+        raise StepFailed(f"{url} answered {status}: {body[:500]!r}")
+    url = cluster.url("TESSERA_ADMIN_PORT", "/metrics")
+    status, _h, body = harness.urlopen(url, headers=auth, timeout=10)
+    if status != 200 or b"tessera_drive_online{" not in body:
+        raise StepFailed(f"{url} answered {status}: {body[:300]!r}")
+
+
 def wait_ready(cluster, variables, timeout):
     deadline = time.monotonic() + timeout
     last = {}
@@ -440,6 +463,8 @@ def main():
             cluster.run("up", "-d", timeout=UP_TIMEOUT)
         with step(f"both gateways' /health/ready answer 200 (at most {READY_TIMEOUT}s)"):
             wait_ready(cluster, ["TESSERA_ADMIN_PORT", "TESSERA_ADMIN_PORT_2"], READY_TIMEOUT)
+        with step("the admin API answers with the compose file's admin token, and only with it"):
+            check_admin(cluster)
         scenario(cluster, scratch)
         ok = True
     except (Exception, KeyboardInterrupt, SystemExit) as e:
