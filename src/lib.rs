@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod drive;
 pub mod erasure;
 pub mod gateway;
+pub mod iam;
 pub mod load;
 pub mod metrics;
 pub mod node;

@@ -69,6 +69,47 @@ enum AdminCommand {
         #[command(subcommand)]
         command: HealCommand,
     },
+    /// Users and their policies.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// List users.
+    List,
+    /// Create a user; prints its keys (the secret only this once).
+    Add {
+        /// User name.
+        name: String,
+        /// IAM policy document (JSON file) to attach.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+    /// Delete a user.
+    Remove {
+        /// User name.
+        name: String,
+    },
+    /// Let a disabled user in again.
+    Enable {
+        /// User name.
+        name: String,
+    },
+    /// Refuse a user's requests (its keys are kept).
+    Disable {
+        /// User name.
+        name: String,
+    },
+    /// Attach a policy document (JSON file) to a user, replacing its policy.
+    Policy {
+        /// User name.
+        name: String,
+        /// Policy file; without it, the user's policy is removed.
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -264,6 +305,35 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             HealCommand::Pause => C::HealPause,
             HealCommand::Resume => C::HealResume,
         },
+        AdminCommand::User { command } => {
+            let read = |f: Option<PathBuf>| -> anyhow::Result<Option<String>> {
+                f.map(|f| {
+                    std::fs::read_to_string(&f)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))
+                })
+                .transpose()
+            };
+            match command {
+                UserCommand::List => C::UserList,
+                UserCommand::Add { name, policy } => C::UserAdd {
+                    name,
+                    policy: read(policy)?,
+                },
+                UserCommand::Remove { name } => C::UserRemove { name },
+                UserCommand::Enable { name } => C::UserEnable {
+                    name,
+                    enabled: true,
+                },
+                UserCommand::Disable { name } => C::UserEnable {
+                    name,
+                    enabled: false,
+                },
+                UserCommand::Policy { name, file } => C::UserPolicy {
+                    name,
+                    policy: read(file)?,
+                },
+            }
+        }
     };
     client.run(command).await
 }

@@ -53,7 +53,12 @@ pub struct FrontendConfig {
 impl Frontend {
     /// Binds both listeners and starts the abandoned-upload expiry.
     pub async fn bind(store: Arc<Store>, cfg: FrontendConfig) -> anyhow::Result<Self> {
+        let iam = Arc::new(crate::iam::Iam::new(
+            store.clone(),
+            &cfg.credentials.secret_key,
+        ));
         let s3_state = Arc::new(S3State {
+            iam: iam.clone(),
             store: store.clone(),
             region: cfg.region.clone(),
             credentials: HashMap::from([(
@@ -65,6 +70,7 @@ impl Frontend {
         spawn_upload_expiry(store.clone(), cfg.upload_expiry);
         let admin_state = Arc::new(AdminState::new(
             store,
+            iam,
             cfg.repair,
             cfg.control,
             cfg.layout,
@@ -98,7 +104,12 @@ impl Frontend {
         let admin_l = admin_l.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let s3 = axum::serve(s3_l, s3_r).with_graceful_shutdown(shutdown_signal());
+        // The S3 handler reads the peer's address (the `aws:SourceIp` policy condition).
+        let s3 = axum::serve(
+            s3_l,
+            s3_r.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal());
         let admin = axum::serve(admin_l, admin_r).with_graceful_shutdown(shutdown_signal());
         tokio::try_join!(async { s3.await.map_err(anyhow::Error::from) }, async {
             admin.await.map_err(anyhow::Error::from)

@@ -31,15 +31,15 @@ pub struct AdminAuth {
 }
 
 impl AdminAuth {
-    /// Checks a request's credentials. `body` is the request body, whose hash a SigV4
-    /// signature covers.
+    /// Checks a request's credentials; answers how it signed in (`root`, `admin-token` or
+    /// `session`). `body` is the request body, whose hash a SigV4 signature covers.
     pub fn check(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Result<(), Refusal> {
+    ) -> Result<&'static str, Refusal> {
         let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
             return Err(unauthorized("credentials required"));
         };
@@ -60,9 +60,9 @@ impl AdminAuth {
         let now = time::OffsetDateTime::now_utc();
         match sigv4::verify(method, uri, headers, &self.region, now, &secret_for) {
             Ok(v) => match v.payload {
-                PayloadMode::Sha256(want) if Sha256::digest(body)[..] == want[..] => Ok(()),
+                PayloadMode::Sha256(want) if Sha256::digest(body)[..] == want[..] => Ok("root"),
                 PayloadMode::Sha256(_) => Err(forbidden("the body does not match its signed hash")),
-                PayloadMode::Unsigned if body.is_empty() => Ok(()),
+                PayloadMode::Unsigned if body.is_empty() => Ok("root"),
                 _ => Err(forbidden("sign the body's SHA-256 in x-amz-content-sha256")),
             },
             Err(AuthError::MissingAuth) => Err(unauthorized("credentials required")),
@@ -70,10 +70,10 @@ impl AdminAuth {
         }
     }
 
-    fn check_token(&self, token: &str) -> Result<(), Refusal> {
+    fn check_token(&self, token: &str) -> Result<&'static str, Refusal> {
         if let Some(t) = &self.token {
             if bool::from(t.as_bytes().ct_eq(token.as_bytes())) {
-                return Ok(());
+                return Ok("admin-token");
             }
         }
         let mut parts = token.splitn(3, '.');
@@ -81,7 +81,7 @@ impl AdminAuth {
             let want = self.session_mac(expiry);
             if bool::from(want.as_bytes().ct_eq(mac.as_bytes())) {
                 return match expiry.parse::<u64>() {
-                    Ok(e) if e > now_ms() => Ok(()),
+                    Ok(e) if e > now_ms() => Ok("session"),
                     _ => Err(forbidden("the session has expired: sign in again")),
                 };
             }
@@ -144,7 +144,9 @@ mod tests {
             h.insert("authorization", v.parse().unwrap());
         }
         let uri: Uri = "/admin/v1/cluster".parse().unwrap();
-        a.check(&Method::GET, &uri, &h, b"").map_err(|e| e.0)
+        a.check(&Method::GET, &uri, &h, b"")
+            .map(|_| ())
+            .map_err(|e| e.0)
     }
 
     #[test]

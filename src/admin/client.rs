@@ -50,11 +50,43 @@ pub enum Command {
     HealPause,
     /// Resume repair.
     HealResume,
+    /// List users.
+    UserList,
+    /// Create a user, with a policy document (JSON text) if given.
+    UserAdd {
+        /// Name.
+        name: String,
+        /// Policy document.
+        policy: Option<String>,
+    },
+    /// Delete a user.
+    UserRemove {
+        /// Name.
+        name: String,
+    },
+    /// Enable or disable a user.
+    UserEnable {
+        /// Name.
+        name: String,
+        /// Enable (true) or disable.
+        enabled: bool,
+    },
+    /// Set a user's policy (JSON text), or remove it.
+    UserPolicy {
+        /// Name.
+        name: String,
+        /// Policy document; `None` removes it.
+        policy: Option<String>,
+    },
 }
 
 impl Client {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.call_raw(method, path, body).await
+    }
+
+    async fn call_raw(&self, method: &str, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
         let uri: hyper::Uri = format!("{}{path}", self.url.trim_end_matches('/'))
             .parse()
             .with_context(|| format!("bad admin URL {}", self.url))?;
@@ -141,6 +173,11 @@ impl Client {
                 }
                 Ok(())
             }
+            Command::UserList
+            | Command::UserAdd { .. }
+            | Command::UserRemove { .. }
+            | Command::UserEnable { .. }
+            | Command::UserPolicy { .. } => self.users(command).await,
             Command::HealPause | Command::HealResume => {
                 let (path, word) = match command {
                     Command::HealPause => ("/admin/v1/heal/pause", "paused"),
@@ -155,6 +192,74 @@ impl Client {
                 Ok(())
             }
         }
+    }
+
+    async fn users(&self, command: Command) -> anyhow::Result<()> {
+        match command {
+            Command::UserAdd { name, policy } => {
+                let policy = policy
+                    .map(|p| serde_json::from_str::<Value>(&p))
+                    .transpose()
+                    .context("the policy file is not JSON")?;
+                let body = serde_json::json!({ "name": name, "policy": policy });
+                let v = self.call("POST", "/admin/v1/users", Some(body)).await?;
+                println!("user {} created", s(&v["name"]));
+                println!("  access key: {}", s(&v["access_key"]));
+                println!("  secret key: {}", s(&v["secret_key"]));
+                println!("  (the secret key is shown only now)");
+            }
+            Command::UserRemove { name } => {
+                self.call("DELETE", &format!("/admin/v1/users/{name}"), None)
+                    .await?;
+                println!("user {name} deleted");
+            }
+            Command::UserEnable { name, enabled } => {
+                let verb = if enabled { "enable" } else { "disable" };
+                self.call("POST", &format!("/admin/v1/users/{name}/{verb}"), None)
+                    .await?;
+                println!("user {name} {verb}d");
+            }
+            Command::UserPolicy { name, policy } => {
+                let path = format!("/admin/v1/users/{name}/policy");
+                match policy {
+                    Some(p) => {
+                        self.call_raw("PUT", &path, p.into_bytes()).await?;
+                        println!("policy of {name} set");
+                    }
+                    None => {
+                        self.call("DELETE", &path, None).await?;
+                        println!("policy of {name} removed: the user may do nothing");
+                    }
+                }
+            }
+            _ => {
+                let v = self.call("GET", "/admin/v1/users", None).await?;
+                let rows: Vec<Vec<String>> = arr(&v["users"])
+                    .iter()
+                    .map(|u| {
+                        vec![
+                            s(&u["name"]),
+                            s(&u["access_key"]),
+                            if u["enabled"].as_bool() == Some(true) {
+                                "enabled".into()
+                            } else {
+                                "disabled".into()
+                            },
+                            if u["policy"].is_null() {
+                                "none".into()
+                            } else {
+                                format!("{} statements", policy_size(&u["policy"]))
+                            },
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(&["USER", "ACCESS KEY", "STATE", "POLICY"], &rows)
+                );
+            }
+        }
+        Ok(())
     }
 
     async fn status(&self) -> anyhow::Result<()> {
@@ -429,6 +534,14 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
         let _ = writeln!(out, "(none)");
     }
     out
+}
+
+fn policy_size(p: &Value) -> usize {
+    match &p["Statement"] {
+        Value::Array(a) => a.len(),
+        Value::Null => 0,
+        _ => 1,
+    }
 }
 
 fn progress(done: u64, of: u64) -> String {

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod client;
 mod prometheus;
 pub mod usage;
+mod users;
 pub mod view;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::Instant;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use futures::future::BoxFuture;
 
 use crate::object::{HealCommand, RepairHandle, RepairStatus, Store};
@@ -49,6 +50,8 @@ pub struct NodeEntry {
 pub struct AdminState {
     /// The store served by this process.
     pub store: Arc<Store>,
+    /// Users and their policies.
+    pub iam: Arc<crate::iam::Iam>,
     /// Where the repair status of every set comes from: this process's workers (in
     /// `tessera server`), or the nodes that lead the sets (in a gateway).
     pub repair: RepairSource,
@@ -67,6 +70,7 @@ impl AdminState {
     /// The state of a listener over `store`.
     pub fn new(
         store: Arc<Store>,
+        iam: Arc<crate::iam::Iam>,
         repair: RepairSource,
         control: RepairControl,
         layout: Layout,
@@ -74,6 +78,7 @@ impl AdminState {
     ) -> Self {
         Self {
             store,
+            iam,
             repair,
             control,
             layout,
@@ -123,6 +128,17 @@ pub fn router(state: Arc<AdminState>) -> axum::Router {
         .route("/admin/v1/heal/pause", post(api::heal_pause))
         .route("/admin/v1/heal/resume", post(api::heal_resume))
         .route("/admin/v1/buckets", get(api::buckets))
+        .route("/admin/v1/users", get(users::list).post(users::create))
+        .route(
+            "/admin/v1/users/{name}",
+            axum::routing::delete(users::delete),
+        )
+        .route("/admin/v1/users/{name}/enable", post(users::enable))
+        .route("/admin/v1/users/{name}/disable", post(users::disable))
+        .route(
+            "/admin/v1/users/{name}/policy",
+            put(users::put_policy).delete(users::delete_policy),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
@@ -160,15 +176,24 @@ async fn authenticate(
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large");
     };
-    if let Err((status, why)) = state
+    let who = match state
         .auth
         .check(&parts.method, &parts.uri, &parts.headers, &body)
     {
-        tracing::warn!(path = %parts.uri.path(), %status, why, "admin request refused");
-        return error(status, &why);
+        Ok(who) => who,
+        Err((status, why)) => {
+            tracing::warn!(target: "audit", method = %parts.method, path = %parts.uri.path(), %status, why, "admin request refused");
+            return error(status, &why);
+        }
+    };
+    let (method, path) = (parts.method.clone(), parts.uri.path().to_string());
+    let resp = next
+        .run(Request::from_parts(parts, axum::body::Body::from(body)))
+        .await;
+    if method != axum::http::Method::GET {
+        tracing::info!(target: "audit", %method, path, who, status = resp.status().as_u16(), "admin action");
     }
-    next.run(Request::from_parts(parts, axum::body::Body::from(body)))
-        .await
+    resp
 }
 
 /// Unknown paths: credentials first (so nothing is told to strangers), then 404.

@@ -41,6 +41,9 @@ pub struct BucketRecord {
     /// Bucket tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Bucket policy (JSON), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// How an object version is spread over its erasure set.

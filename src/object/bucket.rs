@@ -42,6 +42,7 @@ impl ErasureSet {
             location,
             versioning: None,
             tags: Default::default(),
+            policy: None,
         };
         let answers = self.on_drives(|d| d.put_bucket(&rec)).await;
         let ok = self.count_ok("write bucket record", &answers);

@@ -2,6 +2,7 @@
 //! family, XML bodies and S3 errors.
 
 mod acl;
+mod authz;
 pub mod body;
 mod bucket;
 pub use crate::checksum;
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::object::Store;
+use authz::{Authz, Identity};
 use error::{S3Error, S3Result};
 use router::Endpoint;
 use sigv4::{AuthError, Verified};
@@ -41,6 +43,8 @@ pub struct S3State {
     pub credentials: HashMap<String, String>,
     /// Base domain for virtual-host-style requests (`bucket.<domain>`), if any.
     pub base_domain: Option<String>,
+    /// Users and their policies.
+    pub iam: Arc<crate::iam::Iam>,
 }
 
 /// The axum router of the S3 listener: every request goes to [`handle`].
@@ -51,6 +55,10 @@ pub fn router(state: Arc<S3State>) -> axum::Router {
 /// Serves one S3 request: authenticate, route, run the handler, and turn any error into an
 /// S3 error response. Every response carries `x-amz-request-id`.
 pub async fn handle(State(state): State<Arc<S3State>>, req: Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let _load = crate::load::enter();
     let request_id = format!("{:016X}", rand::random::<u64>());
     let method = req.method().clone();
@@ -69,7 +77,7 @@ pub async fn handle(State(state): State<Arc<S3State>>, req: Request) -> Response
             .headers()
             .get(axum::http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() == b"0");
-    let (op, mut resp) = match dispatch(&state, req).await {
+    let (op, mut resp) = match dispatch(&state, req, peer).await {
         Ok((op, r)) => (op, r),
         Err((op, e)) => {
             if e.status.is_server_error() {
@@ -154,22 +162,40 @@ fn header_u64(headers: &HeaderMap, name: &str) -> u64 {
 
 type Dispatched = Result<(&'static str, Response), (&'static str, S3Error)>;
 
-async fn dispatch(state: &S3State, req: Request) -> Dispatched {
+async fn dispatch(state: &S3State, req: Request, peer: Option<std::net::IpAddr>) -> Dispatched {
     let (parts, body) = req.into_parts();
     let query = router::parse_query(parts.uri.query());
     let now = time::OffsetDateTime::now_utc();
-    let auth = match sigv4::verify(
+    // Users come from the directory; root keeps working when it cannot be read.
+    let users = state.iam.principals().await.ok();
+    let user = |ak: &str| users.as_ref()?.get(ak).filter(|p| p.enabled);
+    let verified = sigv4::verify(
         &parts.method,
         &parts.uri,
         &parts.headers,
         &state.region,
         now,
-        &|ak: &str| state.credentials.get(ak).cloned(),
-    ) {
-        Ok(v) => v,
-        Err(AuthError::MissingAuth) => {
-            return Err(("Anonymous", S3Error::access_denied("Access Denied")))
-        }
+        &|ak: &str| {
+            state
+                .credentials
+                .get(ak)
+                .cloned()
+                .or_else(|| user(ak).map(|p| p.secret.clone()))
+        },
+    );
+    let (auth, identity) = match verified {
+        Ok(v) if state.credentials.contains_key(&v.access_key) => (v, Identity::Root),
+        Ok(v) => match user(&v.access_key) {
+            Some(p) => {
+                let identity = Identity::User {
+                    name: p.name.clone(),
+                    policy: p.policy.clone(),
+                };
+                (v, identity)
+            }
+            None => return Err(("Auth", AuthError::InvalidAccessKeyId.into())),
+        },
+        Err(AuthError::MissingAuth) => (sigv4::Verified::anonymous(), Identity::Anonymous),
         Err(e) => return Err(("Auth", e.into())),
     };
     let vhost = vhost_bucket(&parts.headers, state.base_domain.as_deref());
@@ -182,12 +208,21 @@ async fn dispatch(state: &S3State, req: Request) -> Dispatched {
     )
     .map_err(|e| ("Route", e))?;
     let op = endpoint.name();
+    let authz = Authz::new(identity, peer, &query);
     let ctx = Ctx {
         state,
         headers: &parts.headers,
         query: &query,
         auth: &auth,
+        authz: &authz,
     };
+    if let Some((action, on_object)) = authz::action(&endpoint, &query) {
+        let key = if on_object { endpoint.key() } else { None };
+        authz
+            .check(&ctx, action, endpoint.bucket(), key)
+            .await
+            .map_err(|e| (op, e))?;
+    }
     let result = match endpoint {
         Endpoint::ListBuckets => bucket::list_buckets(&ctx).await,
         Endpoint::CreateBucket { bucket } => bucket::create(&ctx, &bucket, body).await,
@@ -236,6 +271,9 @@ async fn dispatch(state: &S3State, req: Request) -> Dispatched {
         Endpoint::GetObjectAttributes { bucket, key } => {
             tagging::attributes(&ctx, &bucket, &key).await
         }
+        Endpoint::BucketPolicy { bucket, method } => {
+            authz::bucket_policy(&ctx, &bucket, &method, body).await
+        }
     };
     result.map(|r| (op, r)).map_err(|e| (op, e))
 }
@@ -246,6 +284,7 @@ pub(crate) struct Ctx<'a> {
     headers: &'a HeaderMap,
     query: &'a router::Query,
     auth: &'a Verified,
+    authz: &'a Authz,
 }
 
 impl Ctx<'_> {

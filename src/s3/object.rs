@@ -470,6 +470,13 @@ pub(super) async fn open_copy_source(ctx: &Ctx<'_>) -> S3Result<(String, String,
         })?;
     super::names::check_bucket(src_bucket)?;
     super::names::check_key(src_key)?;
+    let action = match version {
+        Some(_) => "s3:GetObjectVersion",
+        None => "s3:GetObject",
+    };
+    ctx.authz
+        .check(ctx, action, Some(src_bucket), Some(src_key))
+        .await?;
     let reader = ctx
         .state
         .store
@@ -600,6 +607,18 @@ pub async fn delete_objects(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result
                 .transpose()
                 .map(|_| ())
         });
+        let action = match entry.version_id {
+            Some(_) => "s3:DeleteObjectVersion",
+            None => "s3:DeleteObject",
+        };
+        let checked = match checked {
+            Ok(()) => {
+                ctx.authz
+                    .check(ctx, action, Some(bucket), Some(&entry.key))
+                    .await
+            }
+            e => e,
+        };
         let result = match checked {
             Err(e) => Err(e),
             Ok(()) => ctx

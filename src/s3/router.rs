@@ -69,6 +69,8 @@ pub enum Endpoint {
     },
     /// `GET /bucket/key?attributes`
     GetObjectAttributes { bucket: String, key: String },
+    /// `PUT`, `GET` or `DELETE /bucket?policy`
+    BucketPolicy { bucket: String, method: Method },
     /// `GET` or `PUT /bucket?acl` and `/bucket/key?acl` (`key` empty for the bucket)
     Acl {
         bucket: String,
@@ -98,6 +100,7 @@ impl Endpoint {
             | Endpoint::PutBucketVersioning { bucket }
             | Endpoint::ListObjectVersions { bucket }
             | Endpoint::BucketTagging { bucket, .. }
+            | Endpoint::BucketPolicy { bucket, .. }
             | Endpoint::ObjectTagging { bucket, .. }
             | Endpoint::GetObjectAttributes { bucket, .. }
             | Endpoint::Acl { bucket, .. }
@@ -106,6 +109,26 @@ impl Endpoint {
             | Endpoint::GetObject { bucket, .. }
             | Endpoint::HeadObject { bucket, .. }
             | Endpoint::DeleteObject { bucket, .. } => Some(bucket),
+        }
+    }
+
+    /// The object key the request is about, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Endpoint::PutObject { key, .. }
+            | Endpoint::CopyObject { key, .. }
+            | Endpoint::GetObject { key, .. }
+            | Endpoint::HeadObject { key, .. }
+            | Endpoint::DeleteObject { key, .. }
+            | Endpoint::CreateMultipartUpload { key, .. }
+            | Endpoint::UploadPart { key, .. }
+            | Endpoint::CompleteMultipartUpload { key, .. }
+            | Endpoint::AbortMultipartUpload { key, .. }
+            | Endpoint::ListParts { key, .. }
+            | Endpoint::ObjectTagging { key, .. }
+            | Endpoint::GetObjectAttributes { key, .. } => Some(key),
+            Endpoint::Acl { key, .. } if !key.is_empty() => Some(key),
+            _ => None,
         }
     }
 
@@ -139,6 +162,11 @@ impl Endpoint {
                 Method::PUT => "PutBucketTagging",
                 Method::DELETE => "DeleteBucketTagging",
                 _ => "GetBucketTagging",
+            },
+            Endpoint::BucketPolicy { method, .. } => match *method {
+                Method::PUT => "PutBucketPolicy",
+                Method::DELETE => "DeleteBucketPolicy",
+                _ => "GetBucketPolicy",
             },
             Endpoint::ObjectTagging { method, .. } => match *method {
                 Method::PUT => "PutObjectTagging",
@@ -177,7 +205,6 @@ const OBJECT_UNSUPPORTED: &[&str] = &["retention", "legal-hold", "torrent", "res
 
 /// Bucket-level subresources that Tessera does not serve yet.
 const BUCKET_UNSUPPORTED: &[&str] = &[
-    "policy",
     "cors",
     "lifecycle",
     "website",
@@ -234,6 +261,15 @@ pub fn route(
         if query.contains_key("tagging") {
             return match *method {
                 Method::PUT | Method::GET | Method::DELETE => Ok(Endpoint::BucketTagging {
+                    bucket,
+                    method: method.clone(),
+                }),
+                _ => Err(method_not_allowed()),
+            };
+        }
+        if query.contains_key("policy") {
+            return match *method {
+                Method::PUT | Method::GET | Method::DELETE => Ok(Endpoint::BucketPolicy {
                     bucket,
                     method: method.clone(),
                 }),

@@ -127,6 +127,20 @@ pub struct Verified {
     pub scope: String,
 }
 
+impl Verified {
+    /// What an unsigned (anonymous) request carries: no key, an unsigned payload.
+    pub fn anonymous() -> Self {
+        Self {
+            access_key: String::new(),
+            payload: PayloadMode::Unsigned,
+            signing_key: [0; 32],
+            seed_signature: String::new(),
+            amz_date: String::new(),
+            scope: String::new(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Verified {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verified")

@@ -26,20 +26,20 @@ BUCKET = "restic-repo"
 PASSWORD = "correct horse battery staple"
 
 
-def restic_env(srv, work):
+def restic_env(srv, work, bucket=BUCKET, keys=(harness.ACCESS_KEY, harness.SECRET_KEY)):
     return cu.clean_env(work / "home", {
-        "RESTIC_REPOSITORY": f"s3:{srv.s3_url}/{BUCKET}",
+        "RESTIC_REPOSITORY": f"s3:{srv.s3_url}/{bucket}",
         "RESTIC_PASSWORD": PASSWORD,
         "RESTIC_CACHE_DIR": str(work / "cache"),
-        "AWS_ACCESS_KEY_ID": harness.ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": harness.SECRET_KEY,
+        "AWS_ACCESS_KEY_ID": keys[0],
+        "AWS_SECRET_ACCESS_KEY": keys[1],
     })
 
 
-def restic(srv, work, *args, timeout=300, cwd=None):
+def restic(srv, work, *args, timeout=300, cwd=None, env=None):
     """Runs restic; it must succeed without having retried any request."""
-    r = cu.run([cu.require_tool("restic"), *args], restic_env(srv, work), timeout=timeout,
-               cwd=cwd, label="restic " + " ".join(map(str, args)))
+    r = cu.run([cu.require_tool("restic"), *args], env or restic_env(srv, work),
+               timeout=timeout, cwd=cwd, label="restic " + " ".join(map(str, args)))
     cu.log_step("restic " + str(args[0]), r)
     retried = [line for line in r.stderr.splitlines() if "retrying" in line.lower()]
     assert not retried, (
@@ -198,6 +198,65 @@ def test_backup_check_restore_prune(srv):
     cu.assert_same_tree(second_digest, restored_root(target, source),
                         "restic restore latest after prune")
     cu.rmtree(work)
+
+
+def admin_user(srv, name, bucket):
+    """Creates a user (through the admin API, signed in with the root keys) whose policy
+    reaches `bucket` and nothing else; returns its keys."""
+    st, _, body = harness.urlopen(
+        srv.admin_url + "/admin/v1/login", method="POST",
+        data=json.dumps({"access_key": harness.ACCESS_KEY,
+                         "secret_key": harness.SECRET_KEY}).encode(),
+        headers={"Content-Type": "application/json"})
+    assert st == 200, (st, body)
+    token = json.loads(body)["token"]
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
+    st, _, body = harness.urlopen(
+        srv.admin_url + "/admin/v1/users", method="POST",
+        data=json.dumps({"name": name, "policy": policy}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    assert st == 201, (st, body)
+    v = json.loads(body)
+    return v["access_key"], v["secret_key"]
+
+
+def test_a_repository_reachable_by_its_own_user_only(srv):
+    """A backup user whose policy names its own bucket: restic init, backup and check work
+    with its keys; another user's keys cannot list, read or write that repository, and the
+    backup user cannot reach another bucket."""
+    work = srv.scratch("restic-own")
+    own = admin_user(srv, "backup", "restic-own")
+    other = admin_user(srv, "intruder", "elsewhere")
+    env = restic_env(srv, work, "restic-own", own)
+    source = work / "src"
+    _small_tree(source)
+    restic(srv, work, "init", env=env)
+    r = restic(srv, work, "backup", "--json", "--host", "own", source.name,
+               cwd=source.parent, env=env)
+    assert any(m.get("message_type") == "summary" for m in json_lines(r.stdout)), r.stdout
+    restic(srv, work, "check", env=env)
+    # The other user's keys: refused, whatever restic tries.
+    for args in (("snapshots",), ("cat", "config")):
+        r = cu.run([cu.require_tool("restic"), *args],
+                   restic_env(srv, work / "intruder", "restic-own", other), timeout=120,
+                   check=False, label="restic (intruder) " + " ".join(args))
+        assert r.returncode != 0, f"the intruder's restic {args} succeeded:\n{r.stdout}"
+        assert "Access Denied" in r.stderr or "AccessDenied" in r.stderr, r.stderr[-2000:]
+    # The backup user's keys do not reach another bucket.
+    r = cu.run([cu.require_tool("restic"), "init"],
+               restic_env(srv, work / "elsewhere", "elsewhere-repo", own), timeout=120,
+               check=False, label="restic init (another bucket)")
+    assert r.returncode != 0, r.stdout
+    assert "Access Denied" in r.stderr or "AccessDenied" in r.stderr, r.stderr[-2000:]
+
+
+def _small_tree(root):
+    rng = random.Random(7)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(12):
+        (root / f"f{i}.bin").write_bytes(rng.randbytes(rng.randint(0, 256 * KIB)))
 
 
 if __name__ == "__main__":

@@ -312,16 +312,32 @@ impl TestCluster {
 
 /// Status and body of a plain HTTP/1.1 GET; `None` when the connection fails.
 fn http_get(url: &str) -> Option<(u16, String)> {
+    http_request("GET", url, &[], b"")
+}
+
+/// Status and body of a plain HTTP/1.1 request with extra headers and a body; `None` when
+/// the connection fails.
+pub fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let mut s = std::net::TcpStream::connect(host).ok()?;
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-    write!(
-        s,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    let mut head = format!(
+        "{method} /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     let status = out

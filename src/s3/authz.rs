@@ -1,0 +1,205 @@
+//! Who may do what: the IAM action and resource of each operation, checked against the
+//! user's policy and the bucket's policy (`iam::policy`). Root may do everything; a user what
+//! a policy allows and none denies; an anonymous request only what a bucket policy allows
+//! to `"*"`. Every denial is logged (target `audit`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::error::{S3Error, S3Result};
+use super::router::{Endpoint, Query};
+use super::Ctx;
+use crate::iam::policy::{evaluate, Decision, Policy, Request, MAX_POLICY};
+
+/// Who signed the request.
+#[derive(Clone, Debug)]
+pub enum Identity {
+    /// The root keys.
+    Root,
+    /// A user: its name and policy.
+    User {
+        /// Name.
+        name: String,
+        /// Its policy, if any.
+        policy: Option<Policy>,
+    },
+    /// No signature.
+    Anonymous,
+}
+
+/// The request's identity and the condition keys it carries.
+pub struct Authz {
+    /// Who asks.
+    pub identity: Identity,
+    /// `aws:SourceIp`, `s3:prefix`, ...
+    context: BTreeMap<&'static str, String>,
+}
+
+impl Authz {
+    /// The identity of a request from `peer`, with the condition keys of its query.
+    pub fn new(identity: Identity, peer: Option<IpAddr>, query: &Query) -> Self {
+        let mut context = BTreeMap::new();
+        if let Some(ip) = peer {
+            context.insert("aws:SourceIp", ip.to_string());
+        }
+        context.insert("aws:SecureTransport", "false".to_string());
+        if let Identity::User { name, .. } = &identity {
+            context.insert("aws:username", name.clone());
+        }
+        for (key, param) in [("s3:prefix", "prefix"), ("s3:delimiter", "delimiter")] {
+            if let Some(v) = query.get(param) {
+                context.insert(key, v.clone());
+            }
+        }
+        Self { identity, context }
+    }
+
+    /// Checks `action` on `bucket` (and `key`, for object actions).
+    pub async fn check(
+        &self,
+        ctx: &Ctx<'_>,
+        action: &str,
+        bucket: Option<&str>,
+        key: Option<&str>,
+    ) -> S3Result<()> {
+        let (user, own) = match &self.identity {
+            Identity::Root => return Ok(()),
+            Identity::User { name, policy } => (Some(name.as_str()), policy.as_ref()),
+            Identity::Anonymous => (None, None),
+        };
+        let resource = match (bucket, key) {
+            (None, _) => "arn:aws:s3:::*".to_string(),
+            (Some(b), None) => format!("arn:aws:s3:::{b}"),
+            (Some(b), Some(k)) => format!("arn:aws:s3:::{b}/{k}"),
+        };
+        let bucket_policy = match bucket {
+            Some(b) => match ctx.state.store.get_bucket(b).await {
+                Ok(rec) => rec.policy.and_then(|p| Policy::parse(&p, true).ok()),
+                Err(crate::object::Error::NoSuchBucket) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        let policies: Vec<&Policy> = own.into_iter().chain(bucket_policy.as_ref()).collect();
+        let decision = evaluate(
+            &policies,
+            &Request {
+                user,
+                action,
+                resource: &resource,
+                context: &self.context,
+            },
+        );
+        if decision == Decision::Allow {
+            return Ok(());
+        }
+        tracing::warn!(
+            target: "audit",
+            user = user.unwrap_or("anonymous"),
+            action,
+            resource = %resource,
+            source_ip = self.context.get("aws:SourceIp").map(String::as_str).unwrap_or("-"),
+            explicit_deny = (decision == Decision::Deny),
+            "access denied"
+        );
+        Err(S3Error::access_denied("Access Denied"))
+    }
+}
+
+/// The action an operation needs, checked before its handler runs; `None` where the handler
+/// checks for itself (DeleteObjects: each key).
+pub fn action(endpoint: &Endpoint, query: &Query) -> Option<(&'static str, bool)> {
+    let versioned = query.contains_key("versionId");
+    // (action, whether the resource is the object rather than the bucket)
+    let a = match endpoint {
+        Endpoint::ListBuckets => ("s3:ListAllMyBuckets", false),
+        Endpoint::CreateBucket { .. } => ("s3:CreateBucket", false),
+        Endpoint::HeadBucket { .. } | Endpoint::ListObjects { .. } => ("s3:ListBucket", false),
+        Endpoint::DeleteBucket { .. } => ("s3:DeleteBucket", false),
+        Endpoint::GetBucketLocation { .. } => ("s3:GetBucketLocation", false),
+        Endpoint::GetBucketVersioning { .. } => ("s3:GetBucketVersioning", false),
+        Endpoint::PutBucketVersioning { .. } => ("s3:PutBucketVersioning", false),
+        Endpoint::ListObjectVersions { .. } => ("s3:ListBucketVersions", false),
+        Endpoint::ListMultipartUploads { .. } => ("s3:ListBucketMultipartUploads", false),
+        Endpoint::DeleteObjects { .. } => return None,
+        Endpoint::PutObject { .. }
+        | Endpoint::CopyObject { .. }
+        | Endpoint::CreateMultipartUpload { .. }
+        | Endpoint::UploadPart { .. }
+        | Endpoint::CompleteMultipartUpload { .. } => ("s3:PutObject", true),
+        Endpoint::GetObject { .. } | Endpoint::HeadObject { .. } if versioned => {
+            ("s3:GetObjectVersion", true)
+        }
+        Endpoint::GetObject { .. } | Endpoint::HeadObject { .. } => ("s3:GetObject", true),
+        Endpoint::DeleteObject { .. } if versioned => ("s3:DeleteObjectVersion", true),
+        Endpoint::DeleteObject { .. } => ("s3:DeleteObject", true),
+        Endpoint::AbortMultipartUpload { .. } => ("s3:AbortMultipartUpload", true),
+        Endpoint::ListParts { .. } => ("s3:ListMultipartUploadParts", true),
+        Endpoint::GetObjectAttributes { .. } => ("s3:GetObjectAttributes", true),
+        Endpoint::BucketTagging { method, .. } => match *method {
+            Method::GET => ("s3:GetBucketTagging", false),
+            _ => ("s3:PutBucketTagging", false),
+        },
+        Endpoint::ObjectTagging { method, .. } => match *method {
+            Method::GET => ("s3:GetObjectTagging", true),
+            Method::DELETE => ("s3:DeleteObjectTagging", true),
+            _ => ("s3:PutObjectTagging", true),
+        },
+        Endpoint::Acl { key, method, .. } => match (key.is_empty(), method == Method::GET) {
+            (true, true) => ("s3:GetBucketAcl", false),
+            (true, false) => ("s3:PutBucketAcl", false),
+            (false, true) => ("s3:GetObjectAcl", true),
+            (false, false) => ("s3:PutObjectAcl", true),
+        },
+        Endpoint::BucketPolicy { method, .. } => match *method {
+            Method::GET => ("s3:GetBucketPolicy", false),
+            Method::DELETE => ("s3:DeleteBucketPolicy", false),
+            _ => ("s3:PutBucketPolicy", false),
+        },
+    };
+    Some(a)
+}
+
+/// `GET`, `PUT` or `DELETE /bucket?policy`.
+pub async fn bucket_policy(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    method: &Method,
+    body: Body,
+) -> S3Result<Response> {
+    let store = &ctx.state.store;
+    match *method {
+        Method::PUT => {
+            let raw = super::small_body(ctx, body, MAX_POLICY).await?;
+            let text = String::from_utf8(raw.to_vec())
+                .map_err(|_| S3Error::bad("MalformedPolicy", "The policy is not UTF-8"))?;
+            Policy::parse(&text, true).map_err(|e| S3Error::bad("MalformedPolicy", e.0))?;
+            store
+                .update_bucket(bucket, move |b| b.policy = Some(text.clone()))
+                .await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Method::DELETE => {
+            store.update_bucket(bucket, |b| b.policy = None).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        _ => match store.get_bucket(bucket).await?.policy {
+            Some(p) => Ok((
+                StatusCode::OK,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                p,
+            )
+                .into_response()),
+            None => Err(S3Error::new(
+                StatusCode::NOT_FOUND,
+                "NoSuchBucketPolicy",
+                "The bucket policy does not exist",
+            )
+            .with_resource(format!("/{bucket}"))),
+        },
+    }
+}
