@@ -11,6 +11,7 @@ pub mod drive;
 pub mod erasure;
 pub mod gateway;
 pub mod iam;
+pub mod limits;
 pub mod load;
 pub mod metrics;
 pub mod node;

@@ -216,6 +216,15 @@ fn init_logging() {
 async fn main() -> std::process::ExitCode {
     init_logging();
     let cli = Cli::parse();
+    match tessera::limits::Limits::from_env() {
+        Ok(l) => {
+            l.install();
+        }
+        Err(e) => {
+            eprintln!("tessera: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Server(args) => run_server(args).await,
         Command::Node(args) => run_node(args).await,

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState};
@@ -94,26 +93,14 @@ impl Frontend {
         })
     }
 
-    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish; with the
+    /// connection, header and body limits of `crate::limits`.
     pub async fn serve(self) -> anyhow::Result<()> {
         let (s3_l, s3_r) = self.s3;
         let (admin_l, admin_r) = self.admin;
-        let s3_l = s3_l.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let admin_l = admin_l.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        // The S3 handler reads the peer's address (the `aws:SourceIp` policy condition).
-        let s3 = axum::serve(
-            s3_l,
-            s3_r.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal());
-        let admin = axum::serve(admin_l, admin_r).with_graceful_shutdown(shutdown_signal());
-        tokio::try_join!(async { s3.await.map_err(anyhow::Error::from) }, async {
-            admin.await.map_err(anyhow::Error::from)
-        })?;
+        let s3 = crate::limits::serve(s3_l, s3_r, shutdown_signal());
+        let admin = crate::limits::serve(admin_l, admin_r, shutdown_signal());
+        tokio::try_join!(s3, admin)?;
         Ok(())
     }
 }

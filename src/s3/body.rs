@@ -95,6 +95,8 @@ pub fn request_body(
         },
         seen: 0,
         slot: slot.clone(),
+        deadline: tokio::time::Instant::now() + crate::limits::get().body_timeout,
+        window: 0,
     };
     let stream = futures::stream::unfold(Some(state), |state| async move {
         let mut st = state?;
@@ -123,6 +125,10 @@ struct BodyState {
     expect: Expect,
     seen: u64,
     slot: ChecksumSlot,
+    /// When the current 64 KiB of body must have arrived by (see `crate::limits`).
+    deadline: tokio::time::Instant,
+    /// Bytes received towards the current 64 KiB.
+    window: usize,
 }
 
 impl BodyState {
@@ -138,7 +144,23 @@ impl BodyState {
                 }
                 return Ok(Some(b));
             }
-            match self.inner.next().await {
+            let next = tokio::time::timeout_at(self.deadline, self.inner.next()).await;
+            let Ok(next) = next else {
+                tracing::warn!(received = self.seen, "request body too slow: refused");
+                return Err(S3Error::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "RequestTimeout",
+                    "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.",
+                ));
+            };
+            if let Some(Ok(raw)) = &next {
+                self.window += raw.len();
+                if self.window >= crate::limits::BODY_WINDOW_BYTES {
+                    self.window = 0;
+                    self.deadline = tokio::time::Instant::now() + crate::limits::get().body_timeout;
+                }
+            }
+            match next {
                 Some(Ok(raw)) => match &mut self.decoder {
                     Some(d) => {
                         let mut out = Vec::new();

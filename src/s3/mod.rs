@@ -77,7 +77,21 @@ pub async fn handle(State(state): State<Arc<S3State>>, req: Request) -> Response
             .headers()
             .get(axum::http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() == b"0");
-    let (op, mut resp) = match dispatch(&state, req, peer).await {
+    // A slot among `max_requests`, held while the request is handled.
+    let slot = crate::limits::request_slot();
+    let result = match &slot {
+        Some(_) => dispatch(&state, req, peer).await,
+        None => Err((
+            "SlowDown",
+            S3Error::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SlowDown",
+                "Please reduce your request rate.",
+            ),
+        )),
+    };
+    drop(slot);
+    let (op, mut resp) = match result {
         Ok((op, r)) => (op, r),
         Err((op, e)) => {
             if e.status.is_server_error() {

@@ -84,6 +84,18 @@ impl TestServer {
         client_with(&self.s3_url, ACCESS_KEY, SECRET_KEY)
     }
 
+    /// The server's resident memory in bytes (from /proc), 0 when it is not running.
+    pub fn rss(&self) -> u64 {
+        let Some(c) = &self.child else { return 0 };
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", c.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
     /// Stops the server with SIGKILL and waits for it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
