@@ -32,6 +32,10 @@ pub struct FileConfig {
     /// Background repair.
     #[serde(default)]
     pub repair: RepairSection,
+    /// TLS certificate chain (PEM) for the S3 and admin listeners.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM), readable by the server's user only.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `[repair]` settings, of `tessera server` and of the cluster file.
@@ -105,6 +109,8 @@ pub struct ServerConfig {
     pub repair: crate::object::RepairConfig,
     /// Bearer token of the admin API (`TESSERA_ADMIN_TOKEN`), besides the root keys.
     pub admin_token: Option<String>,
+    /// TLS certificate and key files; both or neither.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// The admin API's bearer token from `TESSERA_ADMIN_TOKEN`, if set (a secret: environment
@@ -132,6 +138,24 @@ pub struct Overrides {
     pub region: Option<String>,
     /// `--base-domain` / `TESSERA_BASE_DOMAIN`
     pub base_domain: Option<String>,
+    /// `--tls-cert` / `TESSERA_TLS_CERT`
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key` / `TESSERA_TLS_KEY`
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Pairs a TLS certificate with its key: both or neither.
+pub fn tls_pair(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
+        (None, None) => Ok(None),
+        _ => Err(ConfigError::Invalid(
+            "TLS needs both a certificate (--tls-cert) and its key (--tls-key)".into(),
+        )),
+    }
 }
 
 /// Errors in configuration.
@@ -196,6 +220,7 @@ impl ServerConfig {
             upload_expiry: parse_duration(f.upload_expiry.as_deref().unwrap_or("7d"))?,
             repair: f.repair.resolve()?,
             admin_token: admin_token(),
+            tls: tls_pair(o.tls_cert.or(f.tls_cert), o.tls_key.or(f.tls_key))?,
         })
     }
 }

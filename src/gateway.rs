@@ -27,6 +27,8 @@ pub struct GatewayOverrides {
     pub address: Option<String>,
     /// Admin listen address.
     pub admin_address: Option<String>,
+    /// TLS certificate and key files.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Gateway {
@@ -112,6 +114,7 @@ impl Gateway {
                         .collect(),
                 },
                 admin_token: crate::config::admin_token(),
+                tls: o.tls,
             },
         )
         .await?;

@@ -111,11 +111,44 @@ pub fn request_slot() -> Option<tokio::sync::OwnedSemaphorePermit> {
         .ok()
 }
 
-/// Serves `router` on `listener` with the connection and header limits, until `shutdown`
-/// resolves; then lets open connections finish their requests (at most 30 s).
+/// Marks a request that came over TLS (the `aws:SecureTransport` policy condition).
+#[derive(Clone, Copy, Debug)]
+pub struct Secure;
+
+/// A TLS acceptor for the certificate chain and private key in the PEM files `cert` and
+/// `key`, offering HTTP/2 and HTTP/1.1.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| anyhow::anyhow!("TLS certificate {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("TLS certificate {}: no certificate in it", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| anyhow::anyhow!("TLS key {}: {e}", key.display()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| anyhow::anyhow!("TLS certificate and key do not go together: {e}"))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// Serves `router` on `listener` (over TLS with `tls`) with the connection and header
+/// limits, until `shutdown` resolves; then lets open connections finish their requests (at
+/// most 30 s).
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = get();
@@ -152,15 +185,19 @@ pub async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
+        let secure = tls.is_some();
         let svc =
             router
                 .clone()
                 .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut()
                         .insert(axum::extract::ConnectInfo::<SocketAddr>(peer));
+                    if secure {
+                        req.extensions_mut().insert(Secure);
+                    }
                     req
                 });
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
             // The protocol is sniffed from the first bytes, before hyper's own header timer
             // runs: a connection that sends nothing is closed here.
@@ -172,9 +209,24 @@ pub async fn serve(
                 tracing::debug!(%peer, "connection sent nothing: closed");
                 return;
             }
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(svc));
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            let svc = TowerToHyperService::new(svc);
+            let result = match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await;
+                    let Ok(Ok(stream)) = handshake else {
+                        tracing::debug!(%peer, "TLS handshake failed or timed out");
+                        return;
+                    };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);

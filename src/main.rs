@@ -165,6 +165,12 @@ struct GatewayArgs {
     /// Admin listen address [default: [gateway] admin_address, else 127.0.0.1:9001]
     #[arg(long, env = "TESSERA_ADMIN_ADDRESS", value_name = "HOST:PORT")]
     admin_address: Option<String>,
+    /// TLS certificate chain (PEM): S3 and admin then speak HTTPS
+    #[arg(long, env = "TESSERA_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of the certificate
+    #[arg(long, env = "TESSERA_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -193,6 +199,12 @@ struct ServerArgs {
     /// Base domain for virtual-host-style requests (bucket.DOMAIN)
     #[arg(long, env = "TESSERA_BASE_DOMAIN")]
     base_domain: Option<String>,
+    /// TLS certificate chain (PEM): S3 and admin then speak HTTPS
+    #[arg(long, env = "TESSERA_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of the certificate
+    #[arg(long, env = "TESSERA_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 fn init_logging() {
@@ -251,6 +263,8 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             admin_address: args.admin_address,
             region: args.region,
             base_domain: args.base_domain,
+            tls_cert: args.tls_cert,
+            tls_key: args.tls_key,
         },
     )?;
     let (data, k, m, drives) = (cfg.data.clone(), cfg.k, cfg.m, cfg.drives);
@@ -260,8 +274,13 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         "  data:      {} ({drives} drives, erasure {k}+{m})",
         data.display()
     );
-    println!("  S3 API:    http://{}", server.frontend.s3_addr);
-    println!("  admin:     http://{}", server.frontend.admin_addr);
+    let scheme = if server.frontend.https {
+        "https"
+    } else {
+        "http"
+    };
+    println!("  S3 API:    {scheme}://{}", server.frontend.s3_addr);
+    println!("  admin:     {scheme}://{}", server.frontend.admin_addr);
     match server.credentials_source {
         Source::Environment => println!(
             "  root access key: {} (from TESSERA_ROOT_ACCESS_KEY)",
@@ -371,6 +390,7 @@ async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
         GatewayOverrides {
             address: args.address,
             admin_address: args.admin_address,
+            tls: tessera::config::tls_pair(args.tls_cert, args.tls_key)?,
         },
     )
     .await?;
@@ -382,8 +402,9 @@ async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
         topo.k,
         topo.m
     );
-    println!("  S3 API:    http://{}", gw.frontend.s3_addr);
-    println!("  admin:     http://{}", gw.frontend.admin_addr);
+    let scheme = if gw.frontend.https { "https" } else { "http" };
+    println!("  S3 API:    {scheme}://{}", gw.frontend.s3_addr);
+    println!("  admin:     {scheme}://{}", gw.frontend.admin_addr);
     println!("ready");
     gw.frontend.serve().await
 }

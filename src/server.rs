@@ -21,8 +21,11 @@ pub struct Frontend {
     pub s3_addr: SocketAddr,
     /// Bound admin address.
     pub admin_addr: SocketAddr,
+    /// Whether the listeners speak HTTPS.
+    pub https: bool,
     s3: (TcpListener, axum::Router),
     admin: (TcpListener, axum::Router),
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// What the listeners serve and where.
@@ -47,11 +50,17 @@ pub struct FrontendConfig {
     pub layout: admin::Layout,
     /// Admin bearer token, if configured.
     pub admin_token: Option<String>,
+    /// TLS certificate and key files, if the listeners speak HTTPS.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Frontend {
     /// Binds both listeners and starts the abandoned-upload expiry.
     pub async fn bind(store: Arc<Store>, cfg: FrontendConfig) -> anyhow::Result<Self> {
+        let tls = match &cfg.tls {
+            Some((cert, key)) => Some(crate::limits::tls_acceptor(cert, key)?),
+            None => None,
+        };
         let iam = Arc::new(crate::iam::Iam::new(
             store.clone(),
             &cfg.credentials.secret_key,
@@ -90,6 +99,8 @@ impl Frontend {
             admin_addr: admin_listener.local_addr()?,
             s3: (s3_listener, s3::router(s3_state)),
             admin: (admin_listener, admin::router(admin_state)),
+            https: tls.is_some(),
+            tls,
         })
     }
 
@@ -98,8 +109,8 @@ impl Frontend {
     pub async fn serve(self) -> anyhow::Result<()> {
         let (s3_l, s3_r) = self.s3;
         let (admin_l, admin_r) = self.admin;
-        let s3 = crate::limits::serve(s3_l, s3_r, shutdown_signal());
-        let admin = crate::limits::serve(admin_l, admin_r, shutdown_signal());
+        let s3 = crate::limits::serve(s3_l, s3_r, self.tls.clone(), shutdown_signal());
+        let admin = crate::limits::serve(admin_l, admin_r, self.tls, shutdown_signal());
         tokio::try_join!(s3, admin)?;
         Ok(())
     }
@@ -177,6 +188,7 @@ impl Server {
                     sets: vec![vec![0; cfg.drives]],
                 },
                 admin_token: cfg.admin_token.clone(),
+                tls: cfg.tls.clone(),
             },
         )
         .await?;

@@ -40,13 +40,14 @@ pub struct Authz {
 }
 
 impl Authz {
-    /// The identity of a request from `peer`, with the condition keys of its query.
-    pub fn new(identity: Identity, peer: Option<IpAddr>, query: &Query) -> Self {
+    /// The identity of a request from `peer` (over TLS when `secure`), with the condition
+    /// keys of its query.
+    pub fn new(identity: Identity, peer: Option<IpAddr>, secure: bool, query: &Query) -> Self {
         let mut context = BTreeMap::new();
         if let Some(ip) = peer {
             context.insert("aws:SourceIp", ip.to_string());
         }
-        context.insert("aws:SecureTransport", "false".to_string());
+        context.insert("aws:SecureTransport", secure.to_string());
         if let Identity::User { name, .. } = &identity {
             context.insert("aws:username", name.clone());
         }

@@ -59,6 +59,7 @@ pub async fn handle(State(state): State<Arc<S3State>>, req: Request) -> Response
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
+    let secure = req.extensions().get::<crate::limits::Secure>().is_some();
     let _load = crate::load::enter();
     let request_id = format!("{:016X}", rand::random::<u64>());
     let method = req.method().clone();
@@ -80,7 +81,7 @@ pub async fn handle(State(state): State<Arc<S3State>>, req: Request) -> Response
     // A slot among `max_requests`, held while the request is handled.
     let slot = crate::limits::request_slot();
     let result = match &slot {
-        Some(_) => dispatch(&state, req, peer).await,
+        Some(_) => dispatch(&state, req, (peer, secure)).await,
         None => Err((
             "SlowDown",
             S3Error::new(
@@ -176,7 +177,12 @@ fn header_u64(headers: &HeaderMap, name: &str) -> u64 {
 
 type Dispatched = Result<(&'static str, Response), (&'static str, S3Error)>;
 
-async fn dispatch(state: &S3State, req: Request, peer: Option<std::net::IpAddr>) -> Dispatched {
+/// Serves one request from `peer` (over TLS when `.1`).
+async fn dispatch(
+    state: &S3State,
+    req: Request,
+    peer: (Option<std::net::IpAddr>, bool),
+) -> Dispatched {
     let (parts, body) = req.into_parts();
     let query = router::parse_query(parts.uri.query());
     let now = time::OffsetDateTime::now_utc();
@@ -222,7 +228,7 @@ async fn dispatch(state: &S3State, req: Request, peer: Option<std::net::IpAddr>)
     )
     .map_err(|e| ("Route", e))?;
     let op = endpoint.name();
-    let authz = Authz::new(identity, peer, &query);
+    let authz = Authz::new(identity, peer.0, peer.1, &query);
     let ctx = Ctx {
         state,
         headers: &parts.headers,

@@ -407,10 +407,11 @@ def aws_json(srv, *args, **kw):
 
 # --- boto3 -------------------------------------------------------------------------------------
 
-def boto3_client(srv, **config):
+def boto3_client(srv, verify=None, **config):
     """A boto3 S3 client for the server: the SDK's default behaviour (CRC32 request checksums,
     response checksum validation) with path-style addressing, timeouts and no retries (so
-    server errors surface). `config` adds botocore Config options."""
+    server errors surface). `verify`: a CA bundle for an HTTPS server. `config` adds botocore
+    Config options."""
     import boto3
     from botocore.config import Config
 
@@ -428,7 +429,7 @@ def boto3_client(srv, **config):
         aws_secret_access_key=SECRET_KEY,
         region_name=REGION,
     )
-    return session.client("s3", endpoint_url=srv.s3_url, config=base)
+    return session.client("s3", endpoint_url=srv.s3_url, config=base, verify=verify)
 
 
 # --- small helpers -----------------------------------------------------------------------------
