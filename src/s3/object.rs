@@ -664,6 +664,23 @@ pub async fn delete_objects(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 3000,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Any Range header against any size: ignored, refused, or a non-empty range inside
+        /// the object.
+        #[test]
+        fn ranges_parse_or_refuse(h in "(bytes=)?[0-9 ,-]{0,24}", size in 0u64..10_000) {
+            if let Ok(Some((a, b))) = super::parse_range(&h, size) {
+                proptest::prop_assert!(a < b && b <= size, "{h:?} of {size}: {a}..{b}");
+            }
+        }
+    }
+
     use super::*;
 
     #[test]
