@@ -274,7 +274,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         "  data:      {} ({drives} drives, erasure {k}+{m})",
         data.display()
     );
-    let scheme = if server.frontend.https {
+    let scheme = if server.frontend.https() {
         "https"
     } else {
         "http"
@@ -402,7 +402,7 @@ async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
         topo.k,
         topo.m
     );
-    let scheme = if gw.frontend.https { "https" } else { "http" };
+    let scheme = if gw.frontend.https() { "https" } else { "http" };
     println!("  S3 API:    {scheme}://{}", gw.frontend.s3_addr);
     println!("  admin:     {scheme}://{}", gw.frontend.admin_addr);
     println!("ready");

@@ -21,8 +21,6 @@ pub struct Frontend {
     pub s3_addr: SocketAddr,
     /// Bound admin address.
     pub admin_addr: SocketAddr,
-    /// Whether the listeners speak HTTPS.
-    pub https: bool,
     s3: (TcpListener, axum::Router),
     admin: (TcpListener, axum::Router),
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -55,6 +53,11 @@ pub struct FrontendConfig {
 }
 
 impl Frontend {
+    /// Whether the listeners speak HTTPS.
+    pub fn https(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Binds both listeners and starts the abandoned-upload expiry.
     pub async fn bind(store: Arc<Store>, cfg: FrontendConfig) -> anyhow::Result<Self> {
         let tls = match &cfg.tls {
@@ -99,7 +102,6 @@ impl Frontend {
             admin_addr: admin_listener.local_addr()?,
             s3: (s3_listener, s3::router(s3_state)),
             admin: (admin_listener, admin::router(admin_state)),
-            https: tls.is_some(),
             tls,
         })
     }

@@ -15,8 +15,7 @@ use crate::object::{Error, HealCommand};
 
 /// `GET /admin/v1/cluster`: deployment, version, uptime, health and request totals.
 pub async fn cluster(State(state): State<Arc<AdminState>>) -> Response {
-    let (drives, repair) = tokio::join!(view::drives(&state), (state.repair)());
-    let h = view::health(&state, &drives, &repair);
+    let (drives, repair, h) = view::cluster(&state).await;
     let set0 = &state.store.sets()[0];
     Json(json!({
         "deployment_id": state.store.deployment_id(),
@@ -72,8 +71,7 @@ pub async fn drives(State(state): State<Arc<AdminState>>) -> Response {
 
 /// `GET /admin/v1/sets`: the redundancy of every set (as `/health/cluster`, always 200).
 pub async fn sets(State(state): State<Arc<AdminState>>) -> Response {
-    let (drives, repair) = tokio::join!(view::drives(&state), (state.repair)());
-    Json(view::health(&state, &drives, &repair)).into_response()
+    Json(view::cluster(&state).await.2).into_response()
 }
 
 /// `GET /admin/v1/heal`: repair status of every set, with totals.

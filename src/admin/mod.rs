@@ -260,8 +260,7 @@ async fn ready(State(state): State<Arc<AdminState>>) -> Response {
 
 /// The redundancy of every set: 200, or 503 when a set takes no writes.
 async fn cluster_health(State(state): State<Arc<AdminState>>) -> Response {
-    let (drives, repair) = tokio::join!(view::drives(&state), (state.repair)());
-    let h = view::health(&state, &drives, &repair);
+    let (_, _, h) = view::cluster(&state).await;
     let status = if h.sets_below_write_quorum + h.sets_below_read_quorum > 0 {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -12,12 +12,8 @@ use crate::metrics::Text;
 
 /// Serves the metrics.
 pub async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
-    let (drives, repair, usage) = tokio::join!(
-        view::drives(&state),
-        (state.repair)(),
-        state.usage.get(&state.store)
-    );
-    let health = view::health(&state, &drives, &repair);
+    let ((drives, repair, health), usage) =
+        tokio::join!(view::cluster(&state), state.usage.get(&state.store));
     let mut t = Text::default();
     t.family(
         "tessera_build_info",

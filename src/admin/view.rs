@@ -123,8 +123,16 @@ pub async fn drives(state: &AdminState) -> Vec<DriveView> {
     join_all(probes).await
 }
 
+/// Every drive probed and every set's repair status, fetched together, and the health
+/// judged from both.
+pub async fn cluster(state: &AdminState) -> (Vec<DriveView>, Vec<RepairStatus>, ClusterHealth) {
+    let (drives, repair) = tokio::join!(drives(state), (state.repair)());
+    let h = health(state, &drives, &repair);
+    (drives, repair, h)
+}
+
 /// Judges every set from its drives and its repair status.
-pub fn health(state: &AdminState, drives: &[DriveView], repair: &[RepairStatus]) -> ClusterHealth {
+fn health(state: &AdminState, drives: &[DriveView], repair: &[RepairStatus]) -> ClusterHealth {
     let mut sets = Vec::new();
     for (s, set) in state.store.sets().iter().enumerate() {
         let mine: Vec<&DriveView> = drives.iter().filter(|d| d.set == s).collect();

@@ -76,7 +76,7 @@ pub struct Principal {
 }
 
 /// Errors of the directory.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum IamError {
     /// Too few drives answered.
     #[error("the user directory is unavailable: {0}")]
@@ -100,6 +100,9 @@ pub struct Iam {
     store: Arc<Store>,
     cipher: ChaCha20Poly1305,
     cached: Mutex<Option<Cached>>,
+    /// The last failed read, answered again for [`MAX_AGE`] without going to the drives
+    /// (every S3 request asks, and set 0 may be below its read quorum for a while).
+    failed: Mutex<Option<(Instant, IamError)>>,
 }
 
 impl Iam {
@@ -114,6 +117,7 @@ impl Iam {
             store,
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
             cached: Mutex::new(None),
+            failed: Mutex::new(None),
         }
     }
 
@@ -123,7 +127,18 @@ impl Iam {
         if let Some(c) = c.as_ref().filter(|c| c.at.elapsed() < MAX_AGE) {
             return Ok(c.by_key.clone());
         }
-        let dir = self.read().await?;
+        let mut failed = self.failed.lock().await;
+        if let Some((_, e)) = failed.as_ref().filter(|(at, _)| at.elapsed() < MAX_AGE) {
+            return Err(e.clone());
+        }
+        let dir = match self.read().await {
+            Ok(dir) => dir,
+            Err(e) => {
+                *failed = Some((Instant::now(), e.clone()));
+                return Err(e);
+            }
+        };
+        *failed = None;
         let fresh = self.cache(dir);
         let out = fresh.by_key.clone();
         *c = Some(fresh);

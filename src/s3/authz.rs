@@ -37,6 +37,8 @@ pub struct Authz {
     pub identity: Identity,
     /// `aws:SourceIp`, `s3:prefix`, ...
     context: BTreeMap<&'static str, String>,
+    /// Bucket policies read for this request (DeleteObjects checks every key of one bucket).
+    bucket_policies: tokio::sync::Mutex<BTreeMap<String, Option<Policy>>>,
 }
 
 impl Authz {
@@ -56,7 +58,26 @@ impl Authz {
                 context.insert(key, v.clone());
             }
         }
-        Self { identity, context }
+        Self {
+            identity,
+            context,
+            bucket_policies: Default::default(),
+        }
+    }
+
+    /// The policy of `bucket` (none for a bucket that does not exist), read once per request.
+    async fn bucket_policy(&self, ctx: &Ctx<'_>, bucket: &str) -> S3Result<Option<Policy>> {
+        let mut known = self.bucket_policies.lock().await;
+        if let Some(p) = known.get(bucket) {
+            return Ok(p.clone());
+        }
+        let policy = match ctx.state.store.get_bucket(bucket).await {
+            Ok(rec) => rec.policy.and_then(|p| Policy::parse(&p, true).ok()),
+            Err(crate::object::Error::NoSuchBucket) => None,
+            Err(e) => return Err(e.into()),
+        };
+        known.insert(bucket.to_string(), policy.clone());
+        Ok(policy)
     }
 
     /// Checks `action` on `bucket` (and `key`, for object actions).
@@ -78,11 +99,7 @@ impl Authz {
             (Some(b), Some(k)) => format!("arn:aws:s3:::{b}/{k}"),
         };
         let bucket_policy = match bucket {
-            Some(b) => match ctx.state.store.get_bucket(b).await {
-                Ok(rec) => rec.policy.and_then(|p| Policy::parse(&p, true).ok()),
-                Err(crate::object::Error::NoSuchBucket) => None,
-                Err(e) => return Err(e.into()),
-            },
+            Some(b) => self.bucket_policy(ctx, b).await?,
             None => None,
         };
         let policies: Vec<&Policy> = own.into_iter().chain(bucket_policy.as_ref()).collect();
