@@ -42,7 +42,7 @@ impl Gateway {
         ) else {
             anyhow::bail!("a gateway needs TESSERA_ROOT_ACCESS_KEY and TESSERA_ROOT_SECRET_KEY");
         };
-        let client = rpc_client();
+        let client = rpc_client(topo.rpc_ca())?;
         let topology: Arc<str> = topo.hash.clone().into();
         check_peers(&client, topo, &secret).await?;
         let mut sets = Vec::new();
@@ -217,7 +217,7 @@ async fn signed_call(
     use http_body_util::BodyExt;
     let mut req = hyper::Request::builder()
         .method(method)
-        .uri(format!("http://{address}{path}"))
+        .uri(client.url(address, path))
         .header("content-type", "application/json");
     for (k, v) in crate::cluster::auth::sign(secret, method, path) {
         req = req.header(k, v);
@@ -280,6 +280,14 @@ async fn check_peers(client: &RpcClient, topo: &Topology, secret: &str) -> anyho
                 node.name,
                 node.address,
                 String::from_utf8_lossy(&body)
+            ),
+            // A certificate that does not verify is a configuration error, not a node down.
+            Err(e) if crate::tls::failure(e.as_ref()).is_some() => anyhow::bail!(
+                "node {} at {}: TLS failed ({}): does [rpc_tls] ca sign the node's certificate, and does it name {}?",
+                node.name,
+                node.address,
+                crate::tls::failure(e.as_ref()).unwrap_or_default(),
+                node.address
             ),
             // Unreachable, or no answer within 5 s (the error says which).
             Err(e) => {

@@ -115,33 +115,6 @@ pub fn request_slot() -> Option<tokio::sync::OwnedSemaphorePermit> {
 #[derive(Clone, Copy, Debug)]
 pub struct Secure;
 
-/// A TLS acceptor for the certificate chain and private key in the PEM files `cert` and
-/// `key`, offering HTTP/2 and HTTP/1.1.
-pub fn tls_acceptor(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect::<Result<_, _>>())
-        .map_err(|e| anyhow::anyhow!("TLS certificate {}: {e}", cert.display()))?;
-    if certs.is_empty() {
-        anyhow::bail!("TLS certificate {}: no certificate in it", cert.display());
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| anyhow::anyhow!("TLS key {}: {e}", key.display()))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| anyhow::anyhow!("TLS certificate and key do not go together: {e}"))?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
-}
-
 /// Serves `router` on `listener` (over TLS with `tls`) with the connection and header
 /// limits, until `shutdown` resolves; then lets open connections finish their requests (at
 /// most 30 s).

@@ -52,6 +52,10 @@ struct AdminArgs {
     /// Region the server answers for.
     #[arg(long, env = "TESSERA_REGION", default_value = "us-east-1")]
     region: String,
+    /// CA certificates (PEM) that sign an https:// admin URL's certificate [default: the
+    /// system's]
+    #[arg(long, env = "TESSERA_CA_BUNDLE", value_name = "FILE")]
+    ca_bundle: Option<PathBuf>,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -152,6 +156,12 @@ struct NodeArgs {
     /// RPC listen address [default: the topology's [node] listen, else the node's address]
     #[arg(long, env = "TESSERA_NODE_LISTEN", value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// This node's RPC certificate chain (PEM) [default: the topology's [rpc_tls] cert]
+    #[arg(long, env = "TESSERA_RPC_TLS_CERT", value_name = "FILE")]
+    rpc_tls_cert: Option<PathBuf>,
+    /// Its private key (PEM) [default: the topology's [rpc_tls] key]
+    #[arg(long, env = "TESSERA_RPC_TLS_KEY", value_name = "FILE")]
+    rpc_tls_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -312,6 +322,7 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
         token: args.token,
         keys,
         region: args.region,
+        ca_bundle: args.ca_bundle,
     };
     let command = match args.command {
         AdminCommand::Status => C::Status,
@@ -368,9 +379,15 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
 
 async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let topo = Topology::load(&args.config)?;
-    let node = Node::start(&topo, &args.name, args.listen).await?;
+    let tls = tessera::config::tls_pair(args.rpc_tls_cert, args.rpc_tls_key)?;
+    let node = Node::start(&topo, &args.name, args.listen, tls).await?;
     println!("Tessera {} node {}", env!("CARGO_PKG_VERSION"), args.name);
-    println!("  node RPC:  http://{}", node.addr);
+    let scheme = if topo.rpc_ca().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("  node RPC:  {scheme}://{}", node.addr);
     println!(
         "  topology:  {} ({} erasure sets)",
         topo.hash,

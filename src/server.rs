@@ -61,7 +61,7 @@ impl Frontend {
     /// Binds both listeners and starts the abandoned-upload expiry.
     pub async fn bind(store: Arc<Store>, cfg: FrontendConfig) -> anyhow::Result<Self> {
         let tls = match &cfg.tls {
-            Some((cert, key)) => Some(crate::limits::tls_acceptor(cert, key)?),
+            Some((cert, key)) => Some(crate::tls::acceptor(cert, key)?),
             None => None,
         };
         let iam = Arc::new(crate::iam::Iam::new(

@@ -205,3 +205,41 @@ async fn every_s3_request_is_one_json_log_line_with_its_request_id() {
         assert_eq!(mine[0]["level"], "INFO", "{f}");
     }
 }
+
+/// `tessera admin` over HTTPS: trusts the certificate through `--ca-bundle`, and refuses one
+/// that the given CA did not sign (or that the system does not trust) with a clear message.
+#[test]
+fn the_admin_cli_speaks_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::make_certs(dir.path());
+    let s = TestServer::start_env(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            certs.cert.to_str().unwrap(),
+            "--tls-key",
+            certs.key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(s.admin_url.starts_with("https://"), "{}", s.admin_url);
+    let ca = certs.ca.to_str().unwrap();
+    let out = ok(admin(&s, &["--ca-bundle", ca, "status"], &KEYS));
+    assert!(out.contains("health: HEALTHY"), "{out}");
+    let out = ok(admin(
+        &s,
+        &["drives"],
+        &[KEYS[0], KEYS[1], ("TESSERA_CA_BUNDLE", ca)],
+    ));
+    assert!(out.contains("online"), "{out}");
+
+    for args in [
+        vec!["--ca-bundle", certs.other_ca.to_str().unwrap(), "status"],
+        vec!["status"],
+    ] {
+        let o = admin(&s, &args, &KEYS);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains("TLS"), "{args:?}: {err}");
+    }
+}

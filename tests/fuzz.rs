@@ -1,9 +1,13 @@
 //! Property-based fuzzing (proptest, a bounded number of cases per target so CI stays short)
 //! of the parsers that take bytes from the network: the aws-chunked decoder, SigV4 headers,
-//! XML bodies, IAM policies and BLAKE3 shard frames (the Range header is fuzzed beside its
-//! parser, in `s3/object.rs`). Each must answer or refuse, never panic,
+//! XML bodies, IAM policies, BLAKE3 shard frames and the node RPC (the Range header is also
+//! fuzzed beside its parser, in `s3/object.rs`). Each must answer or refuse, never panic,
 //! and never produce more than it was given. A failing case prints its minimal input: add it
 //! to the unit tests beside the parser it broke.
+//!
+//! The coverage-guided fuzzers in `fuzz/` (`scripts/fuzz`) run the same targets
+//! (`tessera::fuzzing`); every input in `fuzz/seeds/` and `fuzz/regressions/` (the crashes
+//! they found) is replayed here on every test run.
 
 use std::collections::BTreeMap;
 
@@ -53,8 +57,130 @@ fn decode(input: &[u8], cuts: &[usize]) -> Result<usize, ()> {
 
 const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":["s3:Get*","s3:ListBucket"],"Resource":["arn:aws:s3:::b","arn:aws:s3:::b/p/*"],"Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"},"StringLike":{"s3:prefix":"p/*"}}},{"Effect":"Deny","Principal":{"AWS":"*"},"NotAction":"s3:GetObject","Resource":"*"}]}"#;
 
+/// Every target, by the name of its folder under `fuzz/seeds` and `fuzz/regressions`.
+type Target = fn(&[u8]);
+
+const TARGETS: [(&str, Target); 6] = [
+    ("sigv4", tessera::fuzzing::sigv4),
+    ("chunked", tessera::fuzzing::chunked),
+    ("xml", |d| {
+        tessera::fuzzing::xml(d);
+    }),
+    ("range", tessera::fuzzing::range),
+    ("policy", tessera::fuzzing::policy),
+    ("rpc", tessera::fuzzing::rpc),
+];
+
+#[test]
+fn seeds_and_found_crashes_replay() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut replayed = 0;
+    for (name, target) in TARGETS {
+        for folder in ["seeds", "regressions"] {
+            let Ok(entries) = std::fs::read_dir(root.join(folder).join(name)) else {
+                continue;
+            };
+            for e in entries {
+                let path = e.unwrap().path();
+                let data = std::fs::read(&path).unwrap();
+                let caught = std::panic::catch_unwind(|| target(&data));
+                assert!(caught.is_ok(), "{} panics", path.display());
+                replayed += 1;
+            }
+        }
+    }
+    assert!(replayed >= 6 * 2, "only {replayed} seed files were found");
+}
+
+#[test]
+fn seeds_are_inputs_the_parsers_accept() {
+    // The seeds are the fuzzers' starting points: valid inputs, so that mutations explore the
+    // parsers' depths rather than their first check.
+    let seed = |t: &str, n: &str| {
+        std::fs::read(format!("{}/fuzz/seeds/{t}/{n}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    // (The request types' fields are optional, so a well-formed document parses as several.)
+    for name in [
+        "delete",
+        "complete",
+        "tagging",
+        "versioning",
+        "create-bucket",
+    ] {
+        assert!(tessera::fuzzing::xml(&seed("xml", name)) >= 1, "{name}");
+    }
+    assert_eq!(tessera::fuzzing::xml(b"\xff\xfe<Delete>"), 0);
+    let policy = String::from_utf8(seed("policy", "bucket")).unwrap();
+    assert!(Policy::parse(&policy, true).is_ok());
+    let policy = String::from_utf8(seed("policy", "user")).unwrap();
+    assert!(Policy::parse(&policy, false).is_ok());
+    let body = seed("chunked", "unsigned-trailer");
+    assert_eq!(decode(&body[1..], &[]), Ok(5));
+    let shard = seed("rpc", "shard");
+    let mut d = tessera::drive::proto::FrameDecoder::default();
+    d.push(&shard[1..]).unwrap();
+    let mut n = 0;
+    while let Some(f) = d.next_frame().unwrap() {
+        n += 1;
+        if f == tessera::drive::proto::Frame::Commit {
+            break;
+        }
+    }
+    assert_eq!(n, 3);
+    assert!(serde_json::from_slice::<tessera::drive::proto::Call>(&seed("rpc", "call")).is_ok());
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    /// Every fuzz target on arbitrary bytes.
+    #[test]
+    fn targets_take_any_bytes(which in 0usize..6, data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        (TARGETS[which].1)(&data);
+    }
+
+    /// Node RPC shard uploads: a valid body yields its frames and the commit, however the
+    /// network cuts it; a cut short or corrupted length never yields more than was sent.
+    #[test]
+    fn rpc_frames_decode_whole(blocks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 0..6),
+                               cut in 1usize..50, truncate in any::<usize>(), flip in any::<usize>()) {
+        use tessera::drive::proto::{frame_header, Frame, FrameDecoder, COMMIT};
+        let mut body = Vec::new();
+        for b in &blocks {
+            body.extend_from_slice(&frame_header(b.len()));
+            body.extend_from_slice(b);
+        }
+        body.extend_from_slice(&COMMIT);
+        let run = |raw: &[u8]| -> (Vec<Vec<u8>>, bool) {
+            let mut d = FrameDecoder::default();
+            let mut got = Vec::new();
+            let mut committed = false;
+            'outer: for piece in raw.chunks(cut) {
+                if d.push(piece).is_err() { break; }
+                loop {
+                    match d.next_frame() {
+                        Ok(Some(Frame::Data(x))) => got.push(x.to_vec()),
+                        Ok(Some(Frame::Commit)) => committed = true,
+                        Ok(None) => break,
+                        Err(_) => break 'outer,
+                    }
+                }
+            }
+            (got, committed && d.finish().is_ok())
+        };
+        let (got, committed) = run(&body);
+        prop_assert!(committed);
+        prop_assert_eq!(&got, &blocks);
+        let short = &body[..truncate % body.len()];
+        let (got, committed) = run(short);
+        prop_assert!(!committed, "a truncated body committed");
+        prop_assert!(got.iter().map(Vec::len).sum::<usize>() <= short.len());
+        let mut bad = body.clone();
+        let i = flip % bad.len();
+        bad[i] ^= 0x80;
+        let (got, _) = run(&bad);
+        prop_assert!(got.iter().map(Vec::len).sum::<usize>() <= bad.len());
+    }
 
     /// Valid bodies decode to exactly their data, however the network cuts them.
     #[test]

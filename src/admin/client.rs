@@ -20,6 +20,8 @@ pub struct Client {
     pub keys: Option<Credentials>,
     /// Region requests are signed for.
     pub region: String,
+    /// CA certificates (PEM) to trust for an `https://` URL, instead of the system's.
+    pub ca_bundle: Option<std::path::PathBuf>,
 }
 
 /// What to do.
@@ -117,13 +119,30 @@ impl Client {
             }
         }
         let req = req.body(axum::body::Body::from(body))?;
+        let tls = match (&self.ca_bundle, uri_scheme_https(&self.url)) {
+            (Some(ca), _) => crate::tls::client_config(Some(ca))?,
+            (None, true) => crate::tls::system_client_config()?,
+            (None, false) => crate::tls::client_config(None)?,
+        };
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
+                .build(https);
         let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
             .await
             .context("the admin API did not answer within 30 s")?
-            .with_context(|| format!("cannot reach the admin API at {}", self.url))?;
+            .map_err(|e| match crate::tls::failure(&e) {
+                Some(why) => anyhow::anyhow!(
+                    "TLS with the admin API at {} failed: {why} (pass --ca-bundle with the CA that signed its certificate)",
+                    self.url
+                ),
+                None => anyhow::Error::new(e)
+                    .context(format!("cannot reach the admin API at {}", self.url)),
+            })?;
         let status = resp.status();
         let raw = resp.into_body().collect().await?.to_bytes();
         let v: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
@@ -366,6 +385,11 @@ impl Client {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+}
+
+fn uri_scheme_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
 }
 
 fn heal_text(v: &Value) -> String {

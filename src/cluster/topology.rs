@@ -42,6 +42,21 @@ pub struct GatewaySection {
     pub base_domain: Option<String>,
 }
 
+/// `[rpc_tls]` settings: node RPC over HTTPS. Every process of the cluster must have the
+/// same table: nodes serve their RPC over TLS only, gateways and peers verify the node's
+/// certificate against `ca`. Calls stay signed with the cluster secret as over HTTP.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcTlsSection {
+    /// CA certificates (PEM) that sign the nodes' certificates.
+    pub ca: PathBuf,
+    /// The node's certificate chain (PEM), for every node address (`tessera node
+    /// --rpc-tls-cert` overrides it per node).
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM) (`--rpc-tls-key`).
+    pub key: Option<PathBuf>,
+}
+
 /// The cluster file as written.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +84,8 @@ pub struct ClusterFile {
     /// Background repair, run by the nodes.
     #[serde(default)]
     pub repair: crate::config::RepairSection,
+    /// Node RPC over TLS (HTTP when absent).
+    pub rpc_tls: Option<RpcTlsSection>,
 }
 
 /// Where one drive of a set lives.
@@ -204,6 +221,34 @@ impl Topology {
         })
     }
 
+    /// The CA file that node certificates are verified against, when node RPC uses TLS.
+    pub fn rpc_ca(&self) -> Option<&Path> {
+        self.file.rpc_tls.as_ref().map(|t| t.ca.as_path())
+    }
+
+    /// A node's RPC certificate and key: `overrides` (from its command line), else the
+    /// `[rpc_tls]` table's; `None` when the cluster's RPC is plain HTTP.
+    pub fn node_tls(
+        &self,
+        overrides: Option<(PathBuf, PathBuf)>,
+    ) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+        let Some(t) = &self.file.rpc_tls else {
+            return match overrides {
+                None => Ok(None),
+                Some(_) => Err(ConfigError::Invalid(
+                    "a node RPC certificate needs [rpc_tls] ca in the cluster file, so that gateways and peers verify it".into(),
+                )),
+            };
+        };
+        match (overrides, &t.cert, &t.key) {
+            (Some(pair), _, _) => Ok(Some(pair)),
+            (None, Some(cert), Some(key)) => Ok(Some((cert.clone(), key.clone()))),
+            _ => Err(ConfigError::Invalid(
+                "[rpc_tls] is set: a node needs a certificate and key (cert and key in [rpc_tls], or --rpc-tls-cert and --rpc-tls-key)".into(),
+            )),
+        }
+    }
+
     /// The cluster secret: `TESSERA_CLUSTER_SECRET`, or the file named in the topology
     /// (which must not be readable by others).
     pub fn secret(&self) -> Result<String, ConfigError> {
@@ -254,6 +299,7 @@ mod tests {
             node: Default::default(),
             gateway: Default::default(),
             repair: Default::default(),
+            rpc_tls: None,
         }
     }
 

@@ -171,3 +171,198 @@ impl From<WireError> for DriveError {
         }
     }
 }
+
+/// Largest frame of a shard upload: a block of a shard file, which holds at most one stripe's
+/// share (the stripe size is at most 16 MiB) plus its hash.
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// The 4-byte header of a shard upload frame of `len` bytes; a frame of length zero is the
+/// commit marker.
+pub fn frame_header(len: usize) -> [u8; 4] {
+    debug_assert!(len <= MAX_FRAME);
+    (len as u32).to_be_bytes()
+}
+
+/// The commit marker that ends a shard upload.
+pub const COMMIT: [u8; 4] = [0; 4];
+
+/// One frame of a shard upload.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Bytes to append to the shard file.
+    Data(bytes::Bytes),
+    /// The upload is complete: make the file durable and visible.
+    Commit,
+}
+
+/// Why a shard upload body is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// A frame says it is longer than [`MAX_FRAME`].
+    #[error("frame of {0} bytes is too large")]
+    TooLarge(usize),
+    /// Bytes follow the commit marker.
+    #[error("data after commit")]
+    AfterCommit,
+    /// The body ended before the commit marker.
+    #[error("no commit marker")]
+    Incomplete,
+}
+
+/// Splits a shard upload body into frames as its chunks arrive, whatever their boundaries;
+/// holds at most one frame and one chunk in memory.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: bytes::BytesMut,
+    committed: bool,
+    /// An error was returned: the body is refused whatever follows.
+    failed: Option<FrameError>,
+}
+
+impl FrameDecoder {
+    /// Appends the next chunk of the body.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), FrameError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.committed && !chunk.is_empty() {
+            return self.fail(FrameError::AfterCommit);
+        }
+        self.buf.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn fail<T>(&mut self, e: FrameError) -> Result<T, FrameError> {
+        self.failed = Some(e.clone());
+        Err(e)
+    }
+
+    /// The next complete frame, `None` until more bytes arrive.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let next = self.decode_next();
+        if let Err(e) = &next {
+            self.failed = Some(e.clone());
+        }
+        next
+    }
+
+    fn decode_next(&mut self) -> Result<Option<Frame>, FrameError> {
+        use bytes::Buf;
+        if self.committed {
+            return if self.buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(FrameError::AfterCommit)
+            };
+        }
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if len > MAX_FRAME {
+            return Err(FrameError::TooLarge(len));
+        }
+        if len == 0 {
+            self.buf.advance(4);
+            self.committed = true;
+            return if self.buf.is_empty() {
+                Ok(Some(Frame::Commit))
+            } else {
+                Err(FrameError::AfterCommit)
+            };
+        }
+        if self.buf.len() < 4 + len {
+            // Room for the whole frame at once, not a doubling per chunk.
+            self.buf.reserve(4 + len - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(4);
+        Ok(Some(Frame::Data(self.buf.split_to(len).freeze())))
+    }
+
+    /// At the end of the body: whether it ended with the commit marker (and nothing was
+    /// refused on the way).
+    pub fn finish(&self) -> Result<(), FrameError> {
+        match &self.failed {
+            Some(e) => Err(e.clone()),
+            None if self.committed => Ok(()),
+            None => Err(FrameError::Incomplete),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(frames: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for f in frames {
+            out.extend_from_slice(&frame_header(f.len()));
+            out.extend_from_slice(f);
+        }
+        out.extend_from_slice(&COMMIT);
+        out
+    }
+
+    fn decode(raw: &[u8], chunk: usize) -> Result<Vec<Frame>, FrameError> {
+        let mut d = FrameDecoder::default();
+        let mut out = Vec::new();
+        for c in raw.chunks(chunk.max(1)) {
+            d.push(c)?;
+            while let Some(f) = d.next_frame()? {
+                out.push(f);
+            }
+        }
+        d.finish()?;
+        Ok(out)
+    }
+
+    #[test]
+    fn frames_come_out_whatever_the_chunking() {
+        let raw = body(&[b"hello", b"", b"world!"]);
+        // An empty frame is the commit marker: what follows it is refused.
+        assert_eq!(decode(&raw, 3), Err(FrameError::AfterCommit));
+        let raw = body(&[b"hello", b"world!"]);
+        for chunk in [1, 2, 5, 9, 100] {
+            let frames = decode(&raw, chunk).unwrap();
+            assert_eq!(
+                frames,
+                vec![
+                    Frame::Data(bytes::Bytes::from_static(b"hello")),
+                    Frame::Data(bytes::Bytes::from_static(b"world!")),
+                    Frame::Commit
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_oversized_and_trailing_bodies_are_refused() {
+        let raw = body(&[b"hello"]);
+        assert_eq!(
+            decode(&raw[..raw.len() - 1], 4),
+            Err(FrameError::Incomplete)
+        );
+        assert_eq!(decode(&raw[..7], 4), Err(FrameError::Incomplete));
+        assert_eq!(decode(&[], 4), Err(FrameError::Incomplete));
+        let mut big = frame_header(MAX_FRAME).to_vec();
+        big[0] += 1;
+        assert!(matches!(decode(&big, 4), Err(FrameError::TooLarge(_))));
+        let mut trailing = raw.clone();
+        trailing.push(0);
+        assert_eq!(decode(&trailing, 1), Err(FrameError::AfterCommit));
+        assert_eq!(decode(&trailing, 100), Err(FrameError::AfterCommit));
+        // Found by cargo fuzz: a commit marker with bytes behind it in the same chunk was
+        // refused, but `finish` then reported the body complete.
+        let mut d = FrameDecoder::default();
+        d.push(&trailing).unwrap();
+        assert!(matches!(d.next_frame(), Ok(Some(Frame::Data(_)))));
+        assert_eq!(d.next_frame(), Err(FrameError::AfterCommit));
+        assert_eq!(d.finish(), Err(FrameError::AfterCommit));
+        assert_eq!(d.next_frame(), Err(FrameError::AfterCommit));
+    }
+}

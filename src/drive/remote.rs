@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Body;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::BodyExt;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use serde::de::DeserializeOwned;
 
@@ -30,15 +31,55 @@ const FAILURES_TO_OFFLINE: u32 = 2;
 /// How often an offline drive is probed in the background.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 
-/// The HTTP client gateways use for node RPC.
-pub type RpcClient = Client<HttpConnector, Body>;
+/// The HTTP/2 client gateways and nodes use for node RPC: plain HTTP, or HTTPS verified
+/// against the cluster's CA when the topology has `[rpc_tls]`. Cheap to clone (one
+/// connection per node, shared).
+#[derive(Clone)]
+pub struct RpcClient {
+    http: Client<HttpsConnector<HttpConnector>, Body>,
+    scheme: &'static str,
+}
 
-/// One HTTP/2 client for all nodes (a connection per node, multiplexed).
-pub fn rpc_client() -> RpcClient {
+impl RpcClient {
+    /// The URL of `path` on the node at `address` (`host:port`).
+    pub fn url(&self, address: &str, path: &str) -> String {
+        format!("{}://{address}{path}", self.scheme)
+    }
+
+    /// Sends one request.
+    pub fn request(&self, req: hyper::Request<Body>) -> hyper_util::client::legacy::ResponseFuture {
+        self.http.request(req)
+    }
+}
+
+/// The node RPC client; with `ca` (PEM file) it speaks only HTTPS and trusts only the
+/// certificates that CA signed.
+pub fn rpc_client(ca: Option<&std::path::Path>) -> anyhow::Result<RpcClient> {
     let mut conn = HttpConnector::new();
     conn.set_nodelay(true);
     conn.set_connect_timeout(Some(Duration::from_secs(2)));
-    Client::builder(hyper_util::rt::TokioExecutor::new())
+    let (https, scheme) = match ca {
+        None => (
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(crate::tls::client_config(None)?)
+                .https_or_http()
+                .enable_http2()
+                .wrap_connector(conn),
+            "http",
+        ),
+        Some(ca) => {
+            conn.enforce_http(false);
+            (
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(crate::tls::client_config(Some(ca))?)
+                    .https_only()
+                    .enable_http2()
+                    .wrap_connector(conn),
+                "https",
+            )
+        }
+    };
+    let http = Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .http2_adaptive_window(true)
         .http2_initial_stream_window_size(4 << 20)
@@ -46,7 +87,8 @@ pub fn rpc_client() -> RpcClient {
         .http2_keep_alive_interval(Duration::from_secs(10))
         .http2_keep_alive_timeout(Duration::from_secs(5))
         .timer(hyper_util::rt::TokioTimer::new())
-        .build(conn)
+        .build(https);
+    Ok(RpcClient { http, scheme })
 }
 
 #[derive(Default)]
@@ -66,6 +108,8 @@ const SLOW_TO_OFFLINE_MS: u64 = 1000;
 pub struct RemoteDrive {
     client: RpcClient,
     base: String,
+    /// `host:port`, the label of its metrics.
+    address: Arc<str>,
     index: usize,
     secret: Arc<str>,
     topology: Arc<str>,
@@ -85,8 +129,9 @@ impl RemoteDrive {
         topology: Arc<str>,
     ) -> Self {
         Self {
+            base: client.url(address, ""),
+            address: address.into(),
             client,
-            base: format!("http://{address}"),
             index,
             secret,
             topology,
@@ -188,8 +233,7 @@ impl RemoteDrive {
         let started = std::time::Instant::now();
         let r = self.exchange(req, deadline).await;
         let failed = matches!(&r, Err(e) if !matches!(e, DriveError::NotFound));
-        let node = self.base.strip_prefix("http://").unwrap_or(&self.base);
-        crate::metrics::get().rpc_call(node, failed, started.elapsed());
+        crate::metrics::get().rpc_call(&self.address, failed, started.elapsed());
         self.record(&r);
         r
     }
@@ -250,13 +294,6 @@ struct RemoteShardWriter {
     response: tokio::task::JoinHandle<Result<Bytes, DriveError>>,
 }
 
-fn framed(data: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(4 + data.len());
-    b.put_u32(data.len() as u32);
-    b.put_slice(data);
-    b.freeze()
-}
-
 #[async_trait]
 impl ShardWriter for RemoteShardWriter {
     async fn write(&mut self, data: Bytes) -> Result<(), DriveError> {
@@ -264,7 +301,14 @@ impl ShardWriter for RemoteShardWriter {
             .tx
             .as_ref()
             .ok_or_else(|| DriveError::Offline("shard stream closed".into()))?;
-        match tokio::time::timeout(DATA_TIMEOUT, tx.send(Ok(framed(&data)))).await {
+        // The header and the frame go as two chunks: the frame is not copied.
+        let header = Bytes::copy_from_slice(&super::proto::frame_header(data.len()));
+        let sent = tokio::time::timeout(DATA_TIMEOUT, async {
+            tx.send(Ok(header)).await?;
+            tx.send(Ok(data)).await
+        })
+        .await;
+        match sent {
             Ok(Ok(())) => Ok(()),
             _ => Err(DriveError::Offline("shard stream to node failed".into())),
         }
@@ -276,7 +320,7 @@ impl ShardWriter for RemoteShardWriter {
             .take()
             .ok_or_else(|| DriveError::Offline("shard stream closed".into()))?;
         if tx
-            .send(Ok(Bytes::from_static(&[0, 0, 0, 0])))
+            .send(Ok(Bytes::from_static(&super::proto::COMMIT)))
             .await
             .is_err()
         {
@@ -325,7 +369,8 @@ impl Drive for RemoteDrive {
         data_dir: &str,
     ) -> Result<Box<dyn ShardWriter>, DriveError> {
         self.check_online()?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        // A frame is two chunks (header, block): room for four blocks in flight.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
         let stream = ReceiverStream(rx);
         let path = format!("/rpc/v1/drive/{}/shard/{bucket}/{data_dir}", self.index);
         let req = self.request("PUT", &path, Body::from_stream(stream))?;

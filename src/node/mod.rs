@@ -10,13 +10,12 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::cluster::auth::Verifier;
 use crate::cluster::Topology;
-use crate::drive::proto::{Call, WireError};
+use crate::drive::proto::{Call, Frame, FrameDecoder, WireError};
 use crate::drive::remote::{rpc_client, RemoteDrive};
 use crate::drive::{Drive, DriveError, LocalDrive};
 use crate::erasure::Codec;
@@ -42,6 +41,7 @@ pub struct Node {
     pub addr: SocketAddr,
     state: Arc<NodeState>,
     listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Node {
@@ -50,6 +50,7 @@ impl Node {
         topo: &Topology,
         name: &str,
         listen: Option<String>,
+        tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     ) -> anyhow::Result<Self> {
         let (_, spec) = topo
             .node(name)
@@ -94,8 +95,13 @@ impl Node {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        let tls = match topo.node_tls(tls)? {
+            Some((cert, key)) => Some(crate::tls::acceptor(&cert, &key)?),
+            None => None,
+        };
         Ok(Self {
             addr: listener.local_addr()?,
+            tls,
             state: Arc::new(NodeState {
                 drives,
                 topology_hash: topo.hash.clone(),
@@ -120,6 +126,7 @@ impl Node {
             };
             let _ = tcp.set_nodelay(true);
             let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+            let tls = self.tls.clone();
             tokio::spawn(async move {
                 let mut builder = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),
@@ -129,8 +136,26 @@ impl Node {
                     .adaptive_window(true)
                     .initial_stream_window_size(4 << 20)
                     .initial_connection_window_size(16 << 20);
-                let io = hyper_util::rt::TokioIo::new(tcp);
-                if let Err(e) = builder.serve_connection(io, svc).await {
+                let result = match tls {
+                    None => {
+                        let io = hyper_util::rt::TokioIo::new(tcp);
+                        builder.serve_connection(io, svc).await
+                    }
+                    Some(acceptor) => {
+                        let handshake = tokio::time::timeout(
+                            std::time::Duration::from_secs(10),
+                            acceptor.accept(tcp),
+                        )
+                        .await;
+                        let Ok(Ok(stream)) = handshake else {
+                            tracing::debug!("node RPC: TLS handshake failed or timed out");
+                            return;
+                        };
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        builder.serve_connection(io, svc).await
+                    }
+                };
+                if let Err(e) = result {
                     tracing::debug!(error = %e, "node connection ended");
                 }
             });
@@ -147,7 +172,7 @@ fn spawn_repair(
     local: &[Arc<LocalDrive>],
     secret: Arc<str>,
 ) -> anyhow::Result<Vec<RepairHandle>> {
-    let client = rpc_client();
+    let client = rpc_client(topo.rpc_ca())?;
     let topology: Arc<str> = topo.hash.clone().into();
     let mut out = Vec::new();
     for (s, members) in topo.sets.iter().enumerate() {
@@ -485,37 +510,31 @@ async fn write_shard(
         Err(e) => return error(&e),
     };
     let mut stream = body.into_data_stream();
-    let mut buf = BytesMut::new();
+    let mut frames = FrameDecoder::default();
     loop {
         // Take every complete frame out of the buffer.
-        while buf.len() >= 4 {
-            let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-            if len == 0 {
-                buf.advance(4);
-                if !buf.is_empty() {
-                    return (StatusCode::BAD_REQUEST, "data after commit").into_response();
+        loop {
+            match frames.next_frame() {
+                Ok(None) => break,
+                Ok(Some(Frame::Data(data))) => {
+                    if let Err(e) = writer.write(data).await {
+                        return error(&e);
+                    }
                 }
-                return json(writer.commit().await);
-            }
-            if len > 64 << 20 {
-                return (StatusCode::BAD_REQUEST, "frame too large").into_response();
-            }
-            if buf.len() < 4 + len {
-                break;
-            }
-            buf.advance(4);
-            let frame = buf.split_to(len).freeze();
-            if let Err(e) = writer.write(frame).await {
-                return error(&e);
+                Ok(Some(Frame::Commit)) => return json(writer.commit().await),
+                Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
             }
         }
-        match stream.next().await {
-            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+        let pushed = match stream.next().await {
+            Some(Ok(chunk)) => frames.push(&chunk),
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "shard upload broken off");
                 return (StatusCode::BAD_REQUEST, "body broken off").into_response();
             }
-            None => return (StatusCode::BAD_REQUEST, "no commit marker").into_response(),
+            None => frames.finish(),
+        };
+        if let Err(e) = pushed {
+            return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
         }
     }
 }

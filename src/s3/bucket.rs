@@ -11,7 +11,7 @@ use super::xml::{self, Xml};
 use super::{small_body, xml_response, Ctx};
 
 #[derive(Deserialize)]
-struct CreateBucketConfiguration {
+pub(crate) struct CreateBucketConfiguration {
     #[serde(rename = "LocationConstraint", default)]
     location: Option<String>,
 }
@@ -114,7 +114,7 @@ pub async fn versioning(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
 }
 
 #[derive(Deserialize)]
-struct VersioningConfiguration {
+pub(crate) struct VersioningConfiguration {
     #[serde(rename = "Status", default)]
     status: Option<String>,
     #[serde(rename = "MfaDelete", default)]

@@ -8,6 +8,8 @@ mod bucket;
 pub use crate::checksum;
 pub mod chunked;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod list;
 mod multipart;
 pub mod names;

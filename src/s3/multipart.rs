@@ -202,7 +202,7 @@ async fn upload_part_copy(
 }
 
 #[derive(Deserialize)]
-struct CompleteRequest {
+pub(crate) struct CompleteRequest {
     #[serde(rename = "Part", default)]
     parts: Vec<CompleteEntry>,
 }

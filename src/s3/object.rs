@@ -564,7 +564,7 @@ pub async fn copy(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> 
 }
 
 #[derive(Deserialize)]
-struct DeleteRequest {
+pub(crate) struct DeleteRequest {
     #[serde(rename = "Object", default)]
     objects: Vec<DeleteEntry>,
     #[serde(rename = "Quiet", default)]

@@ -19,7 +19,7 @@ const MAX_OBJECT_TAGS: usize = 10;
 const MAX_BUCKET_TAGS: usize = 50;
 
 #[derive(Deserialize)]
-struct Tagging {
+pub(crate) struct Tagging {
     #[serde(rename = "TagSet")]
     tag_set: TagSet,
 }

@@ -270,3 +270,83 @@ pub async fn put_multipart(
 }
 
 pub mod cluster;
+
+/// Certificates made by openssl (Debian's) for a test: a CA, a server certificate it signed
+/// for 127.0.0.1 and localhost, and an unrelated second CA.
+pub struct TestCerts {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub other_ca: PathBuf,
+}
+
+/// Makes [`TestCerts`] in `dir`.
+pub fn make_certs(dir: &Path) -> TestCerts {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for name in ["ca", "other-ca"] {
+        let subj = format!("/CN=tessera test {name}");
+        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+        let mut a = vec![
+            "req", "-x509", "-days", "2", "-subj", &subj, "-keyout", &key, "-out", &pem,
+        ];
+        a.extend(ec);
+        run(&a);
+    }
+    let mut a = vec![
+        "req",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ];
+    a.extend(ec);
+    run(&a);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    TestCerts {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        other_ca: dir.join("other-ca.pem"),
+    }
+}
