@@ -8,7 +8,7 @@ use tessera::erasure::{frame, Codec};
 const STRIPE: usize = 1 << 20;
 const LAYOUTS: [(usize, usize); 3] = [(4, 2), (8, 4), (12, 4)];
 
-fn stripe() -> Vec<u8> {
+fn stripe() -> Bytes {
     (0..STRIPE).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
@@ -54,7 +54,12 @@ fn blake3_framing(c: &mut Criterion) {
         let codec = Codec::new(k, m, STRIPE).unwrap();
         let shards = codec.encode(&data).unwrap();
         g.bench_function(BenchmarkId::new("frame", format!("{k}+{m}")), |b| {
-            b.iter(|| shards.iter().map(|s| frame::encode(s)).collect::<Vec<_>>())
+            b.iter(|| {
+                shards
+                    .iter()
+                    .map(|s| frame::Framed::new(s.clone()))
+                    .collect::<Vec<_>>()
+            })
         });
         let frames: Vec<Bytes> = shards.iter().map(|s| frame::encode(s)).collect();
         g.bench_function(BenchmarkId::new("verify", format!("{k}+{m}")), |b| {

@@ -48,8 +48,8 @@ pub struct Space {
 /// (temporary name, fsync, rename, directory fsync). Dropping it uncommitted removes it.
 #[async_trait]
 pub trait ShardWriter: Send {
-    /// Appends framed bytes.
-    async fn write(&mut self, data: Bytes) -> Result<(), DriveError>;
+    /// Appends one frame.
+    async fn write(&mut self, frame: crate::erasure::frame::Framed) -> Result<(), DriveError>;
     /// Makes the file durable under its final name.
     async fn commit(self: Box<Self>) -> Result<(), DriveError>;
 }

@@ -296,16 +296,18 @@ struct RemoteShardWriter {
 
 #[async_trait]
 impl ShardWriter for RemoteShardWriter {
-    async fn write(&mut self, data: Bytes) -> Result<(), DriveError> {
+    async fn write(&mut self, frame: crate::erasure::frame::Framed) -> Result<(), DriveError> {
         let tx = self
             .tx
             .as_ref()
             .ok_or_else(|| DriveError::Offline("shard stream closed".into()))?;
-        // The header and the frame go as two chunks: the frame is not copied.
-        let header = Bytes::copy_from_slice(&super::proto::frame_header(data.len()));
+        // The length and hash go as one small chunk, the block as another: it is not copied.
+        let mut head = Vec::with_capacity(4 + frame.hash.len());
+        head.extend_from_slice(&super::proto::frame_header(frame.len()));
+        head.extend_from_slice(&frame.hash);
         let sent = tokio::time::timeout(DATA_TIMEOUT, async {
-            tx.send(Ok(header)).await?;
-            tx.send(Ok(data)).await
+            tx.send(Ok(Bytes::from(head))).await?;
+            tx.send(Ok(frame.block)).await
         })
         .await;
         match sent {

@@ -14,6 +14,54 @@ pub fn encode(block: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// A framed block as two parts, the hash and the block, so that writing it copies nothing: the
+/// block stays the buffer it was encoded in.
+#[derive(Clone, Debug)]
+pub struct Framed {
+    /// BLAKE3 of `block`.
+    pub hash: [u8; HASH_LEN],
+    /// The block.
+    pub block: Bytes,
+}
+
+impl Framed {
+    /// Hashes `block`.
+    pub fn new(block: Bytes) -> Self {
+        Self {
+            hash: *blake3::hash(&block).as_bytes(),
+            block,
+        }
+    }
+
+    /// A frame as it travels, `hash || block`, split without checking the hash (the reader
+    /// checks it); `None` when it is shorter than a hash.
+    pub fn split(frame: Bytes) -> Option<Self> {
+        let hash = frame.get(..HASH_LEN)?.try_into().ok()?;
+        Some(Self {
+            hash,
+            block: frame.slice(HASH_LEN..),
+        })
+    }
+
+    /// Bytes of the frame on disk.
+    pub fn len(&self) -> usize {
+        HASH_LEN + self.block.len()
+    }
+
+    /// Whether the frame is empty (never: it always holds its hash).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The frame as one buffer, `hash || block` (a copy).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        out.extend_from_slice(&self.hash);
+        out.extend_from_slice(&self.block);
+        out
+    }
+}
+
 /// Checks one frame and returns its block, or `None` when the frame is short or its hash does
 /// not match.
 pub fn decode(frame: &Bytes) -> Option<Bytes> {
@@ -55,6 +103,13 @@ mod tests {
             );
         }
         assert!(decode(&f.slice(..10)).is_none());
+    }
+
+    #[test]
+    fn framed_parts_are_the_frame() {
+        let f = Framed::new(Bytes::from_static(b"hello shards"));
+        assert_eq!(f.to_vec(), encode(b"hello shards").to_vec());
+        assert_eq!(f.len(), HASH_LEN + 12);
     }
 
     #[test]

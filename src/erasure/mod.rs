@@ -30,7 +30,7 @@ pub enum Error {
 }
 
 /// A Reed-Solomon codec for one `k+m` layout and stripe size.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Codec {
     k: usize,
     m: usize,
@@ -78,23 +78,30 @@ impl Codec {
         len.div_ceil(self.k).max(1)
     }
 
-    /// Encodes one stripe of at most `stripe_size` bytes into `k+m` shard blocks.
-    pub fn encode(&self, data: &[u8]) -> Result<Vec<Bytes>, Error> {
+    /// Encodes one stripe of at most `stripe_size` bytes into `k+m` shard blocks. The data
+    /// blocks are slices of `data`, not copies (but for the last one when it needs padding);
+    /// only the parity blocks are new buffers.
+    pub fn encode(&self, data: &Bytes) -> Result<Vec<Bytes>, Error> {
         let shard_len = self.shard_len(data.len());
-        let mut shards: Vec<Vec<u8>> = Vec::with_capacity(self.k + self.m);
+        let mut shards: Vec<Bytes> = Vec::with_capacity(self.k + self.m);
         for i in 0..self.k {
             let start = (i * shard_len).min(data.len());
             let end = ((i + 1) * shard_len).min(data.len());
-            let mut s = Vec::with_capacity(shard_len);
-            s.extend_from_slice(&data[start..end]);
-            s.resize(shard_len, 0);
-            shards.push(s);
+            if end - start == shard_len {
+                shards.push(data.slice(start..end));
+            } else {
+                let mut s = Vec::with_capacity(shard_len);
+                s.extend_from_slice(&data[start..end]);
+                s.resize(shard_len, 0);
+                shards.push(Bytes::from(s));
+            }
         }
-        for _ in 0..self.m {
-            shards.push(vec![0u8; shard_len]);
-        }
-        self.rs.encode(&mut shards).map_err(Error::Codec)?;
-        Ok(shards.into_iter().map(Bytes::from).collect())
+        let mut parity: Vec<Vec<u8>> = (0..self.m).map(|_| vec![0u8; shard_len]).collect();
+        self.rs
+            .encode_sep(&shards, &mut parity)
+            .map_err(Error::Codec)?;
+        shards.extend(parity.into_iter().map(Bytes::from));
+        Ok(shards)
     }
 
     /// Rebuilds the data of one stripe of `len` bytes from its shard blocks, where `None`
@@ -146,7 +153,7 @@ mod tests {
             let codec = Codec::new(k, m, 1 << 16).unwrap();
             for len in [1usize, 7, 1000, 1 << 16] {
                 let data = sample(len);
-                let shards = codec.encode(&data).unwrap();
+                let shards = codec.encode(&Bytes::from(data.clone())).unwrap();
                 let n = k + m;
                 for mask in 0u32..(1 << n) {
                     let lost = mask.count_ones() as usize;
@@ -172,7 +179,7 @@ mod tests {
     fn reconstruct_all_restores_parity() {
         let codec = Codec::new(4, 2, 4096).unwrap();
         let data = sample(4096);
-        let shards = codec.encode(&data).unwrap();
+        let shards = codec.encode(&Bytes::from(data.clone())).unwrap();
         let mut v: Vec<Option<Vec<u8>>> = shards.iter().map(|s| Some(s.to_vec())).collect();
         v[1] = None;
         v[5] = None;

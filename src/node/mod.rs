@@ -517,7 +517,11 @@ async fn write_shard(
             match frames.next_frame() {
                 Ok(None) => break,
                 Ok(Some(Frame::Data(data))) => {
-                    if let Err(e) = writer.write(data).await {
+                    let Some(framed) = crate::erasure::frame::Framed::split(data) else {
+                        return (StatusCode::BAD_REQUEST, "frame shorter than its hash")
+                            .into_response();
+                    };
+                    if let Err(e) = writer.write(framed).await {
                         return error(&e);
                     }
                 }

@@ -321,7 +321,8 @@ impl ErasureSet {
                 for i in 0..n {
                     if let (Some(w), Some(block)) = (writers[i].as_mut(), shards[i].as_ref()) {
                         report.bytes_written += (block.len() + frame::HASH_LEN) as u64;
-                        if w.write(frame::encode(block)).await.is_err() {
+                        let framed = frame::Framed::new(Bytes::copy_from_slice(block));
+                        if w.write(framed).await.is_err() {
                             writers[i] = None;
                         }
                     }

@@ -12,7 +12,7 @@ use md5::{Digest, Md5};
 
 use super::{new_version_id, now_ns, BoxError, ErasureSet, Error, Result};
 use crate::drive::{ErasureLayout, ShardWriter, VersionRecord};
-use crate::erasure::frame;
+use crate::erasure::frame::Framed;
 
 /// The layout of an object encoded with `codec` and placed by `distribution`.
 fn layout(codec: &crate::erasure::Codec, distribution: &[u8]) -> ErasureLayout {
@@ -213,7 +213,6 @@ impl ErasureSet {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, BoxError>>(2);
         let reader = tokio::spawn(read_stripes(body, stripe_size, tx));
         let n = self.drives.len();
-        let mut md5 = Some(Md5::new());
         let mut size: u64 = 0;
 
         let first = match rx.recv().await {
@@ -221,17 +220,24 @@ impl ErasureSet {
             Some(Err(e)) => return Err(Error::Body(e)),
             None => Bytes::new(),
         };
-        let mut pending = Some(first);
-        let mut next = if pending.as_ref().is_some_and(|b| b.len() == stripe_size) {
-            rx.recv().await
+        // The stripe after the one being encoded, read ahead.
+        let mut ahead = if first.len() == stripe_size {
+            match rx.recv().await {
+                Some(Ok(b)) => Some(b),
+                Some(Err(e)) => return Err(Error::Body(e)),
+                None => None,
+            }
         } else {
             None
         };
-        let inline = allow_inline
-            && next.is_none()
-            && pending
-                .as_ref()
-                .is_some_and(|b| b.len() <= self.inline_limit);
+        let inline = allow_inline && ahead.is_none() && first.len() <= self.inline_limit;
+        // One stripe: its MD5 is taken beside its encoding. More: on a thread of its own, so
+        // that hashing, encoding and writing run at once (MD5 is one sequential chain, the
+        // slowest step of a large PUT).
+        let mut md5 = match ahead {
+            None => Md5Stage::Inline(Some(Md5::new())),
+            Some(_) => Md5Stage::pipe(),
+        };
 
         let data_dir = if inline {
             String::new()
@@ -261,73 +267,63 @@ impl ErasureSet {
             self.check_alive(&writers, "creating shard files")?;
         }
 
-        while let Some(stripe) = pending.take() {
-            size += stripe.len() as u64;
-            let codec = codec.clone();
-            let mut hasher = md5.take().ok_or_else(|| Error::Internal("md5".into()))?;
-            let (frames, hasher) = tokio::task::spawn_blocking(move || {
-                hasher.update(&stripe);
-                let shards = codec.encode(&stripe)?;
-                let frames: Vec<Bytes> = shards.iter().map(|s| frame::encode(s)).collect();
-                Ok::<_, crate::erasure::Error>((frames, hasher))
-            })
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .map_err(|e| Error::Internal(e.to_string()))?;
-            md5 = Some(hasher);
+        // Stripe i+1 is encoded (on a blocking thread) while stripe i's frames are written.
+        size += first.len() as u64;
+        let mut encoding = Some(md5.encode(codec, first).await?);
+        while let Some(job) = encoding.take() {
+            let frames = md5.encoded(job).await?;
+            if let Some(stripe) = ahead.take() {
+                let more = stripe.len() == stripe_size;
+                size += stripe.len() as u64;
+                encoding = Some(md5.encode(codec, stripe).await?);
+                if more {
+                    ahead = match rx.recv().await {
+                        Some(Ok(b)) => Some(b),
+                        Some(Err(e)) => return Err(Error::Body(e)),
+                        None => None,
+                    };
+                }
+            }
             if inline {
                 for (i, f) in frames.into_iter().enumerate() {
                     inline_shards[i] = Some(f.to_vec());
                 }
-            } else {
-                let writes: Vec<_> = writers
-                    .iter_mut()
-                    .zip(frames)
-                    .zip(distribution)
-                    .map(|((w, f), &pos)| async move {
-                        let Some(wr) = w.as_mut() else { return false };
-                        match wr.write(f).await {
-                            Ok(()) => true,
-                            Err(e) => {
-                                let drive = self.drives[pos as usize].endpoint();
-                                tracing::warn!(%drive, error = %e, "shard write failed");
-                                crate::metrics::get().drive_error(&drive);
-                                *w = None;
-                                false
-                            }
-                        }
-                    })
-                    .collect();
-                let done = self
-                    .on_shards(distribution, writes, |ok| *ok, || false)
-                    .await;
-                // A drive that failed, or could not take its frame within the grace, is
-                // dropped from this write (and gets its shard from repair).
-                for (i, ok) in done.into_iter().enumerate() {
-                    if !ok {
-                        writers[i] = None;
-                    }
-                }
-                self.check_alive(&writers, "writing shards")?;
+                continue;
             }
-            pending = match next.take() {
-                Some(Ok(b)) => {
-                    if b.len() == stripe_size {
-                        next = rx.recv().await;
+            let writes: Vec<_> = writers
+                .iter_mut()
+                .zip(frames)
+                .zip(distribution)
+                .map(|((w, f), &pos)| async move {
+                    let Some(wr) = w.as_mut() else { return false };
+                    match wr.write(f).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            let drive = self.drives[pos as usize].endpoint();
+                            tracing::warn!(%drive, error = %e, "shard write failed");
+                            crate::metrics::get().drive_error(&drive);
+                            *w = None;
+                            false
+                        }
                     }
-                    Some(b)
+                })
+                .collect();
+            let done = self
+                .on_shards(distribution, writes, |ok| *ok, || false)
+                .await;
+            // A drive that failed, or could not take its frame within the grace, is
+            // dropped from this write (and gets its shard from repair).
+            for (i, ok) in done.into_iter().enumerate() {
+                if !ok {
+                    writers[i] = None;
                 }
-                Some(Err(e)) => return Err(Error::Body(e)),
-                None => None,
-            };
+            }
+            self.check_alive(&writers, "writing shards")?;
         }
         // The reader has finished; any error it met was sent on the channel.
         let _ = reader.await;
 
-        let digest: [u8; 16] = md5
-            .ok_or_else(|| Error::Internal("md5".into()))?
-            .finalize()
-            .into();
+        let digest = md5.finish().await?;
         if content_md5.is_some_and(|want| want != digest) {
             return Err(Error::BadDigest);
         }
@@ -566,6 +562,92 @@ pub struct DeleteOutcome {
 
 /// Cuts the body into stripes of exactly `stripe_size` bytes (the last may be shorter) and
 /// sends them on; at most the channel's capacity plus one stripe is held.
+/// A stripe being encoded and framed on a blocking thread (with its MD5, when inline).
+type EncodeJob =
+    tokio::task::JoinHandle<std::result::Result<(Vec<Framed>, Option<Md5>), crate::erasure::Error>>;
+
+/// Where a PUT's MD5 is computed.
+enum Md5Stage {
+    /// In the encoding job (a body of one stripe); `None` while a job holds it.
+    Inline(Option<Md5>),
+    /// On a blocking thread fed through a bounded channel: at most 4 stripes wait for it.
+    Pipe {
+        tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+        done: tokio::task::JoinHandle<[u8; 16]>,
+    },
+}
+
+impl Md5Stage {
+    fn pipe() -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let done = tokio::task::spawn_blocking(move || {
+            let mut h = Md5::new();
+            while let Some(b) = rx.blocking_recv() {
+                h.update(&b);
+            }
+            h.finalize().into()
+        });
+        Md5Stage::Pipe { tx: Some(tx), done }
+    }
+
+    /// Starts encoding `stripe` (and hashing it).
+    async fn encode(
+        &mut self,
+        codec: &std::sync::Arc<crate::erasure::Codec>,
+        stripe: Bytes,
+    ) -> Result<EncodeJob> {
+        let hasher = match self {
+            Md5Stage::Inline(h) => Some(h.take().ok_or_else(|| Error::Internal("md5".into()))?),
+            Md5Stage::Pipe { tx, .. } => {
+                let tx = tx.as_ref().ok_or_else(|| Error::Internal("md5".into()))?;
+                tx.send(stripe.clone())
+                    .await
+                    .map_err(|_| Error::Internal("md5 worker stopped".into()))?;
+                None
+            }
+        };
+        let codec = codec.clone();
+        Ok(tokio::task::spawn_blocking(move || {
+            let hasher = hasher.map(|mut h| {
+                h.update(&stripe);
+                h
+            });
+            let frames = codec
+                .encode(&stripe)?
+                .into_iter()
+                .map(Framed::new)
+                .collect();
+            Ok((frames, hasher))
+        }))
+    }
+
+    /// The frames of an encoding job.
+    async fn encoded(&mut self, job: EncodeJob) -> Result<Vec<Framed>> {
+        let (frames, hasher) = job
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        if let (Md5Stage::Inline(slot), Some(h)) = (self, hasher) {
+            *slot = Some(h);
+        }
+        Ok(frames)
+    }
+
+    /// The MD5 of everything encoded.
+    async fn finish(self) -> Result<[u8; 16]> {
+        match self {
+            Md5Stage::Inline(h) => Ok(h
+                .ok_or_else(|| Error::Internal("md5".into()))?
+                .finalize()
+                .into()),
+            Md5Stage::Pipe { tx, done } => {
+                drop(tx);
+                done.await.map_err(|e| Error::Internal(e.to_string()))
+            }
+        }
+    }
+}
+
 async fn read_stripes(
     mut body: BodyStream,
     stripe_size: usize,
