@@ -155,6 +155,12 @@ async fn ranges_and_conditions() {
         ("bytes=-100", body.len() - 100, body.len()),
         ("bytes=3000000-", 3000000, body.len()),
         ("bytes=5-99999999", 5, body.len()),
+        // Across the blocks of one stripe (256 KiB each), across stripes, and through the
+        // short, zero-padded blocks of the last stripe (777 bytes: blocks of 195).
+        ("bytes=262140-262150", 262140, 262151),
+        ("bytes=786430-1310730", 786430, 1310731),
+        ("bytes=3145800-3146400", 3145800, 3146401),
+        ("bytes=-5", body.len() - 5, body.len()),
     ] {
         let r = c
             .get_object()

@@ -496,17 +496,15 @@ impl Drive for LocalDrive {
                 Err(e) => return Err(e.into()),
             };
             f.seek(SeekFrom::Start(offset))?;
-            let len = usize::try_from(len).map_err(|_| DriveError::Corrupt("len".into()))?;
-            let mut buf = vec![0u8; len];
-            let mut got = 0;
-            while got < len {
-                let n = f.read(&mut buf[got..])?;
-                if n == 0 {
-                    return Err(DriveError::Corrupt(format!(
-                        "shard file short: wanted {len} bytes at {offset}, got {got}"
-                    )));
-                }
-                got += n;
+            let want = usize::try_from(len).map_err(|_| DriveError::Corrupt("len".into()))?;
+            // Read into spare capacity: the buffer is not zeroed first.
+            let mut buf = Vec::with_capacity(want);
+            f.take(len).read_to_end(&mut buf)?;
+            if buf.len() < want {
+                return Err(DriveError::Corrupt(format!(
+                    "shard file short: wanted {want} bytes at {offset}, got {}",
+                    buf.len()
+                )));
             }
             Ok(Bytes::from(buf))
         })

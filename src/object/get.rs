@@ -123,7 +123,7 @@ impl ObjectReader {
             let part = data.slice(start as usize..end as usize);
             return Ok(Box::pin(futures::stream::once(async move { Ok(part) })));
         }
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(2);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Bytes>>>(2);
         tokio::spawn(async move {
             let stripe = self.codec.stripe_size() as u64;
             let per_batch = (BATCH_BYTES / stripe).max(1);
@@ -157,15 +157,22 @@ impl ObjectReader {
             Some(r) => r?,
             None => return Err(Error::Internal("reader stopped".into())),
         };
-        let rest =
-            tokio_stream_from(rx).map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
+        // Each batch is a list of chunks (slices of the blocks read): one stream item each.
+        let rest = tokio_stream_from(rx).flat_map(|r| {
+            let items: Vec<std::io::Result<Bytes>> = match r {
+                Ok(chunks) => chunks.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(std::io::Error::other(e.to_string()))],
+            };
+            futures::stream::iter(items)
+        });
         Ok(Box::pin(
-            futures::stream::once(async move { Ok(first) }).chain(rest),
+            futures::stream::iter(first.into_iter().map(Ok)).chain(rest),
         ))
     }
 
     /// Reads stripes `s0..=s1` of a segment, reconstructing where needed, and returns the
-    /// bytes of the segment range `start..end` that they cover.
+    /// bytes of the segment range `start..end` that they cover, as slices of the blocks read
+    /// (a healthy read copies nothing) or of the rebuilt stripes.
     async fn read_stripes(
         &self,
         seg: &Segment,
@@ -173,7 +180,7 @@ impl ObjectReader {
         s1: u64,
         start: u64,
         end: u64,
-    ) -> Result<Bytes> {
+    ) -> Result<Vec<Bytes>> {
         let k = self.codec.data_shards();
         let n = self.codec.total_shards();
         let size = seg.size;
@@ -275,25 +282,34 @@ impl ObjectReader {
                 true,
             );
         }
-        let mut out = bytes::BytesMut::with_capacity(((s1 - s0 + 1) * stripe) as usize);
+        let mut out = Vec::new();
         for (j, shards) in frames.into_iter().enumerate() {
             let s = s0 + j as u64;
             let stripe_start = s * stripe;
             let stripe_len = (size - stripe_start).min(stripe) as usize;
-            let codec = self.codec.clone();
-            let data = if shards[..k].iter().all(|x| x.is_some()) {
-                codec.decode(shards, stripe_len)
-            } else {
-                tokio::task::spawn_blocking(move || codec.decode(shards, stripe_len))
-                    .await
-                    .map_err(|e| Error::Internal(e.to_string()))?
-            }
-            .map_err(|e| Error::Quorum(format!("stripe {s}: {e}")))?;
             let lo = start.saturating_sub(stripe_start).min(stripe_len as u64) as usize;
             let hi = (end - stripe_start).min(stripe_len as u64) as usize;
-            out.extend_from_slice(&data[lo..hi]);
+            if shards[..k].iter().all(|x| x.is_some()) {
+                // The data blocks in order are the stripe (the last one zero-padded).
+                let block = self.codec.shard_len(stripe_len);
+                for (i, b) in shards.into_iter().take(k).enumerate() {
+                    let (a, z) = ((i * block).max(lo), ((i + 1) * block).min(hi));
+                    if let (Some(b), true) = (b, a < z) {
+                        out.push(b.slice(a - i * block..z - i * block));
+                    }
+                }
+                continue;
+            }
+            let codec = self.codec.clone();
+            let data = tokio::task::spawn_blocking(move || codec.decode(shards, stripe_len))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .map_err(|e| Error::Quorum(format!("stripe {s}: {e}")))?;
+            if lo < hi {
+                out.push(data.slice(lo..hi));
+            }
         }
-        Ok(out.freeze())
+        Ok(out)
     }
 }
 
