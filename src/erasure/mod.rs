@@ -29,6 +29,11 @@ pub enum Error {
     Codec(reed_solomon_erasure::Error),
 }
 
+thread_local! {
+    /// Reused shard buffers for decoding with shards missing.
+    static SCRATCH: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A Reed-Solomon codec for one `k+m` layout and stripe size.
 #[derive(Debug, Clone)]
 pub struct Codec {
@@ -118,12 +123,33 @@ impl Codec {
                 out.extend_from_slice(&s);
             }
         } else {
-            let mut owned: Vec<Option<Vec<u8>>> =
-                shards.into_iter().map(|s| s.map(|b| b.to_vec())).collect();
-            self.rs.reconstruct_data(&mut owned).map_err(Error::Codec)?;
-            for s in owned.into_iter().take(self.k).flatten() {
-                out.extend_from_slice(&s);
-            }
+            // Rebuild in this thread's scratch buffers: fresh buffers per stripe cost more in
+            // page faults than the arithmetic (profile in docs/performance.md).
+            let shard_len = shards.iter().flatten().map(|b| b.len()).max().unwrap_or(0);
+            SCRATCH.with(|pool| -> Result<(), Error> {
+                let mut pool = pool.borrow_mut();
+                pool.resize_with(shards.len(), Vec::new);
+                for (buf, s) in pool.iter_mut().zip(&shards) {
+                    buf.clear();
+                    match s {
+                        Some(b) if b.len() == shard_len => buf.extend_from_slice(b),
+                        _ => buf.resize(shard_len, 0),
+                    }
+                }
+                let mut slots: Vec<(&mut [u8], bool)> = pool
+                    .iter_mut()
+                    .zip(&shards)
+                    .map(|(buf, s)| {
+                        let present = s.as_ref().is_some_and(|b| b.len() == shard_len);
+                        (buf.as_mut_slice(), present)
+                    })
+                    .collect();
+                self.rs.reconstruct_data(&mut slots).map_err(Error::Codec)?;
+                for buf in pool.iter().take(self.k) {
+                    out.extend_from_slice(buf);
+                }
+                Ok(())
+            })?;
         }
         if out.len() < len {
             return Err(Error::TooFewShards { have, need: self.k });
