@@ -158,6 +158,46 @@ impl Codec {
         Ok(Bytes::from(out))
     }
 
+    /// Rebuilds the missing shards (`None`) of a stripe, data and parity, in this thread's
+    /// scratch buffers; returns every shard, the rebuilt ones as new buffers.
+    pub fn rebuild(&self, shards: &[Option<Bytes>]) -> Result<Vec<Bytes>, Error> {
+        let have = shards.iter().filter(|s| s.is_some()).count();
+        if have < self.k || shards.len() != self.k + self.m {
+            return Err(Error::TooFewShards { have, need: self.k });
+        }
+        let shard_len = shards.iter().flatten().map(|b| b.len()).max().unwrap_or(0);
+        SCRATCH.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            pool.resize_with(shards.len(), Vec::new);
+            let present: Vec<bool> = shards
+                .iter()
+                .map(|s| s.as_ref().is_some_and(|b| b.len() == shard_len))
+                .collect();
+            for ((buf, s), ok) in pool.iter_mut().zip(shards).zip(&present) {
+                buf.clear();
+                match (s, ok) {
+                    (Some(b), true) => buf.extend_from_slice(b),
+                    _ => buf.resize(shard_len, 0),
+                }
+            }
+            let mut slots: Vec<(&mut [u8], bool)> = pool
+                .iter_mut()
+                .zip(&present)
+                .map(|(buf, ok)| (buf.as_mut_slice(), *ok))
+                .collect();
+            self.rs.reconstruct(&mut slots).map_err(Error::Codec)?;
+            Ok(shards
+                .iter()
+                .zip(pool.iter())
+                .zip(&present)
+                .map(|((s, buf), ok)| match (s, ok) {
+                    (Some(b), true) => b.clone(),
+                    _ => Bytes::copy_from_slice(buf),
+                })
+                .collect())
+        })
+    }
+
     /// Rebuilds every missing shard (data and parity) of a stripe in place.
     pub fn reconstruct_all(&self, shards: &mut [Option<Vec<u8>>]) -> Result<(), Error> {
         self.rs.reconstruct(shards).map_err(Error::Codec)
@@ -213,6 +253,24 @@ mod tests {
         for (a, b) in v.iter().zip(shards.iter()) {
             assert_eq!(a.as_deref(), Some(b.as_ref()));
         }
+    }
+
+    #[test]
+    fn rebuild_restores_every_missing_shard() {
+        let codec = Codec::new(4, 2, 4096).unwrap();
+        let shards = codec.encode(&Bytes::from(sample(4000))).unwrap();
+        for lost in [[0, 1], [1, 5], [4, 5], [2, 3]] {
+            let mut input: Vec<Option<Bytes>> = shards.iter().cloned().map(Some).collect();
+            for i in lost {
+                input[i] = None;
+            }
+            assert_eq!(codec.rebuild(&input).unwrap(), shards, "lost {lost:?}");
+        }
+        let mut input: Vec<Option<Bytes>> = shards.iter().cloned().map(Some).collect();
+        input[0] = None;
+        input[1] = None;
+        input[2] = None;
+        assert!(codec.rebuild(&input).is_err());
     }
 
     #[test]

@@ -311,17 +311,17 @@ impl ErasureSet {
                 .map(|b| b.len() as u64)
                 .sum::<u64>();
             for j in 0..=(s1 - s0) as usize {
-                let mut shards: Vec<Option<Vec<u8>>> = frames
+                let shards: Vec<Option<Bytes>> = frames
                     .iter()
-                    .map(|shard| shard.get(j).cloned().flatten().map(|b| b.to_vec()))
+                    .map(|shard| shard.get(j).cloned().flatten())
                     .collect();
-                codec
-                    .reconstruct_all(&mut shards)
+                let shards = codec
+                    .rebuild(&shards)
                     .map_err(|e| Error::Quorum(format!("cannot rebuild: {e}")))?;
-                for i in 0..n {
-                    if let (Some(w), Some(block)) = (writers[i].as_mut(), shards[i].as_ref()) {
-                        report.bytes_written += (block.len() + frame::HASH_LEN) as u64;
-                        let framed = frame::Framed::new(Bytes::copy_from_slice(block));
+                for (i, block) in shards.into_iter().enumerate().take(n) {
+                    if let Some(w) = writers[i].as_mut() {
+                        let framed = frame::Framed::new(block);
+                        report.bytes_written += framed.len() as u64;
                         if w.write(framed).await.is_err() {
                             writers[i] = None;
                         }
