@@ -281,18 +281,19 @@ async fn check_peers(client: &RpcClient, topo: &Topology, secret: &str) -> anyho
                 node.address,
                 String::from_utf8_lossy(&body)
             ),
-            // A certificate that does not verify is a configuration error, not a node down.
-            Err(e) if crate::tls::failure(e.as_ref()).is_some() => anyhow::bail!(
-                "node {} at {}: TLS failed ({}): does [rpc_tls] ca sign the node's certificate, and does it name {}?",
-                node.name,
-                node.address,
-                crate::tls::failure(e.as_ref()).unwrap_or_default(),
-                node.address
-            ),
-            // Unreachable, or no answer within 5 s (the error says which).
-            Err(e) => {
-                tracing::warn!(node = %node.name, error = %e, "node unreachable at start")
-            }
+            Err(e) => match crate::tls::failure(e.as_ref()) {
+                // A certificate that does not verify is a configuration error, not a node down.
+                Some(why) => anyhow::bail!(
+                    "node {} at {}: TLS failed ({why}): does [rpc_tls] ca sign the node's certificate, and does it name {}?",
+                    node.name,
+                    node.address,
+                    node.address
+                ),
+                // Unreachable, or no answer within 5 s (the error says which).
+                None => {
+                    tracing::warn!(node = %node.name, error = %e, "node unreachable at start")
+                }
+            },
         }
     }
     tracing::info!(

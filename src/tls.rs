@@ -47,10 +47,7 @@ pub fn client_config(ca: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> 
                 .map_err(|e| anyhow::anyhow!("CA certificate {}: {e}", ca.display()))?;
         }
     }
-    Ok(rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    trusting(roots)
 }
 
 /// A client configuration that trusts the system's CA certificates (Debian's
@@ -65,6 +62,10 @@ pub fn system_client_config() -> anyhow::Result<rustls::ClientConfig> {
             found.errors.len()
         );
     }
+    trusting(roots)
+}
+
+fn trusting(roots: rustls::RootCertStore) -> anyhow::Result<rustls::ClientConfig> {
     Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

@@ -92,6 +92,7 @@ impl Client {
         let uri: hyper::Uri = format!("{}{path}", self.url.trim_end_matches('/'))
             .parse()
             .with_context(|| format!("bad admin URL {}", self.url))?;
+        let https_url = uri.scheme_str() == Some("https");
         let host = uri
             .authority()
             .map(|a| a.as_str().to_string())
@@ -119,7 +120,7 @@ impl Client {
             }
         }
         let req = req.body(axum::body::Body::from(body))?;
-        let tls = match (&self.ca_bundle, uri_scheme_https(&self.url)) {
+        let tls = match (&self.ca_bundle, https_url) {
             (Some(ca), _) => crate::tls::client_config(Some(ca))?,
             (None, true) => crate::tls::system_client_config()?,
             (None, false) => crate::tls::client_config(None)?,
@@ -385,11 +386,6 @@ impl Client {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
-}
-
-fn uri_scheme_https(url: &str) -> bool {
-    url.get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
 }
 
 fn heal_text(v: &Value) -> String {

@@ -58,23 +58,17 @@ pub fn rpc_client(ca: Option<&std::path::Path>) -> anyhow::Result<RpcClient> {
     let mut conn = HttpConnector::new();
     conn.set_nodelay(true);
     conn.set_connect_timeout(Some(Duration::from_secs(2)));
+    let tls =
+        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(crate::tls::client_config(ca)?);
     let (https, scheme) = match ca {
         None => (
-            hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(crate::tls::client_config(None)?)
-                .https_or_http()
-                .enable_http2()
-                .wrap_connector(conn),
+            tls.https_or_http().enable_http2().wrap_connector(conn),
             "http",
         ),
-        Some(ca) => {
+        Some(_) => {
             conn.enforce_http(false);
             (
-                hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(crate::tls::client_config(Some(ca))?)
-                    .https_only()
-                    .enable_http2()
-                    .wrap_connector(conn),
+                tls.https_only().enable_http2().wrap_connector(conn),
                 "https",
             )
         }

@@ -123,32 +123,10 @@ impl Codec {
                 out.extend_from_slice(&s);
             }
         } else {
-            // Rebuild in this thread's scratch buffers: fresh buffers per stripe cost more in
-            // page faults than the arithmetic (profile in docs/performance.md).
-            let shard_len = shards.iter().flatten().map(|b| b.len()).max().unwrap_or(0);
-            SCRATCH.with(|pool| -> Result<(), Error> {
-                let mut pool = pool.borrow_mut();
-                pool.resize_with(shards.len(), Vec::new);
-                for (buf, s) in pool.iter_mut().zip(&shards) {
-                    buf.clear();
-                    match s {
-                        Some(b) if b.len() == shard_len => buf.extend_from_slice(b),
-                        _ => buf.resize(shard_len, 0),
-                    }
-                }
-                let mut slots: Vec<(&mut [u8], bool)> = pool
-                    .iter_mut()
-                    .zip(&shards)
-                    .map(|(buf, s)| {
-                        let present = s.as_ref().is_some_and(|b| b.len() == shard_len);
-                        (buf.as_mut_slice(), present)
-                    })
-                    .collect();
-                self.rs.reconstruct_data(&mut slots).map_err(Error::Codec)?;
-                for buf in pool.iter().take(self.k) {
+            self.in_scratch(&shards, true, |bufs, _| {
+                for buf in bufs.iter().take(self.k) {
                     out.extend_from_slice(buf);
                 }
-                Ok(())
             })?;
         }
         if out.len() < len {
@@ -165,14 +143,38 @@ impl Codec {
         if have < self.k || shards.len() != self.k + self.m {
             return Err(Error::TooFewShards { have, need: self.k });
         }
+        self.in_scratch(shards, false, |bufs, present| {
+            shards
+                .iter()
+                .zip(bufs)
+                .zip(present)
+                .map(|((s, buf), ok)| match (s, ok) {
+                    (Some(b), true) => b.clone(),
+                    _ => Bytes::copy_from_slice(buf),
+                })
+                .collect()
+        })
+    }
+
+    /// Copies `shards` into this thread's scratch buffers (zeros for a missing one, or one
+    /// whose length differs from the others'), rebuilds the missing ones in place (only the
+    /// data shards with `data_only`), and gives `f` the buffers and which shards were present.
+    /// Fresh buffers per stripe cost more in page faults than the arithmetic (profile in
+    /// docs/performance.md).
+    fn in_scratch<T>(
+        &self,
+        shards: &[Option<Bytes>],
+        data_only: bool,
+        f: impl FnOnce(&[Vec<u8>], &[bool]) -> T,
+    ) -> Result<T, Error> {
         let shard_len = shards.iter().flatten().map(|b| b.len()).max().unwrap_or(0);
+        let present: Vec<bool> = shards
+            .iter()
+            .map(|s| s.as_ref().is_some_and(|b| b.len() == shard_len))
+            .collect();
         SCRATCH.with(|pool| {
             let mut pool = pool.borrow_mut();
             pool.resize_with(shards.len(), Vec::new);
-            let present: Vec<bool> = shards
-                .iter()
-                .map(|s| s.as_ref().is_some_and(|b| b.len() == shard_len))
-                .collect();
             for ((buf, s), ok) in pool.iter_mut().zip(shards).zip(&present) {
                 buf.clear();
                 match (s, ok) {
@@ -185,22 +187,14 @@ impl Codec {
                 .zip(&present)
                 .map(|(buf, ok)| (buf.as_mut_slice(), *ok))
                 .collect();
-            self.rs.reconstruct(&mut slots).map_err(Error::Codec)?;
-            Ok(shards
-                .iter()
-                .zip(pool.iter())
-                .zip(&present)
-                .map(|((s, buf), ok)| match (s, ok) {
-                    (Some(b), true) => b.clone(),
-                    _ => Bytes::copy_from_slice(buf),
-                })
-                .collect())
+            if data_only {
+                self.rs.reconstruct_data(&mut slots)
+            } else {
+                self.rs.reconstruct(&mut slots)
+            }
+            .map_err(Error::Codec)?;
+            Ok(f(&pool[..shards.len()], &present))
         })
-    }
-
-    /// Rebuilds every missing shard (data and parity) of a stripe in place.
-    pub fn reconstruct_all(&self, shards: &mut [Option<Vec<u8>>]) -> Result<(), Error> {
-        self.rs.reconstruct(shards).map_err(Error::Codec)
     }
 }
 
@@ -238,20 +232,6 @@ mod tests {
                     }
                 }
             }
-        }
-    }
-
-    #[test]
-    fn reconstruct_all_restores_parity() {
-        let codec = Codec::new(4, 2, 4096).unwrap();
-        let data = sample(4096);
-        let shards = codec.encode(&Bytes::from(data.clone())).unwrap();
-        let mut v: Vec<Option<Vec<u8>>> = shards.iter().map(|s| Some(s.to_vec())).collect();
-        v[1] = None;
-        v[5] = None;
-        codec.reconstruct_all(&mut v).unwrap();
-        for (a, b) in v.iter().zip(shards.iter()) {
-            assert_eq!(a.as_deref(), Some(b.as_ref()));
         }
     }
 

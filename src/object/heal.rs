@@ -76,7 +76,7 @@ impl ErasureSet {
         let mut inline: Vec<Option<Vec<u8>>> = vec![None; n];
         if rec.data_dir.is_empty() && rec.parts.is_empty() && !rec.delete_marker {
             // Inline: rebuild the framed shards from the copies that verify.
-            let mut shards: Vec<Option<Vec<u8>>> = vec![None; n];
+            let mut shards: Vec<Option<Bytes>> = vec![None; n];
             for c in copies.iter().flatten() {
                 let i = c.layout.shard_index as usize;
                 if let Some(f) = c
@@ -85,19 +85,19 @@ impl ErasureSet {
                     .and_then(|f| frame::decode(&Bytes::from(f.clone())))
                 {
                     if i < n {
-                        shards[i] = Some(f.to_vec());
+                        shards[i] = Some(f);
                     }
                 }
             }
             let bad: Vec<bool> = shards.iter().map(|s| s.is_none()).collect();
             if bad.iter().any(|b| *b) {
-                codec
-                    .reconstruct_all(&mut shards)
+                let rebuilt = codec
+                    .rebuild(&shards)
                     .map_err(|e| Error::Quorum(e.to_string()))?;
-                for i in 0..n {
+                for (i, block) in rebuilt.into_iter().enumerate() {
                     if bad[i] {
                         rewrite[i] = true;
-                        inline[i] = shards[i].as_ref().map(|s| frame::encode(s).to_vec());
+                        inline[i] = Some(frame::Framed::new(block).to_vec());
                     }
                 }
             }

@@ -222,11 +222,7 @@ impl ErasureSet {
         };
         // The stripe after the one being encoded, read ahead.
         let mut ahead = if first.len() == stripe_size {
-            match rx.recv().await {
-                Some(Ok(b)) => Some(b),
-                Some(Err(e)) => return Err(Error::Body(e)),
-                None => None,
-            }
+            rx.recv().await.transpose().map_err(Error::Body)?
         } else {
             None
         };
@@ -277,11 +273,7 @@ impl ErasureSet {
                 size += stripe.len() as u64;
                 encoding = Some(md5.encode(codec, stripe).await?);
                 if more {
-                    ahead = match rx.recv().await {
-                        Some(Ok(b)) => Some(b),
-                        Some(Err(e)) => return Err(Error::Body(e)),
-                        None => None,
-                    };
+                    ahead = rx.recv().await.transpose().map_err(Error::Body)?;
                 }
             }
             if inline {
