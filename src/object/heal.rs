@@ -104,7 +104,7 @@ impl ErasureSet {
         } else if !rec.delete_marker {
             for seg in segments(&rec) {
                 let bad = if deep {
-                    self.verify_segment(bucket, &seg, &dist, &codec, &mut report)
+                    self.verify_segment(bucket, &seg, &dist, &codec, &vec![false; n], &mut report)
                         .await
                 } else {
                     self.check_segment(bucket, &seg, &dist, &codec, &mut report)
@@ -112,28 +112,40 @@ impl ErasureSet {
                 };
                 let mut bad: Vec<bool> =
                     bad.iter().zip(&no_record).map(|(b, r)| *b || *r).collect();
-                if !bad.iter().any(|b| *b) {
-                    continue;
-                }
-                let mut rebuilt = self
-                    .rebuild_segment(bucket, &seg, &dist, &codec, &bad, &mut report)
-                    .await?;
-                // Verify what was written before counting it.
-                let again = self
-                    .verify_segment(bucket, &seg, &dist, &codec, &mut report)
-                    .await;
-                for i in 0..n {
-                    if again[i] {
-                        if bad[i] {
-                            rebuilt = rebuilt.saturating_sub(1);
-                            bad[i] = false;
-                            tracing::warn!(drive = %self.drives[dist[i]].endpoint(), "rebuilt shard does not verify");
-                        }
-                        unhealed[i] = true;
+                // A shard that fails while the others are read to rebuild is rebuilt in a
+                // second round; two rounds bound the work.
+                for round in 0..2 {
+                    if !bad.iter().any(|b| *b) {
+                        break;
                     }
-                    rewrite[i] |= bad[i];
+                    let (written, suspect) = self
+                        .rebuild_segment(bucket, &seg, &dist, &codec, &bad, &mut report)
+                        .await?;
+                    // A rebuilt shard counts once its file committed, as a PUT's does. A
+                    // shard that failed to read is verified whole: the next round rebuilds
+                    // it if it is corrupt.
+                    let again = if suspect.iter().any(|s| *s) {
+                        let unchecked: Vec<bool> = suspect.iter().map(|s| !s).collect();
+                        self.verify_segment(bucket, &seg, &dist, &codec, &unchecked, &mut report)
+                            .await
+                    } else {
+                        vec![false; n]
+                    };
+                    let mut next = vec![false; n];
+                    for i in 0..n {
+                        if bad[i] {
+                            rewrite[i] |= written[i];
+                            unhealed[i] |= !written[i];
+                        } else if again[i] && round == 0 {
+                            next[i] = true;
+                        } else if again[i] {
+                            unhealed[i] = true;
+                        }
+                    }
+                    let rebuilt = written.iter().filter(|w| **w).count();
+                    report.shards_rebuilt += rebuilt;
+                    bad = next;
                 }
-                report.shards_rebuilt += rebuilt;
             }
         }
         let writes = (0..n).filter(|i| rewrite[*i]).map(|i| {
@@ -179,7 +191,10 @@ impl ErasureSet {
             |s| matches!(s, Ok(v) if v.first().copied().flatten().is_some_and(|l| l != expected)),
         );
         if odd {
-            let deep = self.verify_segment(bucket, seg, dist, codec, report).await;
+            let all = vec![false; dist.len()];
+            let deep = self
+                .verify_segment(bucket, seg, dist, codec, &all, report)
+                .await;
             for (b, d) in bad.iter_mut().zip(deep) {
                 *b |= d;
             }
@@ -187,14 +202,15 @@ impl ErasureSet {
         bad
     }
 
-    /// Reads every frame of every shard of a segment; `true` marks a shard that is missing,
-    /// short or fails a hash anywhere.
+    /// Reads every frame of every shard of a segment not in `skip`; `true` marks a shard
+    /// that is missing, short or fails a hash anywhere.
     async fn verify_segment(
         &self,
         bucket: &str,
         seg: &Segment,
         dist: &[usize],
         codec: &Codec,
+        skip: &[bool],
         report: &mut HealReport,
     ) -> Vec<bool> {
         let n = dist.len();
@@ -205,8 +221,9 @@ impl ErasureSet {
         let mut s0 = 0;
         while s0 < stripes {
             let s1 = (s0 + per_batch - 1).min(stripes - 1);
+            let skip: Vec<bool> = bad.iter().zip(skip).map(|(b, s)| *b || *s).collect();
             let frames = self
-                .read_batch(bucket, seg, dist, codec, s0, s1, &bad)
+                .read_batch(bucket, seg, dist, codec, s0, s1, &skip)
                 .await;
             report.bytes_read += frames
                 .iter()
@@ -215,7 +232,7 @@ impl ErasureSet {
                 .map(|b| b.len() as u64)
                 .sum::<u64>();
             for (i, f) in frames.iter().enumerate() {
-                if !bad[i] && f.iter().any(|x| x.is_none()) {
+                if !skip[i] && f.iter().any(|x| x.is_none()) {
                     bad[i] = true;
                 }
             }
@@ -275,7 +292,9 @@ impl ErasureSet {
             .collect()
     }
 
-    /// Writes new shard files for the shards marked `bad`, rebuilt from the others.
+    /// Writes new shard files for the shards marked `bad`, rebuilt from `k` of the others:
+    /// the rest are read only for the stripes where one of those fails. Returns which shard
+    /// files were written and committed, and which of the shards read failed somewhere.
     async fn rebuild_segment(
         &self,
         bucket: &str,
@@ -284,8 +303,9 @@ impl ErasureSet {
         codec: &Codec,
         bad: &[bool],
         report: &mut HealReport,
-    ) -> Result<usize> {
+    ) -> Result<(Vec<bool>, Vec<bool>)> {
         let n = dist.len();
+        let k = codec.data_shards();
         let mut writers: Vec<Option<Box<dyn ShardWriter>>> = Vec::new();
         for (i, &pos) in dist.iter().enumerate() {
             writers.push(if bad[i] {
@@ -297,13 +317,48 @@ impl ErasureSet {
                 None
             });
         }
+        let mut failed = vec![false; n];
         let stripe = codec.stripe_size() as u64;
         let stripes = seg.size.div_ceil(stripe).max(1);
         let per_batch = (HEAL_BATCH / stripe).max(1);
         let mut s0 = 0;
         while s0 < stripes {
             let s1 = (s0 + per_batch - 1).min(stripes - 1);
-            let frames = self.read_batch(bucket, seg, dist, codec, s0, s1, bad).await;
+            // The first k shards that are neither bad nor failed so far.
+            let mut read: Vec<bool> = vec![false; n];
+            for i in (0..n).filter(|&i| !bad[i] && !failed[i]).take(k) {
+                read[i] = true;
+            }
+            let skip: Vec<bool> = read.iter().map(|r| !r).collect();
+            let mut frames = self
+                .read_batch(bucket, seg, dist, codec, s0, s1, &skip)
+                .await;
+            let short = |frames: &[Vec<Option<Bytes>>]| {
+                (0..=(s1 - s0) as usize).any(|j| {
+                    frames
+                        .iter()
+                        .filter(|f| f.get(j).is_some_and(|x| x.is_some()))
+                        .count()
+                        < k
+                })
+            };
+            if short(&frames) {
+                let rest: Vec<bool> = (0..n).map(|i| bad[i] || read[i]).collect();
+                let more = self
+                    .read_batch(bucket, seg, dist, codec, s0, s1, &rest)
+                    .await;
+                for (i, f) in more.into_iter().enumerate() {
+                    if !rest[i] {
+                        frames[i] = f;
+                        read[i] = true;
+                    }
+                }
+            }
+            for i in 0..n {
+                if read[i] && frames[i].iter().any(|x| x.is_none()) {
+                    failed[i] = true;
+                }
+            }
             report.bytes_read += frames
                 .iter()
                 .flatten()
@@ -336,7 +391,7 @@ impl ErasureSet {
                 None => false,
             }
         });
-        Ok(join_all(commits).await.into_iter().filter(|ok| *ok).count())
+        Ok((join_all(commits).await, failed))
     }
 }
 

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::heal::shard_file_size;
@@ -32,6 +33,8 @@ use crate::erasure::frame;
 const PAGE: usize = 250;
 /// Hints read per round.
 const HINT_BATCH: usize = 256;
+/// Versions the scanner heals at once.
+const HEAL_PARALLEL: usize = 2;
 /// Longest a repair step waits for foreground requests to finish.
 const MAX_YIELD: Duration = Duration::from_millis(500);
 /// Name of the scanner's checkpoint on the drives.
@@ -802,14 +805,21 @@ impl Repairer {
                 }
             }
         }
-        for (key, vid, damaged) in todo {
-            if !damaged {
-                continue;
-            }
-            if !(self.leader)() {
-                return (Some(after.to_vec()), 0);
-            }
-            match set.heal_object(bucket, &key, &vid, deep).await {
+        // Up to HEAL_PARALLEL versions heal at once: one heal is a chain of reads, hashing,
+        // decoding and writes that keeps about one core busy.
+        let leader = self.leader.clone();
+        let mut heals = futures::stream::iter(todo.into_iter().filter(|t| t.2))
+            .take_while(|_| std::future::ready(leader()))
+            .map(|(key, vid, _)| {
+                let set = set.clone();
+                async move {
+                    let r = set.heal_object(bucket, &key, &vid, deep).await;
+                    (key, r)
+                }
+            })
+            .buffer_unordered(HEAL_PARALLEL);
+        while let Some((key, result)) = heals.next().await {
+            match result {
                 Ok(r) => {
                     self.count(bucket, &key, &r);
                     if !r.complete && unanswered == 0 {
@@ -823,6 +833,10 @@ impl Repairer {
                     self.update(|s| s.failed += 1);
                 }
             }
+        }
+        drop(heals);
+        if !(self.leader)() {
+            return (Some(after.to_vec()), 0);
         }
         let next = if bound.is_none() {
             None
