@@ -641,7 +641,7 @@ async fn chaos_suite() {
     // 4. A drive folder deleted and replaced by an empty one while the cluster serves.
     let before = c.repaired();
     let d = c.drive(5, 0);
-    std::fs::remove_dir_all(&d).unwrap();
+    common::remove_live_dir(&d);
     std::fs::create_dir(&d).unwrap();
     let replaced = Instant::now();
     let load = c.start_writes("s4", 8);

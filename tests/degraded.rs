@@ -274,7 +274,7 @@ async fn restart_serves_everything_and_ready_reflects_drives() {
     read_all(&s).await;
     // Three drives vanish while running: the set has lost write quorum.
     for d in [0, 1, 2] {
-        std::fs::remove_dir_all(data_dir.join(format!("drive-{d}"))).unwrap();
+        common::remove_live_dir(&data_dir.join(format!("drive-{d}")));
     }
     assert_eq!(http_status(&format!("{}/health/ready", s.admin_url)), 503);
     assert_eq!(http_status(&format!("{}/health/live", s.admin_url)), 200);

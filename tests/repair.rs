@@ -179,7 +179,7 @@ async fn a_drive_replaced_while_serving_is_rebuilt_whole() {
     // Let the start-up pass finish so that what follows is the hint's doing.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let d3 = root.join("drive-3");
-    std::fs::remove_dir_all(&d3).unwrap();
+    common::remove_live_dir(&d3);
     std::fs::create_dir(&d3).unwrap();
     // The server keeps serving while the drive is rebuilt.
     read_all(&s, &objects).await;

@@ -350,3 +350,17 @@ pub fn make_certs(dir: &Path) -> TestCerts {
         other_ca: dir.join("other-ca.pem"),
     }
 }
+
+/// Removes a drive folder that a running process is still writing into (RocksDB may create a
+/// file in it between `rm`'s listing and its last `rmdir`), as an operator's `rm -rf` repeated
+/// until it succeeds would; bounded to 5 s.
+pub fn remove_live_dir(dir: &std::path::Path) {
+    for _ in 0..250 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap_or_else(|e| panic!("cannot remove {}: {e}", dir.display()));
+}
