@@ -10,7 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, ReadOptions,
+    WriteOptions, DB,
 };
 
 use super::record::{
@@ -23,6 +24,8 @@ const CF_BUCKETS: &str = "buckets";
 const CF_OBJECTS: &str = "objects";
 const CF_UPLOADS: &str = "uploads";
 const CF_HEAL: &str = "heal";
+/// Every column family of the metadata database.
+const COLUMN_FAMILIES: [&str; 4] = [CF_BUCKETS, CF_OBJECTS, CF_UPLOADS, CF_HEAL];
 const FORMAT_FILE: &str = "format.json";
 /// One block cache per drive, shared by its column families: the 32 MiB that RocksDB's
 /// default of one 8 MiB cache per column family would give, in one place that an idle
@@ -98,7 +101,7 @@ impl LocalDrive {
         }
         let mut cfs = Vec::new();
         let mut mem = 0;
-        for name in [CF_BUCKETS, CF_OBJECTS, CF_UPLOADS, CF_HEAL] {
+        for name in COLUMN_FAMILIES {
             let h = cf(&db, name)?;
             mem += db
                 .property_int_value_cf(h, "rocksdb.cur-size-all-mem-tables")
@@ -154,9 +157,7 @@ impl LocalDrive {
         }
         let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
         db.take();
-        *db = Some(Arc::new(Self::set_aside(&self.root, &self.cache)?));
-        self.hints_maybe
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.install(&mut db, Self::set_aside(&self.root, &self.cache)?);
         self.corrupt
             .store(false, std::sync::atomic::Ordering::Relaxed);
         Ok(true)
@@ -175,11 +176,16 @@ impl LocalDrive {
         if db.take().is_some() {
             tracing::warn!(drive = %self.root.display(), "drive folder was removed or replaced: reopening it");
         }
-        *db = Some(Arc::new(Self::open_db(&self.root, &self.cache)?));
-        self.hints_maybe
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.install(&mut db, Self::open_db(&self.root, &self.cache)?);
         tracing::warn!(drive = %self.root.display(), "reopened the replaced drive folder blank");
         Ok(true)
+    }
+
+    /// Serves `new` from now on: a newly opened database may hold heal hints.
+    fn install(&self, slot: &mut Option<Arc<DB>>, new: DB) {
+        *slot = Some(Arc::new(new));
+        self.hints_maybe
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn open_db(root: &Path, cache: &Cache) -> Result<DB, DriveError> {
@@ -195,13 +201,11 @@ impl LocalDrive {
         opts.set_keep_log_file_num(4);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(cache);
-        let cfs = [CF_BUCKETS, CF_OBJECTS, CF_UPLOADS, CF_HEAL]
-            .into_iter()
-            .map(|n| {
-                let mut o = Options::default();
-                o.set_block_based_table_factory(&table);
-                ColumnFamilyDescriptor::new(n, o)
-            });
+        let cfs = COLUMN_FAMILIES.into_iter().map(|n| {
+            let mut o = Options::default();
+            o.set_block_based_table_factory(&table);
+            ColumnFamilyDescriptor::new(n, o)
+        });
         DB::open_cf_descriptors(&opts, root.join("meta"), cfs)
             .map_err(|e| DriveError::Db(e.to_string()))
     }
@@ -276,12 +280,12 @@ impl LocalDrive {
         cf_name: &'static str,
         key: Vec<u8>,
     ) -> Result<Option<T>, DriveError> {
-        self.blocking(
-            move |db| match db.get_cf(cf(db, cf_name)?, key).map_err(db_err)? {
+        self.read(move |db, ro| {
+            match db.get_cf_opt(cf(db, cf_name)?, &key, &ro).map_err(db_err)? {
                 Some(raw) => record::decode(&raw).map(Some),
                 None => Ok(None),
-            },
-        )
+            }
+        })
         .await
     }
 
@@ -292,10 +296,11 @@ impl LocalDrive {
         cf_name: &'static str,
         prefix: Vec<u8>,
     ) -> Result<Vec<T>, DriveError> {
-        self.blocking(move |db| {
+        self.read(move |db, ro| {
             let mut out = Vec::new();
-            let iter = db.iterator_cf(
+            let iter = db.iterator_cf_opt(
                 cf(db, cf_name)?,
+                ro,
                 IteratorMode::From(&prefix, rocksdb::Direction::Forward),
             );
             for item in iter {
@@ -310,17 +315,42 @@ impl LocalDrive {
         .await
     }
 
+    /// The metadata database now being served.
+    fn current_db(&self) -> Result<Arc<DB>, DriveError> {
+        self.db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| DriveError::Offline("drive folder being reopened".into()))
+    }
+
+    /// Runs the metadata read `f` on the calling thread when memory holds everything it
+    /// needs (memtables and block cache: with the `BlockCache` read tier RocksDB fails with
+    /// "Incomplete" rather than touch the disk), else again on the blocking pool. A busy
+    /// drive answers most point reads from memory, in microseconds: handing each one to a
+    /// pool thread cost more CPU in thread wake-ups than the read (a 4 KiB PUT reads 12
+    /// records; see docs/performance.md). Any error from memory is retried on the pool,
+    /// which reports it.
+    async fn read<T, F>(&self, f: F) -> Result<T, DriveError>
+    where
+        T: Send + 'static,
+        F: Fn(&DB, ReadOptions) -> Result<T, DriveError> + Send + 'static,
+    {
+        let db = self.current_db()?;
+        let mut memory = ReadOptions::default();
+        memory.set_read_tier(memory_tier());
+        if let Ok(found) = f(&db, memory) {
+            return Ok(found);
+        }
+        self.blocking(move |db| f(db, ReadOptions::default())).await
+    }
+
     async fn blocking<T, F>(&self, f: F) -> Result<T, DriveError>
     where
         T: Send + 'static,
         F: FnOnce(&DB) -> Result<T, DriveError> + Send + 'static,
     {
-        let db = self
-            .db
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| DriveError::Offline("drive folder being reopened".into()))?;
+        let db = self.current_db()?;
         let r = tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| DriveError::Db(format!("task: {e}")))?;
@@ -343,6 +373,14 @@ pub fn newest(versions: Vec<VersionRecord>) -> Option<VersionRecord> {
 }
 
 /// RocksDB reports damaged files as `Corruption: ...`.
+/// RocksDB's `BlockCache` read tier (memtables and block cache only). The rocksdb crate at
+/// 0.20, the newest that builds against Debian's librocksdb 7.8, does not export the
+/// `ReadTier` type that `ReadOptions::set_read_tier` takes; its `serde1` feature derives
+/// `Deserialize` for it, so the value is read from its name, with the type inferred.
+fn memory_tier<T: serde::de::DeserializeOwned>() -> T {
+    serde_json::from_str("\"BlockCache\"").expect("ReadTier has a BlockCache variant")
+}
+
 fn is_corruption(e: &str) -> bool {
     e.contains("Corruption")
 }
@@ -1193,6 +1231,48 @@ mod tests {
                 Some(big.clone())
             );
         }
+    }
+
+    #[tokio::test]
+    async fn records_on_disk_only_are_read_through_the_blocking_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = LocalDrive::open(dir.path()).unwrap();
+        let a = rec("v1");
+        let b = rec("v2");
+        d.put_version("bkt", "key", &a).await.unwrap();
+        d.put_version("bkt", "key", &b).await.unwrap();
+        // From the memtable.
+        assert_eq!(
+            d.get_version("bkt", "key", "v1").await.unwrap(),
+            Some(a.clone())
+        );
+        d.current_db()
+            .unwrap()
+            .flush_cf(cf(&d.current_db().unwrap(), CF_OBJECTS).unwrap())
+            .unwrap();
+        drop(d);
+        // Reopened: the records are in a table file, and nothing of it is cached.
+        let d = LocalDrive::open(dir.path()).unwrap();
+        let db = d.current_db().unwrap();
+        let mut memory = ReadOptions::default();
+        memory.set_read_tier(memory_tier());
+        let only_memory = db.get_cf_opt(
+            cf(&db, CF_OBJECTS).unwrap(),
+            object_key("bkt", "key", "v1"),
+            &memory,
+        );
+        assert!(
+            matches!(&only_memory, Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete),
+            "{only_memory:?}"
+        );
+        drop(db);
+        assert_eq!(
+            d.key_versions("bkt", "key").await.unwrap(),
+            vec![a.clone(), b]
+        );
+        assert_eq!(d.get_version("bkt", "key", "v1").await.unwrap(), Some(a));
+        assert_eq!(d.get_version("bkt", "key", "v3").await.unwrap(), None);
+        assert_eq!(d.get_version("bkt", "other", "v1").await.unwrap(), None);
     }
 
     #[tokio::test]

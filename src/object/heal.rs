@@ -223,14 +223,8 @@ impl ErasureSet {
             let s1 = (s0 + per_batch - 1).min(stripes - 1);
             let skip: Vec<bool> = bad.iter().zip(skip).map(|(b, s)| *b || *s).collect();
             let frames = self
-                .read_batch(bucket, seg, dist, codec, s0, s1, &skip)
+                .read_batch(bucket, seg, dist, codec, s0, s1, &skip, report)
                 .await;
-            report.bytes_read += frames
-                .iter()
-                .flatten()
-                .flatten()
-                .map(|b| b.len() as u64)
-                .sum::<u64>();
             for (i, f) in frames.iter().enumerate() {
                 if !skip[i] && f.iter().any(|x| x.is_none()) {
                     bad[i] = true;
@@ -252,6 +246,7 @@ impl ErasureSet {
         s0: u64,
         s1: u64,
         skip: &[bool],
+        report: &mut HealReport,
     ) -> Vec<Vec<Option<Bytes>>> {
         let k = codec.data_shards() as u64;
         let stripe = codec.stripe_size() as u64;
@@ -271,7 +266,7 @@ impl ErasureSet {
                 drive.read_shard(bucket, &dir, offset, len).await.ok()
             }
         });
-        join_all(reads)
+        let frames: Vec<Vec<Option<Bytes>>> = join_all(reads)
             .await
             .into_iter()
             .map(|raw| {
@@ -289,7 +284,14 @@ impl ErasureSet {
                     })
                     .collect()
             })
-            .collect()
+            .collect();
+        report.bytes_read += frames
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|b| b.len() as u64)
+            .sum::<u64>();
+        frames
     }
 
     /// Writes new shard files for the shards marked `bad`, rebuilt from `k` of the others:
@@ -331,7 +333,7 @@ impl ErasureSet {
             }
             let skip: Vec<bool> = read.iter().map(|r| !r).collect();
             let mut frames = self
-                .read_batch(bucket, seg, dist, codec, s0, s1, &skip)
+                .read_batch(bucket, seg, dist, codec, s0, s1, &skip, report)
                 .await;
             let short = |frames: &[Vec<Option<Bytes>>]| {
                 (0..=(s1 - s0) as usize).any(|j| {
@@ -345,7 +347,7 @@ impl ErasureSet {
             if short(&frames) {
                 let rest: Vec<bool> = (0..n).map(|i| bad[i] || read[i]).collect();
                 let more = self
-                    .read_batch(bucket, seg, dist, codec, s0, s1, &rest)
+                    .read_batch(bucket, seg, dist, codec, s0, s1, &rest, report)
                     .await;
                 for (i, f) in more.into_iter().enumerate() {
                     if !rest[i] {
@@ -359,12 +361,6 @@ impl ErasureSet {
                     failed[i] = true;
                 }
             }
-            report.bytes_read += frames
-                .iter()
-                .flatten()
-                .flatten()
-                .map(|b| b.len() as u64)
-                .sum::<u64>();
             for j in 0..=(s1 - s0) as usize {
                 let shards: Vec<Option<Bytes>> = frames
                     .iter()
