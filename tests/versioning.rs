@@ -497,6 +497,76 @@ async fn conditional_writes() {
     );
 }
 
+/// A conditional write that arrives while another write to the key is committing its
+/// records (some drives have the new record, too few for a quorum) is told to retry with
+/// 409 ConditionalRequestConflict, not 503 "not enough drives": every drive answered.
+#[tokio::test]
+async fn a_conditional_write_during_another_writes_commit_conflicts() {
+    use futures::StreamExt;
+    use std::sync::Arc;
+    use tessera::drive::{local::LocalDrive, Drive};
+    use tessera::erasure::Codec;
+    use tessera::object::{ErasureSet, Error, PutOptions, WriteCondition};
+
+    let dir = tempfile::tempdir().unwrap();
+    let open = |i: usize| -> Arc<dyn Drive> {
+        Arc::new(LocalDrive::open(&dir.path().join(format!("drive-{i}"))).unwrap())
+    };
+    let set = ErasureSet::new(
+        (0..6).map(open).collect(),
+        Codec::new(4, 2, 1 << 20).unwrap(),
+        4096,
+    );
+    set.create_bucket("cond", None).await.unwrap();
+    let body = |b: &'static [u8]| -> tessera::object::BodyStream {
+        futures::stream::iter([Ok(bytes::Bytes::from_static(b))]).boxed()
+    };
+    let if_none_match = || PutOptions {
+        condition: Some(WriteCondition::IfNoneMatch),
+        ..PutOptions::default()
+    };
+    let rec = set
+        .put_object("cond", "a", PutOptions::default(), body(b"first"))
+        .await
+        .unwrap();
+    // Key "b" is being written: 3 of its 6 records are on their drives.
+    for (shard, &pos) in rec.layout.positions().iter().enumerate().take(3) {
+        let mut copy = rec.clone();
+        copy.layout.shard_index = shard as u8;
+        set.drives()[pos]
+            .put_version("cond", "b", &copy)
+            .await
+            .unwrap();
+    }
+    let racing = set
+        .put_object("cond", "b", if_none_match(), body(b"second"))
+        .await;
+    assert!(
+        matches!(racing, Err(Error::ConditionalConflict)),
+        "{racing:?}"
+    );
+    // A plain read of the key is still "not enough drives" (503, retried by SDKs).
+    let read = set.open_object("cond", "b", None).await;
+    assert!(matches!(read, Err(Error::InFlux(_))), "{:?}", read.err());
+    // The commit completes: the key exists, so If-None-Match fails outright.
+    for (shard, &pos) in rec.layout.positions().iter().enumerate().skip(3) {
+        let mut copy = rec.clone();
+        copy.layout.shard_index = shard as u8;
+        set.drives()[pos]
+            .put_version("cond", "b", &copy)
+            .await
+            .unwrap();
+    }
+    let late = set
+        .put_object("cond", "b", if_none_match(), body(b"third"))
+        .await;
+    assert!(matches!(late, Err(Error::PreconditionFailed)), "{late:?}");
+    // A key with no record anywhere is created.
+    set.put_object("cond", "c", if_none_match(), body(b"fresh"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn object_attributes_and_virtual_host_style() {
     let (_d, s) = server();

@@ -82,6 +82,10 @@ pub enum Error {
     /// Too few drives answered to reach a quorum.
     #[error("insufficient drives: {0}")]
     Quorum(String),
+    /// Enough drives answered, but no version of the key has a quorum of copies: a write to
+    /// the key is committing its records right now (or a failed one left copies behind).
+    #[error("key in flux: {0}")]
+    InFlux(String),
     /// The request body failed (signature, checksum, truncation, transport).
     #[error("body: {0}")]
     Body(BoxError),
@@ -283,18 +287,19 @@ impl ErasureSet {
             }
             None => {
                 let found = per_drive.iter().filter(|vs| !vs.is_empty()).count();
-                if found == 0 && errors <= self.m() {
-                    Err(if version_id.is_some() {
-                        Error::NoSuchVersion
-                    } else {
-                        Error::NoSuchKey
-                    })
+                let why = format!(
+                    "{found} of {} drives hold {bucket}/{key}, {errors} failed; need {}",
+                    self.drives.len(),
+                    self.read_quorum()
+                );
+                if errors > self.m() {
+                    Err(Error::Quorum(why))
+                } else if found > 0 {
+                    Err(Error::InFlux(why))
+                } else if version_id.is_some() {
+                    Err(Error::NoSuchVersion)
                 } else {
-                    Err(Error::Quorum(format!(
-                        "{found} of {} drives hold {bucket}/{key}, {errors} failed; need {}",
-                        self.drives.len(),
-                        self.read_quorum()
-                    )))
+                    Err(Error::NoSuchKey)
                 }
             }
         }

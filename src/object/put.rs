@@ -159,6 +159,9 @@ impl ErasureSet {
         let current = match self.quorum_version(bucket, key, None).await {
             Ok((v, _)) if !v.delete_marker => Some(v),
             Ok(_) | Err(Error::NoSuchKey) => None,
+            // Another write to the key is committing: the client may retry (S3's answer to
+            // a conditional write racing another write).
+            Err(Error::InFlux(_)) => return Err(Error::ConditionalConflict),
             Err(e) => return Err(e),
         };
         let ok = match (cond, &current) {

@@ -241,7 +241,7 @@ impl From<object::Error> for S3Error {
                 "BadDigest",
                 "The Content-MD5 you specified did not match what we received.",
             ),
-            E::Quorum(m) => {
+            E::Quorum(m) | E::InFlux(m) => {
                 tracing::warn!(reason = %m, "quorum not reached");
                 Self::unavailable(format!("Not enough drives are available: {m}"))
             }
