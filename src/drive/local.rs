@@ -243,34 +243,34 @@ impl LocalDrive {
             start.push(1);
         }
         self.blocking(move |db| {
-            let iter = db.iterator_cf(
-                cf(db, CF_OBJECTS)?,
-                IteratorMode::From(&start, rocksdb::Direction::Forward),
-            );
+            // The raw iterator lends each key and value in place; the plain one copies both
+            // into fresh boxes, which was a tenth of a listing's CPU.
+            let mut iter = db.raw_iterator_cf(cf(db, CF_OBJECTS)?);
+            iter.seek(&start);
             let mut out: Vec<(String, Vec<VersionRecord>)> = Vec::new();
-            for item in iter {
-                let (k, v) = item.map_err(db_err)?;
+            while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
                 if !k.starts_with(&prefix_full) {
                     break;
                 }
                 let rest = &k[base.len()..];
-                let Some(nul) = rest.iter().position(|&b| b == 0) else {
-                    continue;
-                };
-                let key = &rest[..nul];
-                match out.last_mut() {
-                    Some((last, versions)) if last.as_bytes() == key => {
-                        versions.push(record::decode(&v)?);
-                    }
-                    _ => {
-                        if out.len() >= limit {
-                            break;
+                if let Some(nul) = rest.iter().position(|&b| b == 0) {
+                    let key = &rest[..nul];
+                    match out.last_mut() {
+                        Some((last, versions)) if last.as_bytes() == key => {
+                            versions.push(record::decode(v)?);
                         }
-                        let key = String::from_utf8_lossy(key).into_owned();
-                        out.push((key, vec![record::decode(&v)?]));
+                        _ => {
+                            if out.len() >= limit {
+                                break;
+                            }
+                            let key = String::from_utf8_lossy(key).into_owned();
+                            out.push((key, vec![record::decode(v)?]));
+                        }
                     }
                 }
+                iter.next();
             }
+            iter.status().map_err(db_err)?;
             Ok(out)
         })
         .await
