@@ -90,20 +90,10 @@ async fn reads_heal_lost_shards_and_wiped_drives() {
 #[tokio::test]
 async fn a_shard_found_corrupt_while_rebuilding_another_is_rebuilt_too() {
     use futures::StreamExt;
-    use std::sync::Arc;
-    use tessera::drive::{local::LocalDrive, Drive};
-    use tessera::erasure::Codec;
-    use tessera::object::{ErasureSet, PutOptions};
+    use tessera::object::PutOptions;
 
     let dir = tempfile::tempdir().unwrap();
-    let open = |i: usize| -> Arc<dyn Drive> {
-        Arc::new(LocalDrive::open(&dir.path().join(format!("drive-{i}"))).unwrap())
-    };
-    let set = ErasureSet::new(
-        (0..6).map(open).collect(),
-        Codec::new(4, 2, 1 << 20).unwrap(),
-        0,
-    );
+    let set = common::local_set(dir.path(), 0);
     set.create_bucket("heal", None).await.unwrap();
     let body = data((5 << 20) + 4321, 9);
     let stream: tessera::object::BodyStream = futures::stream::iter(

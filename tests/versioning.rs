@@ -503,20 +503,24 @@ async fn conditional_writes() {
 #[tokio::test]
 async fn a_conditional_write_during_another_writes_commit_conflicts() {
     use futures::StreamExt;
-    use std::sync::Arc;
-    use tessera::drive::{local::LocalDrive, Drive};
-    use tessera::erasure::Codec;
+    use tessera::drive::VersionRecord;
     use tessera::object::{ErasureSet, Error, PutOptions, WriteCondition};
 
+    /// Writes the records of `rec` for the shards in `shards` under key "b".
+    async fn commit(set: &ErasureSet, rec: &VersionRecord, shards: std::ops::Range<usize>) {
+        let positions = rec.layout.positions();
+        for shard in shards {
+            let mut copy = rec.clone();
+            copy.layout.shard_index = shard as u8;
+            set.drives()[positions[shard]]
+                .put_version("cond", "b", &copy)
+                .await
+                .unwrap();
+        }
+    }
+
     let dir = tempfile::tempdir().unwrap();
-    let open = |i: usize| -> Arc<dyn Drive> {
-        Arc::new(LocalDrive::open(&dir.path().join(format!("drive-{i}"))).unwrap())
-    };
-    let set = ErasureSet::new(
-        (0..6).map(open).collect(),
-        Codec::new(4, 2, 1 << 20).unwrap(),
-        4096,
-    );
+    let set = common::local_set(dir.path(), 4096);
     set.create_bucket("cond", None).await.unwrap();
     let body = |b: &'static [u8]| -> tessera::object::BodyStream {
         futures::stream::iter([Ok(bytes::Bytes::from_static(b))]).boxed()
@@ -530,14 +534,7 @@ async fn a_conditional_write_during_another_writes_commit_conflicts() {
         .await
         .unwrap();
     // Key "b" is being written: 3 of its 6 records are on their drives.
-    for (shard, &pos) in rec.layout.positions().iter().enumerate().take(3) {
-        let mut copy = rec.clone();
-        copy.layout.shard_index = shard as u8;
-        set.drives()[pos]
-            .put_version("cond", "b", &copy)
-            .await
-            .unwrap();
-    }
+    commit(&set, &rec, 0..3).await;
     let racing = set
         .put_object("cond", "b", if_none_match(), body(b"second"))
         .await;
@@ -549,14 +546,7 @@ async fn a_conditional_write_during_another_writes_commit_conflicts() {
     let read = set.open_object("cond", "b", None).await;
     assert!(matches!(read, Err(Error::InFlux(_))), "{:?}", read.err());
     // The commit completes: the key exists, so If-None-Match fails outright.
-    for (shard, &pos) in rec.layout.positions().iter().enumerate().skip(3) {
-        let mut copy = rec.clone();
-        copy.layout.shard_index = shard as u8;
-        set.drives()[pos]
-            .put_version("cond", "b", &copy)
-            .await
-            .unwrap();
-    }
+    commit(&set, &rec, 3..6).await;
     let late = set
         .put_object("cond", "b", if_none_match(), body(b"third"))
         .await;

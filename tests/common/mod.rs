@@ -364,3 +364,20 @@ pub fn remove_live_dir(dir: &std::path::Path) {
     }
     std::fs::remove_dir_all(dir).unwrap_or_else(|e| panic!("cannot remove {}: {e}", dir.display()));
 }
+
+/// An erasure set of six drive folders `drive-0`..`drive-5` under `dir`, 4+2 with 1 MiB
+/// stripes, for tests that drive the object layer directly.
+pub fn local_set(dir: &Path, inline_limit: usize) -> tessera::object::ErasureSet {
+    use std::sync::Arc;
+    use tessera::drive::{local::LocalDrive, Drive};
+    let drives = (0..6)
+        .map(|i| -> Arc<dyn Drive> {
+            Arc::new(LocalDrive::open(&dir.join(format!("drive-{i}"))).unwrap())
+        })
+        .collect();
+    tessera::object::ErasureSet::new(
+        drives,
+        tessera::erasure::Codec::new(4, 2, 1 << 20).unwrap(),
+        inline_limit,
+    )
+}
