@@ -88,7 +88,7 @@ impl LocalDrive {
     /// after a crash. Reads do not count as activity here: a server that only reads loses its
     /// cached blocks once after its last write, and reads them back from the page cache.
     pub fn release_if_idle(&self) -> Result<bool, DriveError> {
-        let Some(db) = self.db.read().unwrap_or_else(|e| e.into_inner()).clone() else {
+        let Ok(db) = self.current_db() else {
             return Ok(false);
         };
         let seq = db.latest_sequence_number();
@@ -1233,7 +1233,7 @@ mod tests {
     }
 
     fn memtables(d: &LocalDrive) -> u64 {
-        let db = d.db.read().unwrap().clone().unwrap();
+        let db = d.current_db().unwrap();
         let h = db.cf_handle(CF_OBJECTS).unwrap();
         db.property_int_value_cf(h, "rocksdb.cur-size-all-mem-tables")
             .unwrap()
@@ -1283,11 +1283,9 @@ mod tests {
             d.get_version("bkt", "key", "v1").await.unwrap(),
             Some(a.clone())
         );
-        d.current_db()
-            .unwrap()
-            .flush_cf(cf(&d.current_db().unwrap(), CF_OBJECTS).unwrap())
-            .unwrap();
-        drop(d);
+        let db = d.current_db().unwrap();
+        db.flush_cf(cf(&db, CF_OBJECTS).unwrap()).unwrap();
+        drop((db, d));
         // Reopened: the records are in a table file, and nothing of it is cached.
         let d = LocalDrive::open(dir.path()).unwrap();
         let db = d.current_db().unwrap();

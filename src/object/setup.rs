@@ -118,13 +118,14 @@ pub struct WatchedDrive {
 /// system, so that an idle process shrinks back after a burst of requests.
 pub fn spawn_drive_watch(drives: Vec<WatchedDrive>) {
     tokio::spawn(async move {
+        let local: Arc<[Arc<LocalDrive>]> = drives.iter().map(|w| w.drive.clone()).collect();
         let mut trim = false;
         for tick in 1u64.. {
             if std::mem::take(&mut trim) {
                 let _ = tokio::task::spawn_blocking(release_free_memory).await;
             }
             if tick % IDLE_CHECK == 0 {
-                let ds: Vec<_> = drives.iter().map(|w| w.drive.clone()).collect();
+                let ds = local.clone();
                 trim = tokio::task::spawn_blocking(move || {
                     ds.iter().fold(false, |any, d| match d.release_if_idle() {
                         Ok(done) => any | done,
@@ -139,7 +140,7 @@ pub fn spawn_drive_watch(drives: Vec<WatchedDrive>) {
             }
             // One blocking task per tick for every drive: each task on the blocking pool wakes
             // one of its idle threads, and a thread woken within its keep-alive never exits.
-            let ds: Vec<_> = drives.iter().map(|w| w.drive.clone()).collect();
+            let ds = local.clone();
             let blank = tokio::task::spawn_blocking(move || {
                 ds.iter().map(|d| check_drive(d)).collect::<Vec<bool>>()
             })
