@@ -374,6 +374,104 @@ async fn degraded_writes_raise_parity_and_survive_two_more_losses() {
     assert!(st["pass"].as_u64().unwrap_or(0) >= 1, "{st}");
 }
 
+/// The repair status of set 0 as gateway 0's readiness shows it, once it comes from the
+/// set's leading node (bounded: 10 s).
+async fn repair_status(cl: &TestCluster) -> serde_json::Value {
+    let url = format!("{}/health/ready", cl.admin_url(0));
+    for _ in 0..100 {
+        let body = common::cluster::http_body(&url);
+        let st = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["repair"][0]
+            .clone();
+        if st["leader"] == true {
+            return st;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no repair status from a leader\n{}", cl.logs());
+}
+
+/// Reads while a node is down rebuild its shards from parity, but leave no heal hint for it:
+/// the node may still hold them, and every read would otherwise write a hint, with an fsync,
+/// to every live drive. A shard lost on a live drive is damage and still gets its hint, and
+/// once the node is back, repair restores both.
+#[tokio::test]
+async fn reads_during_an_outage_hint_only_the_damage_on_live_drives() {
+    let mut cl = TestCluster::start(6, 1, 1);
+    cl.wait_ready(0).await;
+    let c = cl.client(0);
+    c.create_bucket().bucket("outage").send().await.unwrap();
+    let objects = put_all(&c, "outage", "o/").await;
+    let node5 = cl.dir.path().join("node5/d0");
+    let shards = common::shard_files(&node5).len();
+    assert!(shards >= 3, "{shards} shard files on node5");
+    let topo = std::fs::read_to_string(&cl.topology).unwrap();
+    let node0 = topo
+        .lines()
+        .find_map(|l| l.strip_prefix("address = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap()
+        .to_string();
+    cl.nodes[0].kill();
+    // The gateway marks node0's drive offline after two failed calls: its readiness probes.
+    let url = format!("{}/health/ready", cl.admin_url(0));
+    for _ in 0..100 {
+        common::cluster::http_body(&url);
+        let log = std::fs::read_to_string(&cl.gateways[0].log).unwrap_or_default();
+        if log
+            .lines()
+            .any(|l| l.contains("drive marked offline") && l.contains(&node0))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for _ in 0..3 {
+        check_all(&c, "outage", &objects).await;
+    }
+    // The leader lists the hints once a second: three rounds find none.
+    for _ in 0..30 {
+        let st = repair_status(&cl).await;
+        assert_eq!(
+            st["hints_pending"],
+            0,
+            "reads hinted the node that is down: {st}\n{}",
+            cl.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // node5, which is up, loses its shard files: reads hint that.
+    for f in common::shard_files(&node5) {
+        std::fs::remove_file(f).unwrap();
+    }
+    check_all(&c, "outage", &objects).await;
+    let mut hinted = serde_json::Value::Null;
+    for _ in 0..100 {
+        hinted = repair_status(&cl).await;
+        if hinted["hints_pending"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        hinted["hints_pending"].as_u64().unwrap_or(0) > 0,
+        "no hint for the shards lost on a live drive: {hinted}"
+    );
+    // node0 comes back: the hints are worked off and node5 has its shard files again. A
+    // hint that failed while node0 was down waits out its backoff (2 s, 4 s, 8 s ...) first.
+    cl.start_node(0);
+    cl.wait_ready(0).await;
+    for _ in 0..600 {
+        if common::shard_files(&node5).len() == shards
+            && repair_status(&cl).await["hints_pending"] == 0
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(common::shard_files(&node5).len(), shards, "{}", cl.logs());
+    check_all(&c, "outage", &objects).await;
+}
+
 /// `[rpc_tls]`: nodes serve their RPC over TLS only, gateways and peers verify the nodes'
 /// certificate against the cluster's CA; a gateway that trusts another CA refuses to start.
 #[tokio::test]

@@ -28,6 +28,9 @@ pub struct ObjectReader {
     pub info: VersionRecord,
     /// `holders[i]`: the drive holding shard `i`, when it has a matching record.
     holders: Vec<Option<Arc<dyn Drive>>>,
+    /// `offline[i]`: the drive meant to hold shard `i` is marked offline, so its shard being
+    /// missing is no damage seen (see `open_object`).
+    offline: Vec<bool>,
     /// Inline shard frames, per shard index.
     inline: Vec<Option<Bytes>>,
     codec: Arc<Codec>,
@@ -62,7 +65,24 @@ impl ErasureSet {
             });
         }
         let n = self.drives.len();
-        let copies_missing = copies.iter().any(|c| c.is_none());
+        // Only a copy missing from a drive that answered is damage worth a heal hint. A drive
+        // marked offline may well still hold its copy; repair's scanner checks it once the
+        // drive is back (and a drive that comes back blank leaves its own hint), while writes
+        // it missed left hints when they were made. Hinting it here would make every read
+        // during a node's outage write a hint, with an fsync, to every live drive.
+        let copies_missing = copies
+            .iter()
+            .zip(&self.drives)
+            .any(|(c, d)| c.is_none() && d.is_online());
+        let offline: Vec<bool> = (0..n)
+            .map(|i| {
+                info.layout
+                    .distribution
+                    .get(i)
+                    .and_then(|&p| self.drives.get(p as usize))
+                    .is_some_and(|d| !d.is_online())
+            })
+            .collect();
         let mut holders: Vec<Option<Arc<dyn Drive>>> = vec![None; n];
         let mut inline: Vec<Option<Bytes>> = vec![None; n];
         for (pos, copy) in copies.into_iter().enumerate() {
@@ -91,6 +111,7 @@ impl ErasureSet {
         Ok(ObjectReader {
             info,
             holders,
+            offline,
             inline,
             codec,
             bucket: bucket.to_string(),
@@ -225,6 +246,7 @@ impl ObjectReader {
         };
         let mut pending: FuturesUnordered<_> = (0..k).map(indexed).collect();
         let mut asked = vec![false; n];
+        let mut answered = vec![false; n];
         asked[..k].iter_mut().for_each(|a| *a = true);
         let hedge = tokio::time::sleep(HEDGE_AFTER);
         tokio::pin!(hedge);
@@ -244,6 +266,7 @@ impl ObjectReader {
             };
             let ask_parity = match got {
                 Some((i, raw)) => {
+                    answered[i] = true;
                     let failed = raw.is_none();
                     place(i, raw, &mut frames);
                     failed || frames.iter().any(|f| f[i].is_none())
@@ -270,7 +293,11 @@ impl ObjectReader {
                 }
             }
         }
-        let damaged = frames.iter().any(|f| f[..k].iter().any(|s| s.is_none()));
+        // A shard that a live drive answered without (missing, unreadable or corrupt) is
+        // damage. One whose drive is marked offline is only an outage, rebuilt on every read
+        // until the drive is back; one abandoned because enough others came first is neither.
+        let damaged = (0..n)
+            .any(|i| answered[i] && !self.offline[i] && frames.iter().any(|f| f[i].is_none()));
         if damaged {
             tracing::warn!(bucket = %self.bucket, data_dir = %seg.data_dir, "reconstructing from parity");
             leave_hint(

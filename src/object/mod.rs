@@ -215,8 +215,14 @@ impl ErasureSet {
     fn count_ok<T>(&self, what: &str, answers: &[std::result::Result<T, DriveError>]) -> usize {
         for (d, a) in self.drives.iter().zip(answers) {
             if let Err(e) = a {
-                tracing::warn!(drive = %d.endpoint(), error = %e, "{what} failed");
                 crate::metrics::get().drive_error(&d.endpoint());
+                // A drive marked offline was logged once when it was marked: a line for every
+                // request it misses while a node is down would bury the log.
+                if d.is_online() {
+                    tracing::warn!(drive = %d.endpoint(), error = %e, "{what} failed");
+                } else {
+                    tracing::debug!(drive = %d.endpoint(), error = %e, "{what} failed");
+                }
             }
         }
         answers.iter().filter(|a| a.is_ok()).count()
