@@ -71,4 +71,5 @@ pub fn rpc(data: &[u8]) {
     assert_eq!(committed && !refused, frames.finish().is_ok());
     let _ = serde_json::from_slice::<Call>(data);
     let _ = crate::drive::record::decode::<crate::drive::record::VersionRecord>(data);
+    let _ = crate::drive::record::decode::<crate::drive::record::ListEntry>(data);
 }

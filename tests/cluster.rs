@@ -326,6 +326,55 @@ fn node_rpc_refuses_unsigned_tampered_and_replayed_requests() {
     assert_eq!(send("GET", "/health/live", &[]), 200);
 }
 
+/// A node answers a listing call with light entries for the gateways of this version, and
+/// with whole version records for a gateway from before them (which sends no `entries`), so
+/// a rolling update never breaks LIST.
+#[tokio::test]
+async fn nodes_answer_listings_to_gateways_of_either_version() {
+    let cl = TestCluster::start(6, 1, 1);
+    cl.wait_ready(0).await;
+    let c = cl.client(0);
+    c.create_bucket().bucket("either").send().await.unwrap();
+    c.put_object()
+        .bucket("either")
+        .key("k")
+        .content_type("text/plain")
+        .body(ByteStream::from_static(b"hello"))
+        .send()
+        .await
+        .unwrap();
+    let list = |entries: Option<bool>| -> serde_json::Value {
+        let path = "/rpc/v1/drive/0/call";
+        let signed = tessera::cluster::auth::sign(common::cluster::CLUSTER_SECRET, "POST", path);
+        let headers: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut call = serde_json::json!({"list_keys": {
+            "bucket": "either", "prefix": "", "after_hex": "", "limit": 10}});
+        if let Some(e) = entries {
+            call["list_keys"]["entries"] = e.into();
+        }
+        let (status, body) = common::cluster::http_request(
+            "POST",
+            &format!("{}{path}", cl.nodes[0].urls[0]),
+            &headers,
+            call.to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    for old in [list(None), list(Some(false))] {
+        assert_eq!(old[0][0], "k", "{old}");
+        assert_eq!(old[0][1]["size"], 5, "{old}");
+        assert_eq!(old[0][1]["headers"]["content-type"], "text/plain", "{old}");
+        assert!(old[0][1]["layout"].is_object(), "a whole record: {old}");
+    }
+    let new = list(Some(true));
+    assert_eq!(new[0][0], "k", "{new}");
+    assert_eq!(new[0][1]["size"], 5, "{new}");
+    assert!(new[0][1].get("layout").is_none(), "an entry: {new}");
+    assert!(new[0][1].get("inline").is_none(), "an entry: {new}");
+}
+
 /// A write while 2 of 6 drives are down raises the object's parity (2+4 on the 4 drives that
 /// are up), so it survives two FURTHER losses: with only 2 nodes left, it still reads.
 #[tokio::test]

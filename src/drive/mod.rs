@@ -9,10 +9,10 @@ pub mod remote;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use local::{newest, LocalDrive};
+pub use local::LocalDrive;
 pub use record::{
-    BucketRecord, ErasureLayout, FormatRecord, HealHint, PartRecord, PartRef, UploadRecord,
-    VersionRecord,
+    BucketRecord, ErasureLayout, FormatRecord, HealHint, ListEntry, PartRecord, PartRef,
+    UploadRecord, VersionRecord,
 };
 
 /// Errors a drive reports.
@@ -102,16 +102,16 @@ pub trait Drive: Send + Sync + 'static {
         key: &str,
         version_id: &str,
     ) -> Result<Option<VersionRecord>, DriveError>;
-    /// Up to `limit` records of `bucket` whose keys start with `prefix` and sort strictly
-    /// after `after` (bytes), in key byte order, one record (the newest version, which may be
-    /// a delete marker) per key.
+    /// Up to `limit` keys of `bucket` that start with `prefix` and sort strictly after `after`
+    /// (bytes), in key byte order, each with what a listing shows of its newest version
+    /// (which may be a delete marker).
     async fn list_keys(
         &self,
         bucket: &str,
         prefix: &str,
         after: &[u8],
         limit: usize,
-    ) -> Result<Vec<(String, VersionRecord)>, DriveError>;
+    ) -> Result<Vec<(String, ListEntry)>, DriveError>;
 
     /// Every version of up to `limit` keys under `prefix` strictly after `after`, in key
     /// byte order (versions of a key in no particular order).

@@ -50,6 +50,12 @@ pub enum Call {
         prefix: String,
         after_hex: String,
         limit: usize,
+        /// Answer with `ListEntry`s rather than whole records. A node from before this field
+        /// ignores it and answers whole records, which decode as entries; a caller from before
+        /// it omits it and gets the whole records it expects. So gateways and nodes of either
+        /// version list together during a rolling update.
+        #[serde(default)]
+        entries: bool,
     },
     ListVersions {
         bucket: String,
@@ -319,6 +325,57 @@ mod tests {
         }
         d.finish()?;
         Ok(out)
+    }
+
+    #[test]
+    fn listings_cross_between_gateways_and_nodes_of_either_version() {
+        // A gateway from before `ListEntry` sends no `entries`: it gets whole records.
+        let old_call = r#"{"list_keys":{"bucket":"b","prefix":"","after_hex":"","limit":5}}"#;
+        let Call::ListKeys { entries, limit, .. } = serde_json::from_str(old_call).unwrap() else {
+            panic!("not a listing")
+        };
+        assert!(!entries);
+        assert_eq!(limit, 5);
+        // A node from before it answers whole records: they decode as entries.
+        let rec = crate::drive::VersionRecord {
+            version_id: "v".into(),
+            mod_time_ns: 7,
+            size: 9,
+            etag: "e".into(),
+            headers: [("content-type".to_string(), "text/plain".to_string())].into(),
+            user_meta: Default::default(),
+            checksum: Some(("CRC32".into(), "AAAAAA==".into())),
+            layout: crate::drive::ErasureLayout {
+                k: 4,
+                m: 2,
+                stripe_size: 1 << 20,
+                shard_index: 3,
+                distribution: vec![0, 1, 2, 3, 4, 5],
+            },
+            data_dir: String::new(),
+            inline: Some(b"abc".to_vec()),
+            parts: Vec::new(),
+            upload_id: None,
+            delete_marker: false,
+            tags: Default::default(),
+        };
+        let old_answer = serde_json::to_vec(&vec![("k".to_string(), rec)]).unwrap();
+        let entries: Vec<(String, crate::drive::ListEntry)> =
+            serde_json::from_slice(&old_answer).unwrap();
+        assert_eq!(
+            entries,
+            vec![(
+                "k".to_string(),
+                crate::drive::ListEntry {
+                    version_id: "v".into(),
+                    mod_time_ns: 7,
+                    size: 9,
+                    etag: "e".into(),
+                    checksum: Some(("CRC32".into(), "AAAAAA==".into())),
+                    delete_marker: false,
+                }
+            )]
+        );
     }
 
     #[test]

@@ -111,6 +111,37 @@ pub struct VersionRecord {
     pub tags: BTreeMap<String, String>,
 }
 
+/// What a listing shows of a key's newest version: the fields of [`VersionRecord`] that
+/// ListObjects prints, decoded from the stored record without the rest. Headers, layout and
+/// inline data are most of a record's bytes and of its decoding, and a listing decodes one
+/// record per key from every drive of the set; over the node RPC they would also cross the
+/// network six times per key. The names are those of `VersionRecord`, so a stored record (or
+/// an older node's answer, which sends whole records) decodes as one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListEntry {
+    /// Version id; `"null"` in a bucket without versioning.
+    pub version_id: String,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mod_time_ns: i128,
+    /// Object size in bytes.
+    pub size: u64,
+    /// The ETag without quotes.
+    pub etag: String,
+    /// Checksum algorithm name and base64 value, when the client sent one.
+    #[serde(default)]
+    pub checksum: Option<(String, String)>,
+    /// This version is a delete marker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_marker: bool,
+}
+
+impl ListEntry {
+    /// Whether this version is newer than `other` (by modification time, then version id).
+    pub fn newer_than(&self, other: &ListEntry) -> bool {
+        (self.mod_time_ns, &self.version_id) > (other.mod_time_ns, &other.version_id)
+    }
+}
+
 impl VersionRecord {
     /// Every shard file this version owns.
     pub fn data_dirs(&self) -> Vec<String> {

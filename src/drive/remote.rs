@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use super::proto::{Call, WireError};
 use super::record::{
-    BucketRecord, FormatRecord, HealHint, PartRecord, UploadRecord, VersionRecord,
+    BucketRecord, FormatRecord, HealHint, ListEntry, PartRecord, UploadRecord, VersionRecord,
 };
 use super::{Drive, DriveError, ShardWriter, Space};
 use crate::cluster::auth;
@@ -459,12 +459,13 @@ impl Drive for RemoteDrive {
         prefix: &str,
         after: &[u8],
         limit: usize,
-    ) -> Result<Vec<(String, VersionRecord)>, DriveError> {
+    ) -> Result<Vec<(String, ListEntry)>, DriveError> {
         self.call(Call::ListKeys {
             bucket: bucket.into(),
             prefix: prefix.into(),
             after_hex: hex::encode(after),
             limit,
+            entries: true,
         })
         .await
     }

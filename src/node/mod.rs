@@ -17,7 +17,7 @@ use crate::cluster::auth::Verifier;
 use crate::cluster::Topology;
 use crate::drive::proto::{Call, Frame, FrameDecoder, WireError};
 use crate::drive::remote::{rpc_client, RemoteDrive};
-use crate::drive::{Drive, DriveError, LocalDrive};
+use crate::drive::{Drive, DriveError, LocalDrive, VersionRecord};
 use crate::erasure::Codec;
 use crate::object::{setup, ErasureSet, HealCommand, RepairHandle, RepairStatus, Repairer};
 
@@ -379,6 +379,19 @@ fn json<T: serde::Serialize>(r: Result<T, DriveError>) -> Response {
     }
 }
 
+/// Each key's newest version as a whole record: the answer to a listing call from a gateway
+/// that predates `ListEntry` (see `Call::ListKeys`).
+fn newest_records(keys: Vec<(String, Vec<VersionRecord>)>) -> Vec<(String, VersionRecord)> {
+    keys.into_iter()
+        .filter_map(|(k, versions)| {
+            versions
+                .into_iter()
+                .max_by(|a, b| (a.mod_time_ns, &a.version_id).cmp(&(b.mod_time_ns, &b.version_id)))
+                .map(|v| (k, v))
+        })
+        .collect()
+}
+
 fn unhex(s: &str) -> Vec<u8> {
     hex::decode(s).unwrap_or_default()
 }
@@ -417,9 +430,21 @@ async fn call(
             prefix,
             after_hex,
             limit,
+            entries: true,
         } => json(
             d.list_keys(&bucket, &prefix, &unhex(&after_hex), limit)
                 .await,
+        ),
+        Call::ListKeys {
+            bucket,
+            prefix,
+            after_hex,
+            limit,
+            entries: false,
+        } => json(
+            d.list_versions(&bucket, &prefix, &unhex(&after_hex), limit)
+                .await
+                .map(newest_records),
         ),
         Call::ListVersions {
             bucket,

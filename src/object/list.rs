@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 
 use super::{ErasureSet, Error, Result};
-use crate::drive::VersionRecord;
+use crate::drive::ListEntry;
 
 /// One page of a listing.
 #[derive(Debug, Default)]
 pub struct ListPage {
     /// Objects, in key byte order.
-    pub objects: Vec<(String, VersionRecord)>,
+    pub objects: Vec<(String, ListEntry)>,
     /// Common prefixes, in byte order.
     pub prefixes: Vec<String>,
     /// More entries follow.
@@ -105,7 +105,7 @@ impl ErasureSet {
         prefix: &str,
         after: &[u8],
         limit: usize,
-    ) -> Result<(Vec<(String, VersionRecord)>, Option<String>)> {
+    ) -> Result<(Vec<(String, ListEntry)>, Option<String>)> {
         let answers = self
             .on_drives(|d| d.list_keys(bucket, prefix, after, limit))
             .await;
@@ -114,7 +114,7 @@ impl ErasureSet {
             return Err(Error::Quorum(format!("{errors} drives failed listing")));
         }
         let mut cutoff: Option<String> = None;
-        let mut merged: BTreeMap<String, (VersionRecord, usize)> = BTreeMap::new();
+        let mut merged: BTreeMap<String, (ListEntry, usize)> = BTreeMap::new();
         for entries in answers.into_iter().flatten() {
             if entries.len() >= limit {
                 if let Some((last, _)) = entries.last() {
@@ -123,8 +123,7 @@ impl ErasureSet {
                     }
                 }
             }
-            for (key, mut rec) in entries {
-                rec.inline = None;
+            for (key, rec) in entries {
                 match merged.get_mut(&key) {
                     Some((best, n)) => {
                         *n += 1;

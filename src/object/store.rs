@@ -11,7 +11,7 @@ use super::{
     BodyStream, CompletedPart, DeleteOutcome, ErasureSet, Error, ListPage, ObjectReader,
     PutOptions, Result, UploadsPage, VersionsPage,
 };
-use crate::drive::{BucketRecord, PartRecord, VersionRecord};
+use crate::drive::{BucketRecord, ListEntry, PartRecord, VersionRecord};
 
 /// Every erasure set, and the rule that places a key in one of them.
 pub struct Store {
@@ -283,7 +283,7 @@ impl Store {
                 .map(|s| s.list_objects(bucket, prefix, delimiter, after, max_keys)),
         )
         .await;
-        let mut entries: Vec<(String, Option<VersionRecord>)> = Vec::new();
+        let mut entries: Vec<(String, Option<ListEntry>)> = Vec::new();
         let mut truncated = false;
         for p in pages {
             let p = p?;
