@@ -1056,32 +1056,8 @@ fn hint_key(id: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drive::ErasureLayout;
 
-    fn rec(v: &str) -> VersionRecord {
-        VersionRecord {
-            version_id: v.into(),
-            mod_time_ns: 1,
-            size: 3,
-            etag: "e".into(),
-            headers: Default::default(),
-            user_meta: Default::default(),
-            checksum: None,
-            layout: ErasureLayout {
-                k: 4,
-                m: 2,
-                stripe_size: 1 << 20,
-                shard_index: 0,
-                distribution: vec![0, 1, 2, 3, 4, 5],
-            },
-            data_dir: String::new(),
-            inline: Some(b"abc".to_vec()),
-            parts: Vec::new(),
-            upload_id: None,
-            delete_marker: false,
-            tags: Default::default(),
-        }
-    }
+    use super::record::sample_version as rec;
 
     #[tokio::test]
     async fn records_survive_reopen_and_list_in_byte_order() {

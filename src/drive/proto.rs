@@ -337,28 +337,11 @@ mod tests {
         assert!(!entries);
         assert_eq!(limit, 5);
         // A node from before it answers whole records: they decode as entries.
-        let rec = crate::drive::VersionRecord {
-            version_id: "v".into(),
-            mod_time_ns: 7,
-            size: 9,
-            etag: "e".into(),
-            headers: [("content-type".to_string(), "text/plain".to_string())].into(),
-            user_meta: Default::default(),
-            checksum: Some(("CRC32".into(), "AAAAAA==".into())),
-            layout: crate::drive::ErasureLayout {
-                k: 4,
-                m: 2,
-                stripe_size: 1 << 20,
-                shard_index: 3,
-                distribution: vec![0, 1, 2, 3, 4, 5],
-            },
-            data_dir: String::new(),
-            inline: Some(b"abc".to_vec()),
-            parts: Vec::new(),
-            upload_id: None,
-            delete_marker: false,
-            tags: Default::default(),
-        };
+        let mut rec = crate::drive::record::sample_version("v");
+        rec.mod_time_ns = 7;
+        rec.size = 9;
+        rec.headers = [("content-type".to_string(), "text/plain".to_string())].into();
+        rec.checksum = Some(("CRC32".into(), "AAAAAA==".into()));
         let old_answer = serde_json::to_vec(&vec![("k".to_string(), rec)]).unwrap();
         let entries: Vec<(String, crate::drive::ListEntry)> =
             serde_json::from_slice(&old_answer).unwrap();

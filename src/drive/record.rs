@@ -142,6 +142,33 @@ impl ListEntry {
     }
 }
 
+/// A small inline version (4+2, shard 0, 3 bytes) for tests to start from.
+#[cfg(test)]
+pub(crate) fn sample_version(version_id: &str) -> VersionRecord {
+    VersionRecord {
+        version_id: version_id.into(),
+        mod_time_ns: 1,
+        size: 3,
+        etag: "e".into(),
+        headers: Default::default(),
+        user_meta: Default::default(),
+        checksum: None,
+        layout: ErasureLayout {
+            k: 4,
+            m: 2,
+            stripe_size: 1 << 20,
+            shard_index: 0,
+            distribution: vec![0, 1, 2, 3, 4, 5],
+        },
+        data_dir: String::new(),
+        inline: Some(b"abc".to_vec()),
+        parts: Vec::new(),
+        upload_id: None,
+        delete_marker: false,
+        tags: Default::default(),
+    }
+}
+
 impl VersionRecord {
     /// Every shard file this version owns.
     pub fn data_dirs(&self) -> Vec<String> {
