@@ -401,6 +401,54 @@ async fn listing_prefixes_delimiters_pages() {
     assert_eq!(zero.is_truncated(), Some(true));
 }
 
+/// Full pages: 1,000 keys is one page and says so; 1,001 is two, the first one truncated.
+#[tokio::test]
+async fn full_pages_of_a_thousand_keys() {
+    use futures::StreamExt;
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("full").send().await.unwrap();
+    let put = |i: usize| {
+        let c = c.clone();
+        async move {
+            c.put_object()
+                .bucket("full")
+                .key(format!("k{i:04}"))
+                .body(ByteStream::from_static(b""))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    futures::stream::iter(0..1000)
+        .map(put)
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let page = c.list_objects_v2().bucket("full").send().await.unwrap();
+    assert_eq!(page.key_count(), Some(1000));
+    assert_eq!(page.is_truncated(), Some(false));
+    assert!(page.next_continuation_token().is_none());
+    put(1000).await;
+    let first = c.list_objects_v2().bucket("full").send().await.unwrap();
+    assert_eq!(first.key_count(), Some(1000));
+    assert_eq!(first.is_truncated(), Some(true));
+    assert_eq!(first.contents().last().unwrap().key(), Some("k0999"));
+    let rest = c
+        .list_objects_v2()
+        .bucket("full")
+        .continuation_token(first.next_continuation_token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = rest.contents().iter().map(|o| o.key().unwrap()).collect();
+    assert_eq!(keys, ["k1000"]);
+    assert_eq!(rest.is_truncated(), Some(false));
+    let v1 = c.list_objects().bucket("full").send().await.unwrap();
+    assert_eq!(v1.contents().len(), 1000);
+    assert_eq!(v1.is_truncated(), Some(true));
+}
+
 #[tokio::test]
 async fn copy_and_multi_delete() {
     let (_d, s) = server();

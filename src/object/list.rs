@@ -42,7 +42,9 @@ impl ErasureSet {
             return Ok(page);
         }
         'outer: loop {
-            let want = (max_keys - page.objects.len() - page.prefixes.len() + 1).clamp(2, 1000);
+            // One key more than the page still needs, so that a full page learns in the same
+            // round whether more follow (S3 pages hold at most 1,000 keys).
+            let want = (max_keys - page.objects.len() - page.prefixes.len() + 1).clamp(2, 1001);
             let (batch, scanned_to) = self.merged_scan(bucket, prefix, &cursor, want).await?;
             if batch.is_empty() && scanned_to.is_none() {
                 break;
