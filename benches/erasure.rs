@@ -42,6 +42,15 @@ fn decode_two_missing(c: &mut Criterion) {
                 codec.decode(input, STRIPE).unwrap()
             })
         });
+        // What a degraded GET does: rebuild the two data shards; the others are not copied.
+        g.bench_function(BenchmarkId::new("recover", format!("{k}+{m}")), |b| {
+            b.iter(|| {
+                let mut input: Vec<Option<Bytes>> = shards.iter().cloned().map(Some).collect();
+                input[0] = None;
+                input[1] = None;
+                codec.recover(&input, |i| i < k).unwrap()
+            })
+        });
     }
     g.finish();
 }

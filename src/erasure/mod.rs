@@ -8,7 +8,7 @@
 pub mod frame;
 
 use bytes::Bytes;
-use reed_solomon_erasure::galois_8::ReedSolomon;
+use reed_solomon_erasure::galois_8::{self, ReedSolomon};
 
 /// Errors of the codec.
 #[derive(Debug, thiserror::Error)]
@@ -27,11 +27,9 @@ pub enum Error {
     /// The Reed-Solomon library refused the input.
     #[error("reed-solomon: {0:?}")]
     Codec(reed_solomon_erasure::Error),
-}
-
-thread_local! {
-    /// Reused shard buffers for decoding with shards missing.
-    static SCRATCH: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The rows of the shards present do not invert (a defect of the codec, never data).
+    #[error("reed-solomon: the shards present do not determine the stripe")]
+    Singular,
 }
 
 /// A Reed-Solomon codec for one `k+m` layout and stripe size.
@@ -41,6 +39,8 @@ pub struct Codec {
     m: usize,
     stripe_size: usize,
     rs: ReedSolomon,
+    /// `k+m` rows of `k`: shard `i` is row `i` times the data shards.
+    matrix: std::sync::Arc<Vec<Vec<u8>>>,
 }
 
 impl Codec {
@@ -50,11 +50,13 @@ impl Codec {
             return Err(Error::Layout(k, m));
         }
         let rs = ReedSolomon::new(k, m).map_err(|_| Error::Layout(k, m))?;
+        let matrix = std::sync::Arc::new(encoding_matrix(&rs, k, m)?);
         Ok(Self {
             k,
             m,
             stripe_size,
             rs,
+            matrix,
         })
     }
 
@@ -112,90 +114,127 @@ impl Codec {
     /// Rebuilds the data of one stripe of `len` bytes from its shard blocks, where `None`
     /// marks a shard that is missing or failed its hash. Needs any `k` of them.
     pub fn decode(&self, shards: Vec<Option<Bytes>>, len: usize) -> Result<Bytes, Error> {
-        let have = shards.iter().filter(|s| s.is_some()).count();
-        if have < self.k || shards.len() != self.k + self.m {
-            return Err(Error::TooFewShards { have, need: self.k });
-        }
-        let data_present = shards[..self.k].iter().all(|s| s.is_some());
+        let data = self.recover(&shards, |i| i < self.k)?;
         let mut out = Vec::with_capacity(len);
-        if data_present {
-            for s in shards.into_iter().take(self.k).flatten() {
-                out.extend_from_slice(&s);
-            }
-        } else {
-            self.in_scratch(&shards, true, |bufs, _| {
-                for buf in bufs.iter().take(self.k) {
-                    out.extend_from_slice(buf);
-                }
-            })?;
+        for s in data.iter().take(self.k).flatten() {
+            out.extend_from_slice(s);
         }
         if out.len() < len {
+            let have = shards.iter().filter(|s| s.is_some()).count();
             return Err(Error::TooFewShards { have, need: self.k });
         }
         out.truncate(len);
         Ok(Bytes::from(out))
     }
 
-    /// Rebuilds the missing shards (`None`) of a stripe, data and parity, in this thread's
-    /// scratch buffers; returns every shard, the rebuilt ones as new buffers.
+    /// Rebuilds the missing shards (`None`) of a stripe, data and parity; returns every shard,
+    /// the rebuilt ones as new buffers.
     pub fn rebuild(&self, shards: &[Option<Bytes>]) -> Result<Vec<Bytes>, Error> {
-        let have = shards.iter().filter(|s| s.is_some()).count();
-        if have < self.k || shards.len() != self.k + self.m {
-            return Err(Error::TooFewShards { have, need: self.k });
-        }
-        self.in_scratch(shards, false, |bufs, present| {
-            shards
-                .iter()
-                .zip(bufs)
-                .zip(present)
-                .map(|((s, buf), ok)| match (s, ok) {
-                    (Some(b), true) => b.clone(),
-                    _ => Bytes::copy_from_slice(buf),
-                })
-                .collect()
-        })
+        Ok(self
+            .recover(shards, |_| true)?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
-    /// Copies `shards` into this thread's scratch buffers (zeros for a missing one, or one
-    /// whose length differs from the others'), rebuilds the missing ones in place (only the
-    /// data shards with `data_only`), and gives `f` the buffers and which shards were present.
-    /// Fresh buffers per stripe cost more in page faults than the arithmetic (profile in
-    /// docs/performance.md).
-    fn in_scratch<T>(
+    /// The shards of one stripe, with those that `want` names rebuilt where missing: `None`,
+    /// or of another length than the longest given. A shard given is returned as it is (not
+    /// copied); a rebuilt one is a new buffer, computed straight from `k` shards that are
+    /// present, and a missing one that is not wanted stays `None`. Needs any `k` shards.
+    pub fn recover(
         &self,
         shards: &[Option<Bytes>],
-        data_only: bool,
-        f: impl FnOnce(&[Vec<u8>], &[bool]) -> T,
-    ) -> Result<T, Error> {
+        want: impl Fn(usize) -> bool,
+    ) -> Result<Vec<Option<Bytes>>, Error> {
+        let n = self.k + self.m;
         let shard_len = shards.iter().flatten().map(|b| b.len()).max().unwrap_or(0);
-        let present: Vec<bool> = shards
+        let present: Vec<&Bytes> = shards
             .iter()
-            .map(|s| s.as_ref().is_some_and(|b| b.len() == shard_len))
+            .flatten()
+            .filter(|b| b.len() == shard_len)
             .collect();
-        SCRATCH.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            pool.resize_with(shards.len(), Vec::new);
-            for ((buf, s), ok) in pool.iter_mut().zip(shards).zip(&present) {
-                buf.clear();
-                match (s, ok) {
-                    (Some(b), true) => buf.extend_from_slice(b),
-                    _ => buf.resize(shard_len, 0),
+        if present.len() < self.k || shards.len() != n {
+            let have = shards.iter().filter(|s| s.is_some()).count();
+            return Err(Error::TooFewShards { have, need: self.k });
+        }
+        let ok = |s: &Option<Bytes>| s.as_ref().is_some_and(|b| b.len() == shard_len);
+        let lost: Vec<usize> = (0..n).filter(|&i| !ok(&shards[i]) && want(i)).collect();
+        let mut out: Vec<Option<Bytes>> = shards
+            .iter()
+            .map(|s| s.clone().filter(|b| b.len() == shard_len))
+            .collect();
+        if lost.is_empty() {
+            return Ok(out);
+        }
+        // Shard t is row t of the encoding matrix times the data; the data is the inverse
+        // of the rows of the first k present shards times those shards.
+        let used: Vec<usize> = (0..n).filter(|&i| ok(&shards[i])).take(self.k).collect();
+        let inverse = invert(used.iter().map(|&i| self.matrix[i].clone()).collect())
+            .ok_or(Error::Singular)?;
+        for t in lost {
+            let mut block = vec![0u8; shard_len];
+            for (j, &u) in used.iter().enumerate() {
+                let c = (0..self.k).fold(0u8, |acc, l| {
+                    acc ^ galois_8::mul(self.matrix[t][l], inverse[l][j])
+                });
+                if c != 0 && shard_len > 0 {
+                    let input = shards[u].as_deref().unwrap_or_default();
+                    galois_8::mul_slice_xor(c, input, &mut block);
                 }
             }
-            let mut slots: Vec<(&mut [u8], bool)> = pool
-                .iter_mut()
-                .zip(&present)
-                .map(|(buf, ok)| (buf.as_mut_slice(), *ok))
-                .collect();
-            if data_only {
-                self.rs.reconstruct_data(&mut slots)
-            } else {
-                self.rs.reconstruct(&mut slots)
-            }
-            .map_err(Error::Codec)?;
-            Ok(f(&pool[..shards.len()], &present))
-        })
+            out[t] = Some(Bytes::from(block));
+        }
+        Ok(out)
     }
+}
+
+/// The encoding matrix of `rs`: row `i` gives shard `i` as a combination of the `k` data
+/// shards (the identity for the data rows). Read off the codec by encoding each unit vector,
+/// so it is the library's own matrix, whatever its construction.
+fn encoding_matrix(rs: &ReedSolomon, k: usize, m: usize) -> Result<Vec<Vec<u8>>, Error> {
+    let mut rows: Vec<Vec<u8>> = (0..k)
+        .map(|i| (0..k).map(|j| u8::from(i == j)).collect())
+        .collect();
+    // Column c of the parity rows is the parity of the unit vector e_c.
+    let columns = (0..k)
+        .map(|c| {
+            let data: Vec<[u8; 1]> = (0..k).map(|j| [u8::from(j == c)]).collect();
+            let mut parity: Vec<[u8; 1]> = vec![[0u8]; m];
+            rs.encode_sep(&data, &mut parity).map_err(Error::Codec)?;
+            Ok(parity.iter().map(|p| p[0]).collect())
+        })
+        .collect::<Result<Vec<Vec<u8>>, Error>>()?;
+    rows.extend((0..m).map(|r| columns.iter().map(|col| col[r]).collect()));
+    Ok(rows)
+}
+
+/// The inverse of a square matrix over GF(2^8) by Gauss-Jordan elimination; `None` if it is
+/// singular (never for `k` rows of a Reed-Solomon encoding matrix).
+fn invert(mut a: Vec<Vec<u8>>) -> Option<Vec<Vec<u8>>> {
+    let n = a.len();
+    let mut inv: Vec<Vec<u8>> = (0..n)
+        .map(|i| (0..n).map(|j| u8::from(i == j)).collect())
+        .collect();
+    for col in 0..n {
+        let pivot = (col..n).find(|&r| a[r][col] != 0)?;
+        a.swap(col, pivot);
+        inv.swap(col, pivot);
+        let scale = galois_8::div(1, a[col][col]);
+        for j in 0..n {
+            a[col][j] = galois_8::mul(a[col][j], scale);
+            inv[col][j] = galois_8::mul(inv[col][j], scale);
+        }
+        for r in 0..n {
+            let f = a[r][col];
+            if r != col && f != 0 {
+                for j in 0..n {
+                    a[r][j] ^= galois_8::mul(f, a[col][j]);
+                    inv[r][j] ^= galois_8::mul(f, inv[col][j]);
+                }
+            }
+        }
+    }
+    Some(inv)
 }
 
 #[cfg(test)]
@@ -251,6 +290,58 @@ mod tests {
         input[1] = None;
         input[2] = None;
         assert!(codec.rebuild(&input).is_err());
+    }
+
+    /// `recover` agrees with the library's own reconstruction for every loss pattern, returns
+    /// the shards given without copying them, rebuilds only what is wanted, and takes a shard
+    /// of the wrong length for a missing one.
+    #[test]
+    fn recover_rebuilds_from_the_shards_given_without_copying_them() {
+        for (k, m) in [(4, 2), (8, 4), (12, 4), (3, 3)] {
+            let codec = Codec::new(k, m, 1 << 12).unwrap();
+            let shards = codec.encode(&Bytes::from(sample(3000))).unwrap();
+            let n = k + m;
+            for mask in (0u32..(1 << n)).filter(|x| x.count_ones() as usize <= m) {
+                let input: Vec<Option<Bytes>> = (0..n)
+                    .map(|i| (mask & (1 << i) == 0).then(|| shards[i].clone()))
+                    .collect();
+                let mut lib: Vec<Option<Vec<u8>>> = input
+                    .iter()
+                    .map(|s| s.as_ref().map(|b| b.to_vec()))
+                    .collect();
+                codec.rs.reconstruct(&mut lib).unwrap();
+                let all = codec.recover(&input, |_| true).unwrap();
+                for i in 0..n {
+                    let got = all[i].as_ref().unwrap();
+                    assert_eq!(
+                        got.as_ref(),
+                        lib[i].as_deref().unwrap(),
+                        "k={k} mask={mask:b}"
+                    );
+                    assert_eq!(got, &shards[i]);
+                    if let Some(given) = &input[i] {
+                        assert_eq!(got.as_ptr(), given.as_ptr(), "shard {i} was copied");
+                    }
+                }
+                let data = codec.recover(&input, |i| i < k).unwrap();
+                for (i, s) in data.iter().enumerate() {
+                    assert_eq!(
+                        s.is_some(),
+                        i < k || input[i].is_some(),
+                        "mask={mask:b} shard {i}"
+                    );
+                }
+            }
+            let mut short: Vec<Option<Bytes>> = shards.iter().cloned().map(Some).collect();
+            short[1] = Some(shards[1].slice(1..));
+            assert_eq!(
+                codec.recover(&short, |_| true).unwrap()[1].as_ref(),
+                Some(&shards[1])
+            );
+            let mut few: Vec<Option<Bytes>> = shards.iter().cloned().map(Some).collect();
+            few.iter_mut().take(m + 1).for_each(|s| *s = None);
+            assert!(codec.recover(&few, |_| true).is_err());
+        }
     }
 
     #[test]

@@ -309,31 +309,44 @@ impl ObjectReader {
                 true,
             );
         }
+        // Rebuild the data shards that are missing, all stripes of the batch in one go off
+        // the runtime; the shards read are used as they are, never copied.
+        if frames.iter().any(|f| f[..k].iter().any(|x| x.is_none())) {
+            let codec = self.codec.clone();
+            frames = tokio::task::spawn_blocking(move || {
+                frames
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, f)| {
+                        codec
+                            .recover(&f, |i| i < k)
+                            .map_err(|e| Error::Quorum(format!("stripe {}: {e}", s0 + j as u64)))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        }
         let mut out = Vec::new();
         for (j, shards) in frames.into_iter().enumerate() {
-            let s = s0 + j as u64;
-            let stripe_start = s * stripe;
+            let stripe_start = (s0 + j as u64) * stripe;
             let stripe_len = (size - stripe_start).min(stripe) as usize;
             let lo = start.saturating_sub(stripe_start).min(stripe_len as u64) as usize;
             let hi = (end - stripe_start).min(stripe_len as u64) as usize;
-            if shards[..k].iter().all(|x| x.is_some()) {
-                // The data blocks in order are the stripe (the last one zero-padded).
-                let block = self.codec.shard_len(stripe_len);
-                for (i, b) in shards.into_iter().take(k).enumerate() {
-                    let (a, z) = ((i * block).max(lo), ((i + 1) * block).min(hi));
-                    if let (Some(b), true) = (b, a < z) {
-                        out.push(b.slice(a - i * block..z - i * block));
+            // The data blocks in order are the stripe (the last one zero-padded).
+            let block = self.codec.shard_len(stripe_len);
+            for (i, b) in shards.into_iter().take(k).enumerate() {
+                let (a, z) = ((i * block).max(lo), ((i + 1) * block).min(hi));
+                match b {
+                    Some(b) if a < z => out.push(b.slice(a - i * block..z - i * block)),
+                    Some(_) => {}
+                    None => {
+                        return Err(Error::Quorum(format!(
+                            "stripe {}: shard {i} missing",
+                            s0 + j as u64
+                        )))
                     }
                 }
-                continue;
-            }
-            let codec = self.codec.clone();
-            let data = tokio::task::spawn_blocking(move || codec.decode(shards, stripe_len))
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?
-                .map_err(|e| Error::Quorum(format!("stripe {s}: {e}")))?;
-            if lo < hi {
-                out.push(data.slice(lo..hi));
             }
         }
         Ok(out)
