@@ -50,7 +50,15 @@ impl ErasureSet {
         key: &str,
         version_id: Option<&str>,
     ) -> Result<ObjectReader> {
-        let (info, copies) = match self.quorum_version(bucket, key, version_id).await {
+        // Most reads need only the k drives of the data shards; the rest are asked when those
+        // disagree, fail or are offline.
+        let fast = self.version_from_k(bucket, key, version_id).await;
+        let asked_all = fast.is_none();
+        let found = match fast {
+            Some(found) => found,
+            None => self.quorum_version(bucket, key, version_id).await,
+        };
+        let (info, copies) = match found {
             Err(e @ (Error::NoSuchKey | Error::NoSuchVersion)) => {
                 // Distinguish a missing bucket from a missing key, as S3 does.
                 self.get_bucket(bucket).await?;
@@ -70,10 +78,11 @@ impl ErasureSet {
         // drive is back (and a drive that comes back blank leaves its own hint), while writes
         // it missed left hints when they were made. Hinting it here would make every read
         // during a node's outage write a hint, with an fsync, to every live drive.
-        let copies_missing = copies
-            .iter()
-            .zip(&self.drives)
-            .any(|(c, d)| c.is_none() && d.is_online());
+        let copies_missing = asked_all
+            && copies
+                .iter()
+                .zip(&self.drives)
+                .any(|(c, d)| c.is_none() && d.is_online());
         let offline: Vec<bool> = (0..n)
             .map(|i| {
                 info.layout
@@ -91,6 +100,20 @@ impl ErasureSet {
                 if i < n {
                     holders[i] = Some(self.drives[pos].clone());
                     inline[i] = c.inline.map(Bytes::from);
+                }
+            }
+        }
+        if !asked_all {
+            // The drives not asked hold the other shards where the version's layout puts
+            // them; a shard read from one that lacks the version finds no such data folder.
+            for (i, h) in holders.iter_mut().enumerate() {
+                if h.is_none() {
+                    *h = info
+                        .layout
+                        .distribution
+                        .get(i)
+                        .and_then(|&p| self.drives.get(p as usize))
+                        .cloned();
                 }
             }
         }

@@ -15,7 +15,8 @@ mod versions;
 use std::sync::Arc;
 
 use crate::drive::{Drive, DriveError, VersionRecord};
-use crate::erasure::Codec;
+use crate::erasure::{frame, Codec};
+use bytes::Bytes;
 
 pub use get::ObjectReader;
 pub use heal::HealReport;
@@ -310,6 +311,87 @@ impl ErasureSet {
             }
         }
     }
+
+    /// The version a read wants, from `k` drives only: the first `k` online drives in the
+    /// key's shard order, which for an intact set hold its data shards. It answers only when
+    /// every one of them answers and each holds the same version as its newest (or the version
+    /// named), or none holds any: a write acknowledged later than that version reached a write
+    /// quorum, and `k` drives share at least one drive with every write quorum when
+    /// `k + write quorum > k + m`, so one of them would hold it. The copies of an inline
+    /// object must also verify. `None` sends the read to all drives ([`Self::quorum_version`]).
+    /// Returns the version (or `NoSuchKey` / `NoSuchVersion`) and the copies per set position,
+    /// `None` for the drives not asked.
+    pub(crate) async fn version_from_k(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Option<Result<(VersionRecord, Vec<Option<VersionRecord>>)>> {
+        let n = self.drives.len();
+        let k = self.k();
+        if k + self.write_quorum() <= n {
+            return None;
+        }
+        let asked: Vec<usize> = self
+            .distribution(bucket, key)
+            .into_iter()
+            .map(usize::from)
+            .filter(|&p| self.drives[p].is_online())
+            .take(k)
+            .collect();
+        if asked.len() < k {
+            return None;
+        }
+        let reads = asked.iter().map(|&p| {
+            let d = &self.drives[p];
+            async move {
+                match version_id {
+                    Some(v) => d
+                        .get_version(bucket, key, v)
+                        .await
+                        .map(|r| r.into_iter().collect()),
+                    None => d.key_versions(bucket, key).await,
+                }
+            }
+        });
+        let answers: Vec<Vec<VersionRecord>> = futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .collect::<std::result::Result<_, _>>()
+            .ok()?;
+        if answers.iter().all(|vs| vs.is_empty()) {
+            return Some(Err(match version_id {
+                Some(_) => Error::NoSuchVersion,
+                None => Error::NoSuchKey,
+            }));
+        }
+        let newest = |vs: &Vec<VersionRecord>| {
+            vs.iter()
+                .max_by(|a, b| {
+                    (a.mod_time_ns, &a.version_id, &a.etag).cmp(&(
+                        b.mod_time_ns,
+                        &b.version_id,
+                        &b.etag,
+                    ))
+                })
+                .cloned()
+        };
+        let mut copies: Vec<Option<VersionRecord>> = vec![None; n];
+        for (&p, vs) in asked.iter().zip(&answers) {
+            copies[p] = Some(newest(vs)?);
+        }
+        let first = copies[asked[0]].clone()?;
+        let unanimous = asked.iter().all(|&p| {
+            copies[p].as_ref().is_some_and(|c| {
+                same_version(c, &first)
+                    && (!is_inline(c)
+                        || c.inline
+                            .as_ref()
+                            .is_some_and(|f| frame::decode(&Bytes::from(f.clone())).is_some()))
+            })
+        });
+        unanimous.then_some(Ok((first, copies)))
+    }
 }
 
 /// Shortest and longest grace that drives slower than a quorum get.
@@ -416,6 +498,11 @@ pub fn new_version_id(bucket: &crate::drive::BucketRecord) -> String {
 }
 
 /// Two copies describe the same version (they differ only in shard index and inline bytes).
+/// Whether a version keeps its data in its records (not a delete marker).
+fn is_inline(rec: &VersionRecord) -> bool {
+    rec.data_dir.is_empty() && rec.parts.is_empty() && !rec.delete_marker
+}
+
 fn same_version(a: &VersionRecord, b: &VersionRecord) -> bool {
     a.version_id == b.version_id
         && a.mod_time_ns == b.mod_time_ns
