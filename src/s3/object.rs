@@ -405,7 +405,7 @@ pub fn parse_range(header: &str, size: u64) -> S3Result<Option<(u64, u64)>> {
             if start >= size {
                 return Err(invalid());
             }
-            (start, (last + 1).min(size))
+            (start, last.saturating_add(1).min(size))
         }
         (Ok(start), Err(_)) if b.is_empty() => {
             if start >= size {
@@ -674,7 +674,7 @@ mod tests {
         /// Any Range header against any size: ignored, refused, or a non-empty range inside
         /// the object.
         #[test]
-        fn ranges_parse_or_refuse(h in "(bytes=)?[0-9 ,-]{0,24}", size in 0u64..10_000) {
+        fn ranges_parse_or_refuse(h in "(bytes=)?[0-9 ,-]{0,24}(18446744073709551615)?", size in 0u64..10_000) {
             if let Ok(Some((a, b))) = super::parse_range(&h, size) {
                 proptest::prop_assert!(a < b && b <= size, "{h:?} of {size}: {a}..{b}");
             }
@@ -705,6 +705,15 @@ mod tests {
         assert_eq!(
             parse_range("bytes=0-0", 0).unwrap_err().code,
             "InvalidRange"
+        );
+        // The last byte may be any u64, u64::MAX too (found by cargo fuzz).
+        assert_eq!(
+            parse_range("bytes=11-18446744073709551615", 100).unwrap(),
+            Some((11, 100))
+        );
+        assert_eq!(
+            parse_range("bytes=\u{b}11-000018446744073709551615", 100).unwrap(),
+            Some((11, 100))
         );
         assert_eq!(parse_range("bytes=5-2", 100).unwrap(), None);
         assert_eq!(parse_range("bytes=0-1,4-5", 100).unwrap(), None);
