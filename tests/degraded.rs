@@ -289,21 +289,11 @@ async fn drives_that_missed_the_newest_writes_never_serve_the_older_version() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data");
     let snap = dir.path().join("snap");
-    let size = |i: usize| if i.is_multiple_of(2) { 3000 } else { 300_000 };
     let keys: Vec<String> = (0..24).map(|i| format!("k/{i}")).collect();
     let mut s = TestServer::start(&root, &[]);
     let c = s.client().await;
     c.create_bucket().bucket("stale").send().await.unwrap();
-    for (i, key) in keys.iter().enumerate() {
-        let body = ByteStream::from(data(size(i), i as u64));
-        c.put_object()
-            .bucket("stale")
-            .key(key)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-    }
+    put_each(&c, &keys, 0).await;
     s.kill();
     std::fs::create_dir_all(&snap).unwrap();
     for d in ["drive-0", "drive-1"] {
@@ -316,20 +306,7 @@ async fn drives_that_missed_the_newest_writes_never_serve_the_older_version() {
         assert!(ok.success());
     }
     let mut s = TestServer::start(&root, &[]);
-    let c = s.client().await;
-    let mut etags = Vec::new();
-    for (i, key) in keys.iter().enumerate() {
-        let body = ByteStream::from(data(size(i), 1000 + i as u64));
-        let r = c
-            .put_object()
-            .bucket("stale")
-            .key(key)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        etags.push(r.e_tag().unwrap().to_string());
-    }
+    let etags = put_each(&s.client().await, &keys, 1000).await;
     s.kill();
     for d in ["drive-0", "drive-1"] {
         std::fs::remove_dir_all(root.join(d)).unwrap();
@@ -340,7 +317,7 @@ async fn drives_that_missed_the_newest_writes_never_serve_the_older_version() {
     for (i, key) in keys.iter().enumerate() {
         let got = common::get_bytes(&c, "stale", key).await;
         assert!(
-            got == data(size(i), 1000 + i as u64),
+            got == data(stale_size(i), 1000 + i as u64),
             "GET {key} served the older version"
         );
         let head = c
@@ -352,4 +329,31 @@ async fn drives_that_missed_the_newest_writes_never_serve_the_older_version() {
             .unwrap();
         assert_eq!(head.e_tag(), Some(etags[i].as_str()), "HEAD {key}");
     }
+}
+
+/// Object `i` of the stale-drive test: inline or in shard files, by turns.
+fn stale_size(i: usize) -> usize {
+    if i.is_multiple_of(2) {
+        3000
+    } else {
+        300_000
+    }
+}
+
+/// PUTs `keys[i]` with `data(stale_size(i), seed + i)`; returns the ETags.
+async fn put_each(c: &aws_sdk_s3::Client, keys: &[String], seed: u64) -> Vec<String> {
+    let mut etags = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let body = ByteStream::from(data(stale_size(i), seed + i as u64));
+        let r = c
+            .put_object()
+            .bucket("stale")
+            .key(key)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        etags.push(r.e_tag().unwrap().to_string());
+    }
+    etags
 }

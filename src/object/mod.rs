@@ -254,15 +254,7 @@ impl ErasureSet {
         version_id: Option<&str>,
     ) -> Result<(VersionRecord, Vec<Option<VersionRecord>>)> {
         let answers: Vec<std::result::Result<Vec<VersionRecord>, DriveError>> = self
-            .on_drives(|d| async move {
-                match version_id {
-                    Some(v) => d
-                        .get_version(bucket, key, v)
-                        .await
-                        .map(|r| r.into_iter().collect()),
-                    None => d.key_versions(bucket, key).await,
-                }
-            })
+            .on_drives(|d| versions_on(d, bucket, key, version_id))
             .await;
         let errors = self.drives.len() - self.count_ok("read version records", &answers);
         let per_drive: Vec<Vec<VersionRecord>> =
@@ -342,18 +334,9 @@ impl ErasureSet {
         if asked.len() < k {
             return None;
         }
-        let reads = asked.iter().map(|&p| {
-            let d = &self.drives[p];
-            async move {
-                match version_id {
-                    Some(v) => d
-                        .get_version(bucket, key, v)
-                        .await
-                        .map(|r| r.into_iter().collect()),
-                    None => d.key_versions(bucket, key).await,
-                }
-            }
-        });
+        let reads = asked
+            .iter()
+            .map(|&p| versions_on(&self.drives[p], bucket, key, version_id));
         let answers: Vec<Vec<VersionRecord>> = futures::future::join_all(reads)
             .await
             .into_iter()
@@ -498,6 +481,22 @@ pub fn new_version_id(bucket: &crate::drive::BucketRecord) -> String {
 }
 
 /// Two copies describe the same version (they differ only in shard index and inline bytes).
+/// A drive's records of `key`: every version, or only the one named.
+async fn versions_on(
+    d: &Arc<dyn Drive>,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> std::result::Result<Vec<VersionRecord>, DriveError> {
+    match version_id {
+        Some(v) => d
+            .get_version(bucket, key, v)
+            .await
+            .map(|r| r.into_iter().collect()),
+        None => d.key_versions(bucket, key).await,
+    }
+}
+
 /// Whether a version keeps its data in its records (not a delete marker).
 fn is_inline(rec: &VersionRecord) -> bool {
     rec.data_dir.is_empty() && rec.parts.is_empty() && !rec.delete_marker
