@@ -148,16 +148,11 @@ impl Codec {
     ) -> Result<Vec<Option<Bytes>>, Error> {
         let n = self.k + self.m;
         let shard_len = shards.iter().flatten().map(|b| b.len()).max().unwrap_or(0);
-        let present: Vec<&Bytes> = shards
-            .iter()
-            .flatten()
-            .filter(|b| b.len() == shard_len)
-            .collect();
-        if present.len() < self.k || shards.len() != n {
+        let ok = |s: &Option<Bytes>| s.as_ref().is_some_and(|b| b.len() == shard_len);
+        if shards.iter().filter(|s| ok(s)).count() < self.k || shards.len() != n {
             let have = shards.iter().filter(|s| s.is_some()).count();
             return Err(Error::TooFewShards { have, need: self.k });
         }
-        let ok = |s: &Option<Bytes>| s.as_ref().is_some_and(|b| b.len() == shard_len);
         let lost: Vec<usize> = (0..n).filter(|&i| !ok(&shards[i]) && want(i)).collect();
         let mut out: Vec<Option<Bytes>> = shards
             .iter()

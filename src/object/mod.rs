@@ -265,9 +265,7 @@ impl ErasureSet {
                 .iter()
                 .filter(|vs| vs.iter().any(|o| same_version(o, c)))
                 .count();
-            let newer = best.is_none_or(|b| {
-                (c.mod_time_ns, &c.version_id, &c.etag) > (b.mod_time_ns, &b.version_id, &b.etag)
-            });
+            let newer = best.is_none_or(|b| recency(c) > recency(b));
             // A version written with raised parity (drives were down) is readable from its
             // own `k` copies.
             let need = self.read_quorum().min((c.layout.k as usize).max(1));
@@ -348,17 +346,7 @@ impl ErasureSet {
                 None => Error::NoSuchKey,
             }));
         }
-        let newest = |vs: &Vec<VersionRecord>| {
-            vs.iter()
-                .max_by(|a, b| {
-                    (a.mod_time_ns, &a.version_id, &a.etag).cmp(&(
-                        b.mod_time_ns,
-                        &b.version_id,
-                        &b.etag,
-                    ))
-                })
-                .cloned()
-        };
+        let newest = |vs: &Vec<VersionRecord>| vs.iter().max_by_key(|r| recency(r)).cloned();
         let mut copies: Vec<Option<VersionRecord>> = vec![None; n];
         for (&p, vs) in asked.iter().zip(&answers) {
             copies[p] = Some(newest(vs)?);
@@ -480,7 +468,6 @@ pub fn new_version_id(bucket: &crate::drive::BucketRecord) -> String {
     }
 }
 
-/// Two copies describe the same version (they differ only in shard index and inline bytes).
 /// A drive's records of `key`: every version, or only the one named.
 async fn versions_on(
     d: &Arc<dyn Drive>,
@@ -497,11 +484,17 @@ async fn versions_on(
     }
 }
 
+/// What orders the versions of a key, newest last: time, then version id and ETag.
+fn recency(rec: &VersionRecord) -> (i128, &str, &str) {
+    (rec.mod_time_ns, &rec.version_id, &rec.etag)
+}
+
 /// Whether a version keeps its data in its records (not a delete marker).
 fn is_inline(rec: &VersionRecord) -> bool {
     rec.data_dir.is_empty() && rec.parts.is_empty() && !rec.delete_marker
 }
 
+/// Two copies describe the same version (they differ only in shard index and inline bytes).
 fn same_version(a: &VersionRecord, b: &VersionRecord) -> bool {
     a.version_id == b.version_id
         && a.mod_time_ns == b.mod_time_ns
