@@ -706,3 +706,64 @@ async fn acls_are_owner_full_control_and_public_ones_are_refused() {
         .unwrap_err();
     assert_eq!(code(&e), "NoSuchKey");
 }
+
+/// Every shard file of the server's six drives, per drive.
+fn shards_per_drive(data: &std::path::Path) -> Vec<usize> {
+    (0..6)
+        .map(|i| common::shard_files(&data.join(format!("drive-{i}"))).len())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_replaced_version_leaves_no_shard_files_and_kept_versions_keep_theirs() {
+    let (dir, s) = server();
+    let data = dir.path().join("data");
+    let c = s.client().await;
+    c.create_bucket().bucket("bkt").send().await.unwrap();
+    // Larger than the inline limit, so each version has a shard file on every drive.
+    let big = |seed| common::data(200 << 10, seed);
+    let put_big = |seed: u64| {
+        let c = c.clone();
+        async move {
+            c.put_object()
+                .bucket("bkt")
+                .key("k")
+                .body(ByteStream::from(big(seed)))
+                .send()
+                .await
+                .unwrap()
+                .version_id()
+                .map(str::to_string)
+        }
+    };
+    // Unversioned: each PUT replaces the `null` version, whose file goes before the answer.
+    for seed in 0..3 {
+        put_big(seed).await;
+        assert_eq!(shards_per_drive(&data), vec![1; 6], "after PUT {seed}");
+    }
+    assert_eq!(common::get_bytes(&c, "bkt", "k").await, big(2));
+
+    // Versioned: every version keeps its file.
+    c.put_bucket_versioning()
+        .bucket("bkt")
+        .versioning_configuration(versioning(BucketVersioningStatus::Enabled))
+        .send()
+        .await
+        .unwrap();
+    let v3 = put_big(3).await.unwrap();
+    put_big(4).await.unwrap();
+    // The `null` version from before, and the two new ones.
+    assert_eq!(shards_per_drive(&data), vec![3; 6]);
+
+    // Suspended: a PUT replaces the `null` version only.
+    c.put_bucket_versioning()
+        .bucket("bkt")
+        .versioning_configuration(versioning(BucketVersioningStatus::Suspended))
+        .send()
+        .await
+        .unwrap();
+    put_big(5).await;
+    assert_eq!(shards_per_drive(&data), vec![3; 6]);
+    assert_eq!(body(&c, "bkt", "k", Some("null")).await, big(5));
+    assert_eq!(body(&c, "bkt", "k", Some(&v3)).await, big(3));
+}

@@ -657,7 +657,7 @@ impl Drive for LocalDrive {
         bucket: &str,
         key: &str,
         rec: &VersionRecord,
-    ) -> Result<(), DriveError> {
+    ) -> Result<Option<VersionRecord>, DriveError> {
         let k = object_key(bucket, key, &rec.version_id);
         let v = record::encode(rec)?;
         // Last writer wins: a record never replaces a newer one of the same version id
@@ -1149,8 +1149,16 @@ mod tests {
         let mut older = rec("null");
         older.mod_time_ns = 10;
         older.etag = "old".into();
-        d.put_version("b", "k", &newer).await.unwrap();
-        d.put_version("b", "k", &older).await.unwrap();
+        // Each write answers with what the version id held before, without inline bytes.
+        let without_inline = |r: &VersionRecord| VersionRecord {
+            inline: None,
+            ..r.clone()
+        };
+        assert_eq!(d.put_version("b", "k", &newer).await.unwrap(), None);
+        assert_eq!(
+            d.put_version("b", "k", &older).await.unwrap(),
+            Some(without_inline(&newer))
+        );
         assert_eq!(
             d.get_version("b", "k", "null").await.unwrap().unwrap().etag,
             "new"
@@ -1158,7 +1166,10 @@ mod tests {
         // The same version rewritten (tags) replaces it.
         let mut tagged = newer.clone();
         tagged.tags.insert("t".into(), "v".into());
-        d.put_version("b", "k", &tagged).await.unwrap();
+        assert_eq!(
+            d.put_version("b", "k", &tagged).await.unwrap(),
+            Some(without_inline(&newer))
+        );
         assert_eq!(
             d.get_version("b", "k", "null").await.unwrap().unwrap(),
             tagged
@@ -1188,12 +1199,33 @@ mod tests {
             tagged.tags.insert("t".into(), "v".into());
             for r in [a, b, tagged] {
                 let d = d.clone();
-                writes.push(async move { d.put_version("b", &format!("k{i}"), &r).await });
+                writes.push(async move {
+                    let found = d.put_version("b", &format!("k{i}"), &r).await;
+                    (i, r, found)
+                });
             }
         }
-        for r in futures::future::join_all(writes).await {
-            r.unwrap();
+        // Each write found nothing (the first to land) or one of the other two, without
+        // its inline bytes, whether it was stored or staged earlier in the same batch.
+        let mut firsts = vec![0; 300];
+        let done = futures::future::join_all(writes).await;
+        let written: Vec<(usize, VersionRecord)> =
+            done.iter().map(|(i, r, _)| (*i, r.clone())).collect();
+        for (i, r, found) in done {
+            match found.unwrap() {
+                None => firsts[i] += 1,
+                Some(f) => {
+                    assert_eq!(f.inline, None);
+                    assert!(written.iter().any(|(j, w)| *j == i
+                        && *w != r
+                        && VersionRecord {
+                            inline: None,
+                            ..w.clone()
+                        } == f));
+                }
+            }
         }
+        assert_eq!(firsts, vec![1; 300]);
         for i in 0..300 {
             let got = d.get_version("b", &format!("k{i}"), "null").await.unwrap();
             let got = got.unwrap_or_else(|| panic!("k{i} missing"));

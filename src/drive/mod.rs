@@ -81,13 +81,16 @@ pub trait Drive: Send + Sync + 'static {
     /// Deletes a committed shard file; a missing one is not an error.
     async fn delete_shard(&self, bucket: &str, data_dir: &str) -> Result<(), DriveError>;
 
-    /// Writes (or replaces) a version record, durably.
+    /// Writes (or replaces) a version record, durably, unless the drive holds a newer record
+    /// of the same version id ([`VersionRecord::write_order`]; then it keeps that one).
+    /// Returns the record the version id held before, without its inline bytes, whichever
+    /// was kept.
     async fn put_version(
         &self,
         bucket: &str,
         key: &str,
         rec: &VersionRecord,
-    ) -> Result<(), DriveError>;
+    ) -> Result<Option<VersionRecord>, DriveError>;
     /// Reads one version record.
     async fn get_version(
         &self,

@@ -416,7 +416,7 @@ impl Drive for RemoteDrive {
         bucket: &str,
         key: &str,
         rec: &VersionRecord,
-    ) -> Result<(), DriveError> {
+    ) -> Result<Option<VersionRecord>, DriveError> {
         self.call(Call::PutVersion {
             bucket: bucket.into(),
             key: key.into(),

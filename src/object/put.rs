@@ -380,10 +380,6 @@ impl ErasureSet {
     ) -> Result<VersionRecord> {
         let distribution = base.layout.distribution.clone();
         let n = self.drives.len();
-        let previous = self
-            .quorum_version(bucket, key, Some(&base.version_id))
-            .await
-            .ok();
         let puts: Vec<_> = (0..n)
             .map(|shard| {
                 let pos = distribution[shard] as usize;
@@ -394,25 +390,26 @@ impl ErasureSet {
                 let drive = self.drives[pos].clone();
                 async move {
                     if !ok {
-                        return false;
+                        return None;
                     }
                     match drive.put_version(bucket, key, &rec).await {
-                        Ok(()) => true,
+                        Ok(found) => Some(found),
                         Err(e) => {
                             tracing::warn!(drive = %drive.endpoint(), error = %e, "metadata write failed");
                             crate::metrics::get().drive_error(&drive.endpoint());
-                            false
+                            None
                         }
                     }
                 }
             })
             .collect();
-        let metas: Vec<bool> = self
-            .on_shards(&distribution, puts, |ok| *ok, || false)
+        let metas: Vec<Option<Option<VersionRecord>>> = self
+            .on_shards(&distribution, puts, |r| r.is_some(), || None)
             .await;
-        let written = metas.iter().filter(|ok| **ok).count();
+        let wrote: Vec<bool> = metas.iter().map(Option::is_some).collect();
+        let written = wrote.iter().filter(|ok| **ok).count();
         if written < self.write_quorum() {
-            self.roll_back(bucket, key, &base, &distribution, &metas)
+            self.roll_back(bucket, key, &base, &distribution, &wrote)
                 .await;
             return Err(Error::Quorum(format!(
                 "{written} of {n} drives committed; need {}",
@@ -425,19 +422,9 @@ impl ErasureSet {
             self.persist_hint(bucket, key, &base.version_id, false)
                 .await;
         }
-        if let Some((old, _)) = previous {
-            // Only the data of a version this write replaced goes. When a newer write of
-            // the same version id got there first, drives kept it (last writer wins) and
-            // this write's own data is what is superseded.
-            let ours = (base.mod_time_ns, base.data_dir.as_str());
-            let (keep, drop) = if (old.mod_time_ns, old.data_dir.as_str()) < ours {
-                (base.data_dirs(), old.data_dirs())
-            } else {
-                (old.data_dirs(), base.data_dirs())
-            };
-            for dir in drop.iter().filter(|d| !keep.contains(d)) {
-                self.on_drives(|d| d.delete_shard(bucket, dir)).await;
-            }
+        let found: Vec<VersionRecord> = metas.into_iter().flatten().flatten().collect();
+        for dir in superseded_dirs(&base, &found, self.write_quorum()) {
+            self.on_drives(|d| d.delete_shard(bucket, &dir)).await;
         }
         Ok(base)
     }
@@ -557,6 +544,33 @@ pub struct DeleteOutcome {
 
 /// Cuts the body into stripes of exactly `stripe_size` bytes (the last may be shorter) and
 /// sends them on; at most the channel's capacity plus one stripe is held.
+/// The shard files a committed write of `ours` leaves without a record, given the records
+/// its drives held under its version id before (`found`, one per drive that answered):
+/// those of every record it replaced, and its own when a write quorum kept a newer record
+/// (a write that lost to a newer one). Shard files `ours` shares with a record are kept.
+fn superseded_dirs(ours: &VersionRecord, found: &[VersionRecord], quorum: usize) -> Vec<String> {
+    let newer: Vec<&VersionRecord> = found
+        .iter()
+        .filter(|f| f.write_order() > ours.write_order())
+        .collect();
+    let mut keep = ours.data_dirs();
+    let mut drop: Vec<String> = Vec::new();
+    if newer.len() >= quorum {
+        drop = keep.clone();
+        keep = newer.iter().flat_map(|f| f.data_dirs()).collect();
+    }
+    for f in found
+        .iter()
+        .filter(|f| f.write_order() < ours.write_order())
+    {
+        drop.extend(f.data_dirs());
+    }
+    drop.sort();
+    drop.dedup();
+    drop.retain(|d| !keep.contains(d));
+    drop
+}
+
 /// A stripe being encoded and framed on a blocking thread (with its MD5, when inline).
 type EncodeJob =
     tokio::task::JoinHandle<std::result::Result<(Vec<Framed>, Option<Md5>), crate::erasure::Error>>;
@@ -672,5 +686,69 @@ async fn read_stripes(
     }
     if !buf.is_empty() {
         let _ = tx.send(Ok(buf.freeze())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::superseded_dirs;
+    use crate::drive::record::sample_version;
+    use crate::drive::{PartRef, VersionRecord};
+
+    fn version(time: i128, dir: &str) -> VersionRecord {
+        let mut r = sample_version("null");
+        r.mod_time_ns = time;
+        r.data_dir = dir.into();
+        r.inline = None;
+        r
+    }
+
+    #[test]
+    fn a_write_drops_what_it_replaced_and_keeps_what_it_shares() {
+        let ours = version(20, "d-ours");
+        // Nothing found: nothing to drop. An inline record found: no file.
+        assert!(superseded_dirs(&ours, &[], 5).is_empty());
+        assert!(superseded_dirs(&ours, &[version(10, "")], 5).is_empty());
+        // Older records (a stale drive may hold an even older one) go, once each.
+        let found = [
+            version(10, "d-old"),
+            version(10, "d-old"),
+            version(5, "d-older"),
+        ];
+        assert_eq!(superseded_dirs(&ours, &found, 5), ["d-old", "d-older"]);
+        // A multipart record's parts go with it.
+        let mut parts = version(10, "");
+        for dir in ["p1", "p2"] {
+            parts.parts.push(PartRef {
+                number: 1,
+                size: 1,
+                etag: "e".into(),
+                data_dir: dir.into(),
+            });
+        }
+        assert_eq!(superseded_dirs(&ours, &[parts], 5), ["p1", "p2"]);
+        // The same version written again (a heal, new tags) drops nothing.
+        assert!(superseded_dirs(&ours, std::slice::from_ref(&ours), 5).is_empty());
+        // An older record that shares our file never takes it along.
+        assert!(superseded_dirs(&ours, &[version(10, "d-ours")], 5).is_empty());
+    }
+
+    #[test]
+    fn a_write_that_lost_to_a_newer_one_drops_its_own_files_only_past_a_quorum() {
+        let ours = version(20, "d-ours");
+        let newer = version(30, "d-new");
+        // Below a write quorum the newer write may still roll back: ours stays.
+        let found = vec![newer.clone(); 4];
+        assert!(superseded_dirs(&ours, &found, 5).is_empty());
+        // On a write quorum it is there to stay: our file goes, the newer one's never.
+        let found = vec![newer.clone(); 5];
+        assert_eq!(superseded_dirs(&ours, &found, 5), ["d-ours"]);
+        let mut shared = version(30, "d-ours");
+        shared.etag = "other".into();
+        assert!(superseded_dirs(&ours, &vec![shared; 5], 5).is_empty());
+        // Mixed: drives that held an older record drop it as well.
+        let mut found = vec![newer; 5];
+        found.push(version(10, "d-old"));
+        assert_eq!(superseded_dirs(&ours, &found, 5), ["d-old", "d-ours"]);
     }
 }

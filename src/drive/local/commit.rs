@@ -16,8 +16,7 @@ use crate::drive::record::VersionRecord;
 /// Most records written in one batch.
 const MAX_BATCH: usize = 256;
 
-/// Which of two records of one version id is kept: the later modification, then the larger
-/// data folder name, as every drive decides alike.
+/// A record's [`VersionRecord::write_order`], owned.
 type Order = (i128, String);
 
 struct Request {
@@ -25,7 +24,7 @@ struct Request {
     key: Vec<u8>,
     value: Vec<u8>,
     order: Order,
-    done: oneshot::Sender<Result<(), DriveError>>,
+    done: oneshot::Sender<Result<Option<VersionRecord>, DriveError>>,
 }
 
 /// The handle to a drive's commit thread; the thread ends when the handle is dropped.
@@ -48,13 +47,14 @@ impl Committer {
 
     /// Writes `value` under `key` in the objects column family of `db`, synced, unless the
     /// record there is newer than `order` (last writer wins; then nothing is written).
+    /// Returns the record that was there before, without its inline bytes.
     pub(super) async fn put(
         &self,
         db: Arc<DB>,
         key: Vec<u8>,
         value: Vec<u8>,
         order: Order,
-    ) -> Result<(), DriveError> {
+    ) -> Result<Option<VersionRecord>, DriveError> {
         let (done, answer) = oneshot::channel();
         let stopped = || DriveError::Db("the drive's commit thread stopped".into());
         self.tx
@@ -100,8 +100,9 @@ fn run(rx: mpsc::Receiver<Request>) {
 }
 
 /// Stages every request whose record is not older than the one stored (or staged before it
-/// in this batch), writes them in one synced batch, and returns each request's result.
-fn write(db: &DB, requests: &[Request]) -> Vec<Result<(), DriveError>> {
+/// in this batch), writes them in one synced batch, and returns for each request the record
+/// it found.
+fn write(db: &DB, requests: &[Request]) -> Vec<Result<Option<VersionRecord>, DriveError>> {
     let all_fail = |e: String| {
         requests
             .iter()
@@ -112,25 +113,30 @@ fn write(db: &DB, requests: &[Request]) -> Vec<Result<(), DriveError>> {
         return all_fail(format!("missing column family {CF_OBJECTS}"));
     };
     let mut batch = WriteBatch::default();
-    let mut staged: HashMap<&[u8], &Order> = HashMap::new();
-    let mut results: Vec<Result<(), DriveError>> = Vec::with_capacity(requests.len());
+    // Per key, the request staged last for it.
+    let mut staged: HashMap<&[u8], &Request> = HashMap::new();
+    let mut results = Vec::with_capacity(requests.len());
     for r in requests {
-        let newer = match staged.get(r.key.as_slice()) {
-            Some(o) => Ok(**o > r.order),
-            None => stored_order(db, cf, &r.key).map(|cur| cur.is_some_and(|cur| cur > r.order)),
+        let found = match staged.get(r.key.as_slice()) {
+            Some(earlier) => record::decode(&earlier.value).map(Some),
+            None => stored(db, cf, &r.key),
         };
-        match newer {
-            Ok(true) => {}
-            Ok(false) => {
+        let found = found.map(|f| {
+            f.map(|mut rec: VersionRecord| {
+                rec.inline = None;
+                rec
+            })
+        });
+        if let Ok(prior) = &found {
+            if prior
+                .as_ref()
+                .is_none_or(|p| p.write_order() <= (r.order.0, r.order.1.as_str()))
+            {
                 batch.put_cf(cf, &r.key, &r.value);
-                staged.insert(&r.key, &r.order);
-            }
-            Err(e) => {
-                results.push(Err(e));
-                continue;
+                staged.insert(&r.key, r);
             }
         }
-        results.push(Ok(()));
+        results.push(found);
     }
     if !batch.is_empty() {
         if let Err(e) = db.write_opt(batch, &sync_opts()) {
@@ -140,16 +146,13 @@ fn write(db: &DB, requests: &[Request]) -> Vec<Result<(), DriveError>> {
     results
 }
 
-fn stored_order(
+fn stored(
     db: &DB,
     cf: &rocksdb::ColumnFamily,
     key: &[u8],
-) -> Result<Option<Order>, DriveError> {
+) -> Result<Option<VersionRecord>, DriveError> {
     match db.get_cf(cf, key).map_err(db_err)? {
-        Some(raw) => {
-            let cur: VersionRecord = record::decode(&raw)?;
-            Ok(Some((cur.mod_time_ns, cur.data_dir)))
-        }
+        Some(raw) => record::decode(&raw).map(Some),
         None => Ok(None),
     }
 }
