@@ -3,7 +3,7 @@
 //! files being written under `<drive>/tmp`. Paths never contain object keys, so no key can
 //! reach outside the drive folder.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -492,6 +492,20 @@ fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
     );
 }
 
+/// Asks the kernel to start reading `len` bytes at `offset` into the page cache without
+/// waiting for them. A GET reads a shard file in batches, each through a new file handle
+/// with the kernel's own read-ahead turned off (see `read_shard`); this hint after each batch
+/// lets the disk read the next ones while this one is verified and sent, and costs no memory
+/// of the process. Only a hint; past the end of the file it does nothing.
+fn read_ahead(file: &std::fs::File, offset: u64, len: u64) {
+    let _ = rustix::fs::fadvise(
+        file,
+        offset,
+        std::num::NonZeroU64::new(len),
+        rustix::fs::Advice::WillNeed,
+    );
+}
+
 impl Drop for LocalShardWriter {
     fn drop(&mut self) {
         if !self.committed {
@@ -619,24 +633,42 @@ impl Drive for LocalDrive {
     ) -> Result<Bytes, DriveError> {
         let path = self.shard_path(bucket, data_dir);
         tokio::task::spawn_blocking(move || -> Result<Bytes, DriveError> {
-            let mut f = match std::fs::File::open(&path) {
+            let f = match std::fs::File::open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Err(DriveError::NotFound)
                 }
                 Err(e) => return Err(e.into()),
             };
-            f.seek(SeekFrom::Start(offset))?;
+            // The kernel's read-ahead is off for this handle: on a new handle per batch it
+            // started small and grew into multi-MiB reads that the next batch then waited on
+            // whole (a 12-20 ms stall midway through every 64 MiB GET). The read below and
+            // the hint after it keep the disk busy with the ranges a GET reads next instead.
+            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::Random);
             let want = usize::try_from(len).map_err(|_| DriveError::Corrupt("len".into()))?;
-            // Read into spare capacity: the buffer is not zeroed first.
+            // Read into spare capacity (the buffer is not zeroed first), all that is left in
+            // one call: the kernel then reads the whole range from the disk at once, where
+            // `read_to_end`'s growing reads (8 KiB, 16 KiB, ...) had it start small each time.
             let mut buf = Vec::with_capacity(want);
-            f.take(len).read_to_end(&mut buf)?;
+            let mut at = offset;
+            while buf.len() < want {
+                match rustix::io::pread(&f, rustix::buffer::spare_capacity(&mut buf), at) {
+                    Ok(0) => break,
+                    Ok(n) => at += n as u64,
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(std::io::Error::from(e).into()),
+                }
+            }
+            buf.truncate(want);
             if buf.len() < want {
                 return Err(DriveError::Corrupt(format!(
                     "shard file short: wanted {want} bytes at {offset}, got {}",
                     buf.len()
                 )));
             }
+            // Two batches ahead: the next batch is then already on its way when this one
+            // is returned (four batches ahead was slower here).
+            read_ahead(&f, offset + len, 2 * len);
             Ok(Bytes::from(buf))
         })
         .await
