@@ -32,8 +32,13 @@ async fn put(c: &aws_sdk_s3::Client, b: &str, k: &str, data: &'static [u8]) -> O
         .map(str::to_string)
 }
 
-fn versioning(status: BucketVersioningStatus) -> VersioningConfiguration {
-    VersioningConfiguration::builder().status(status).build()
+async fn set_versioning(c: &aws_sdk_s3::Client, b: &str, status: BucketVersioningStatus) {
+    c.put_bucket_versioning()
+        .bucket(b)
+        .versioning_configuration(VersioningConfiguration::builder().status(status).build())
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -50,12 +55,7 @@ async fn versioned_bucket_full_life() {
     assert!(g.status().is_none());
     // Before versioning: the null version.
     assert_eq!(put(&c, "vers", "doc", b"v0").await, None);
-    c.put_bucket_versioning()
-        .bucket("vers")
-        .versioning_configuration(versioning(BucketVersioningStatus::Enabled))
-        .send()
-        .await
-        .unwrap();
+    set_versioning(&c, "vers", BucketVersioningStatus::Enabled).await;
     let g = c
         .get_bucket_versioning()
         .bucket("vers")
@@ -205,12 +205,7 @@ async fn suspended_versioning_and_version_paging() {
     let (_d, s) = server();
     let c = s.client().await;
     c.create_bucket().bucket("susp").send().await.unwrap();
-    c.put_bucket_versioning()
-        .bucket("susp")
-        .versioning_configuration(versioning(BucketVersioningStatus::Enabled))
-        .send()
-        .await
-        .unwrap();
+    set_versioning(&c, "susp", BucketVersioningStatus::Enabled).await;
     let mut kept = Vec::new();
     for k in ["a", "b", "c"] {
         for _ in 0..3 {
@@ -247,12 +242,7 @@ async fn suspended_versioning_and_version_paging() {
     dedup.dedup();
     assert_eq!(dedup.len(), 9);
     // Suspended: writes replace the null version, older versions stay.
-    c.put_bucket_versioning()
-        .bucket("susp")
-        .versioning_configuration(versioning(BucketVersioningStatus::Suspended))
-        .send()
-        .await
-        .unwrap();
+    set_versioning(&c, "susp", BucketVersioningStatus::Suspended).await;
     assert_eq!(put(&c, "susp", "a", b"n1").await, None);
     assert_eq!(put(&c, "susp", "a", b"n2").await, None);
     assert_eq!(body(&c, "susp", "a", None).await, b"n2");
@@ -744,24 +734,14 @@ async fn a_replaced_version_leaves_no_shard_files_and_kept_versions_keep_theirs(
     assert_eq!(common::get_bytes(&c, "bkt", "k").await, big(2));
 
     // Versioned: every version keeps its file.
-    c.put_bucket_versioning()
-        .bucket("bkt")
-        .versioning_configuration(versioning(BucketVersioningStatus::Enabled))
-        .send()
-        .await
-        .unwrap();
+    set_versioning(&c, "bkt", BucketVersioningStatus::Enabled).await;
     let v3 = put_big(3).await.unwrap();
     put_big(4).await.unwrap();
     // The `null` version from before, and the two new ones.
     assert_eq!(shards_per_drive(&data), vec![3; 6]);
 
     // Suspended: a PUT replaces the `null` version only.
-    c.put_bucket_versioning()
-        .bucket("bkt")
-        .versioning_configuration(versioning(BucketVersioningStatus::Suspended))
-        .send()
-        .await
-        .unwrap();
+    set_versioning(&c, "bkt", BucketVersioningStatus::Suspended).await;
     put_big(5).await;
     assert_eq!(shards_per_drive(&data), vec![3; 6]);
     assert_eq!(body(&c, "bkt", "k", Some("null")).await, big(5));

@@ -484,12 +484,7 @@ struct LocalShardWriter {
 /// pages of the range (and drops the pages of it already written, which a shard file being
 /// written does not need). Only a hint: durability still comes from that `fsync`.
 fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
-    let _ = rustix::fs::fadvise(
-        file,
-        offset,
-        std::num::NonZeroU64::new(len),
-        rustix::fs::Advice::DontNeed,
-    );
+    advise(file, offset, len, rustix::fs::Advice::DontNeed);
 }
 
 /// Asks the kernel to start reading `len` bytes at `offset` into the page cache without
@@ -498,12 +493,13 @@ fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
 /// lets the disk read the next ones while this one is verified and sent, and costs no memory
 /// of the process. Only a hint; past the end of the file it does nothing.
 fn read_ahead(file: &std::fs::File, offset: u64, len: u64) {
-    let _ = rustix::fs::fadvise(
-        file,
-        offset,
-        std::num::NonZeroU64::new(len),
-        rustix::fs::Advice::WillNeed,
-    );
+    advise(file, offset, len, rustix::fs::Advice::WillNeed);
+}
+
+/// `posix_fadvise` for `len` bytes at `offset` (to the end of the file when `len` is 0). A
+/// hint only: a file system that does not take it is no error.
+fn advise(file: &std::fs::File, offset: u64, len: u64, advice: rustix::fs::Advice) {
+    let _ = rustix::fs::fadvise(file, offset, std::num::NonZeroU64::new(len), advice);
 }
 
 impl Drop for LocalShardWriter {
@@ -644,7 +640,7 @@ impl Drive for LocalDrive {
             // started small and grew into multi-MiB reads that the next batch then waited on
             // whole (a 12-20 ms stall midway through every 64 MiB GET). The read below and
             // the hint after it keep the disk busy with the ranges a GET reads next instead.
-            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::Random);
+            advise(&f, 0, 0, rustix::fs::Advice::Random);
             let want = usize::try_from(len).map_err(|_| DriveError::Corrupt("len".into()))?;
             // Read into spare capacity (the buffer is not zeroed first), all that is left in
             // one call: the kernel then reads the whole range from the disk at once, where
