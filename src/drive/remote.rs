@@ -23,7 +23,7 @@ use super::{Drive, DriveError, ShardWriter, Space};
 use crate::cluster::auth;
 
 /// Deadline of a metadata call.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deadline of a shard read, and of each frame of a shard write.
 const DATA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Consecutive failures after which the drive is treated as offline.

@@ -393,12 +393,23 @@ impl ErasureSet {
 
 /// Persists `hint` on every drive of `drives` that takes it; returns how many did.
 pub(super) async fn persist_hint(drives: &[Arc<dyn Drive>], hint: HealHint) -> usize {
-    let done = join_all(drives.iter().map(|d| {
-        let hint = &hint;
-        async move { d.is_online() && d.put_hint(hint).await.is_ok() }
-    }))
-    .await;
-    let n = done.iter().filter(|ok| **ok).count();
+    // A stalled drive (a stopped node: no answer until the call's timeout) must not hold up
+    // the write that leaves the hint: once one drive has it, the others get the grace of
+    // `quorum_join`, and one that misses it is told it is slow.
+    let writes = drives
+        .iter()
+        .map(|d| {
+            let hint = &hint;
+            async move { d.is_online() && d.put_hint(hint).await.is_ok() }
+        })
+        .collect();
+    let done = super::quorum_join(writes, 1, |ok| *ok).await;
+    for (d, r) in drives.iter().zip(&done) {
+        if r.is_none() {
+            d.note_slow();
+        }
+    }
+    let n = done.iter().filter(|ok| **ok == Some(true)).count();
     if n == 0 {
         tracing::error!(bucket = %hint.bucket, key = %hint.key, "no drive took the heal hint");
     }
@@ -411,4 +422,56 @@ pub(super) fn shard_file_size(size: u64, codec: &Codec) -> u64 {
     let stripes = size.div_ceil(stripe).max(1);
     let (off, len) = frame::frame_span(stripes - 1, size, stripe, codec.data_shards() as u64);
     off + len
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::persist_hint;
+    use crate::drive::remote::{rpc_client, RemoteDrive, CALL_TIMEOUT};
+    use crate::drive::{Drive, HealHint, LocalDrive};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_drive_does_not_hold_up_a_heal_hint() {
+        // A node that takes connections and never answers, as a stopped process does: a
+        // call to it fails only at its timeout.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut drives: Vec<Arc<dyn Drive>> = dirs
+            .iter()
+            .map(|d| Arc::new(LocalDrive::open(d.path()).unwrap()) as Arc<dyn Drive>)
+            .collect();
+        let stalled = RemoteDrive::new(
+            rpc_client(None).unwrap(),
+            &address,
+            0,
+            "secret".into(),
+            "topology".into(),
+        );
+        drives.push(Arc::new(stalled));
+
+        let started = std::time::Instant::now();
+        let took = persist_hint(&drives, HealHint::version("b", "k", "v1", false)).await;
+        // Waiting for the stalled drive would take its whole timeout.
+        assert!(
+            started.elapsed() < CALL_TIMEOUT,
+            "the hint waited {:?} for a drive that does not answer",
+            started.elapsed()
+        );
+        assert_eq!(took, 2);
+        for d in &drives[..2] {
+            let hints = d.list_hints(b"", 10).await.unwrap();
+            assert_eq!(hints.len(), 1);
+            assert_eq!(hints[0].key, "k");
+        }
+        silent.abort();
+    }
 }
