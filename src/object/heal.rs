@@ -391,7 +391,8 @@ impl ErasureSet {
     }
 }
 
-/// Persists `hint` on every drive of `drives` that takes it; returns how many did.
+/// Persists `hint` on every drive of `drives` that takes it in time (see below); returns how
+/// many did.
 pub(super) async fn persist_hint(drives: &[Arc<dyn Drive>], hint: HealHint) -> usize {
     // A stalled drive (a stopped node: no answer until the call's timeout) must not hold up
     // the write that leaves the hint: once one drive has it, the others get the grace of
