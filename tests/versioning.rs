@@ -20,11 +20,11 @@ async fn body(c: &aws_sdk_s3::Client, b: &str, k: &str, v: Option<&str>) -> Vec<
     common::get_with(c, b, k, v, None).await
 }
 
-async fn put(c: &aws_sdk_s3::Client, b: &str, k: &str, data: &'static [u8]) -> Option<String> {
+async fn put(c: &aws_sdk_s3::Client, b: &str, k: &str, data: impl AsRef<[u8]>) -> Option<String> {
     c.put_object()
         .bucket(b)
         .key(k)
-        .body(ByteStream::from_static(data))
+        .body(ByteStream::from(data.as_ref().to_vec()))
         .send()
         .await
         .unwrap()
@@ -712,20 +712,7 @@ async fn a_replaced_version_leaves_no_shard_files_and_kept_versions_keep_theirs(
     c.create_bucket().bucket("bkt").send().await.unwrap();
     // Larger than the inline limit, so each version has a shard file on every drive.
     let big = |seed| common::data(200 << 10, seed);
-    let put_big = |seed: u64| {
-        let c = c.clone();
-        async move {
-            c.put_object()
-                .bucket("bkt")
-                .key("k")
-                .body(ByteStream::from(big(seed)))
-                .send()
-                .await
-                .unwrap()
-                .version_id()
-                .map(str::to_string)
-        }
-    };
+    let put_big = |seed| put(&c, "bkt", "k", big(seed));
     // Unversioned: each PUT replaces the `null` version, whose file goes before the answer.
     for seed in 0..3 {
         put_big(seed).await;
