@@ -1177,15 +1177,12 @@ mod tests {
         let mut older = rec("null");
         older.mod_time_ns = 10;
         older.etag = "old".into();
-        // Each write answers with what the version id held before, without inline bytes.
-        let without_inline = |r: &VersionRecord| VersionRecord {
-            inline: None,
-            ..r.clone()
-        };
+        // Each write answers with what the version id held before, inline bytes and all.
+        assert!(newer.inline.is_some());
         assert_eq!(d.put_version("b", "k", &newer).await.unwrap(), None);
         assert_eq!(
             d.put_version("b", "k", &older).await.unwrap(),
-            Some(without_inline(&newer))
+            Some(newer.clone())
         );
         assert_eq!(
             d.get_version("b", "k", "null").await.unwrap().unwrap().etag,
@@ -1196,7 +1193,7 @@ mod tests {
         tagged.tags.insert("t".into(), "v".into());
         assert_eq!(
             d.put_version("b", "k", &tagged).await.unwrap(),
-            Some(without_inline(&newer))
+            Some(newer.clone())
         );
         assert_eq!(
             d.get_version("b", "k", "null").await.unwrap().unwrap(),
@@ -1233,8 +1230,8 @@ mod tests {
                 });
             }
         }
-        // Each write found nothing (the first to land) or one of the other two, without
-        // its inline bytes, whether it was stored or staged earlier in the same batch.
+        // Each write found nothing (the first to land) or one of the other two, inline bytes
+        // and all, whether it was stored or staged earlier in the same batch.
         let mut firsts = vec![0; 300];
         let done = futures::future::join_all(writes).await;
         let written: Vec<(usize, VersionRecord)> =
@@ -1243,13 +1240,8 @@ mod tests {
             match found.unwrap() {
                 None => firsts[i] += 1,
                 Some(f) => {
-                    assert_eq!(f.inline, None);
-                    assert!(written.iter().any(|(j, w)| *j == i
-                        && *w != r
-                        && VersionRecord {
-                            inline: None,
-                            ..w.clone()
-                        } == f));
+                    assert!(f.inline.is_some());
+                    assert!(written.iter().any(|(j, w)| *j == i && *w != r && *w == f));
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! The `Drive` seam: everything about bytes on disk lives below it, everything S3 above it.
 //! The object layer only ever sees `Drive`s; `LocalDrive` serves a folder of this machine.
 
+#[cfg(test)]
+pub mod faulty;
 pub mod local;
 pub mod proto;
 pub mod record;
@@ -83,8 +85,8 @@ pub trait Drive: Send + Sync + 'static {
 
     /// Writes (or replaces) a version record, durably, unless the drive holds a newer record
     /// of the same version id ([`VersionRecord::write_order`]; then it keeps that one).
-    /// Returns the record the version id held before, without its inline bytes, whichever
-    /// was kept.
+    /// Returns the record the version id held before, with its inline bytes (a write that
+    /// misses its quorum restores it), whichever was kept.
     async fn put_version(
         &self,
         bucket: &str,

@@ -2,6 +2,8 @@
 //! placement and the codec; it knows nothing of HTTP or S3 wire formats.
 
 mod bucket;
+#[cfg(test)]
+mod faults;
 mod get;
 mod heal;
 mod list;

@@ -406,10 +406,9 @@ impl ErasureSet {
         let metas: Vec<Option<Option<VersionRecord>>> = self
             .on_shards(&distribution, puts, |r| r.is_some(), || None)
             .await;
-        let wrote: Vec<bool> = metas.iter().map(Option::is_some).collect();
-        let written = wrote.iter().filter(|ok| **ok).count();
+        let written = metas.iter().filter(|m| m.is_some()).count();
         if written < self.write_quorum() {
-            self.roll_back(bucket, key, &base, &distribution, &wrote)
+            self.roll_back(bucket, key, &base, &distribution, &metas)
                 .await;
             return Err(Error::Quorum(format!(
                 "{written} of {n} drives committed; need {}",
@@ -440,24 +439,42 @@ impl ErasureSet {
         Ok(())
     }
 
-    /// Undoes a write that missed its quorum: its records and shard files go.
+    /// Undoes a write that missed its quorum: its records and its own shard file go, and each drive
+    /// where it replaced an older record of the same version id (the `null` version of an
+    /// unversioned bucket) gets that record back. `metas[shard]` is what the drive answered:
+    /// `Some(found)` where the write landed. Without the restore, a key overwritten while
+    /// drives fail would lose its acknowledged object: only the drives the failed write missed
+    /// would still hold it, fewer than a read needs.
     async fn roll_back(
         &self,
         bucket: &str,
         key: &str,
         rec: &VersionRecord,
         distribution: &[u8],
-        written: &[bool],
+        metas: &[Option<Option<VersionRecord>>],
     ) {
-        let dirs = rec.data_dirs();
-        let undo = distribution.iter().zip(written).map(|(&pos, &w)| {
+        // The parts of a completed upload stay with the upload, which the client may complete
+        // again (the SDKs retry a 503) or abort: only a PUT's own file is the write's to undo.
+        let dirs = if rec.upload_id.is_some() {
+            Vec::new()
+        } else {
+            rec.data_dirs()
+        };
+        let undo = distribution.iter().zip(metas).map(|(&pos, meta)| {
             let drive = self.drives[pos as usize].clone();
             let dirs = dirs.clone();
             async move {
-                if w {
+                if let Some(found) = meta {
                     if let Ok(Some(cur)) = drive.get_version(bucket, key, &rec.version_id).await {
                         if super::same_version(&cur, rec) {
                             let _ = drive.delete_version(bucket, key, &rec.version_id).await;
+                        }
+                    }
+                    // Put back what this write replaced. A newer write that landed meanwhile
+                    // stays: the drive keeps the newer of the two.
+                    if let Some(old) = found.as_ref().filter(|f| restorable(f, rec)) {
+                        if let Err(e) = drive.put_version(bucket, key, old).await {
+                            tracing::warn!(drive = %drive.endpoint(), error = %e, "could not restore the record a failed write replaced");
                         }
                     }
                 }
@@ -569,6 +586,18 @@ fn superseded_dirs(ours: &VersionRecord, found: &[VersionRecord], quorum: usize)
     drop.dedup();
     drop.retain(|d| !keep.contains(d));
     drop
+}
+
+/// Whether `found`, the record a failed write `ours` replaced, is to be put back: an older
+/// record that is whole. A node from before records came back with their inline bytes
+/// answers with a small object's record stripped of them, which would be no object at all.
+fn restorable(found: &VersionRecord, ours: &VersionRecord) -> bool {
+    let stripped = found.inline.is_none()
+        && found.data_dir.is_empty()
+        && found.parts.is_empty()
+        && !found.delete_marker
+        && found.size > 0;
+    found.write_order() < ours.write_order() && !stripped
 }
 
 /// A stripe being encoded and framed on a blocking thread (with its MD5, when inline).
@@ -691,7 +720,7 @@ async fn read_stripes(
 
 #[cfg(test)]
 mod tests {
-    use super::superseded_dirs;
+    use super::{restorable, superseded_dirs};
     use crate::drive::record::sample_version;
     use crate::drive::{PartRef, VersionRecord};
 
@@ -750,5 +779,26 @@ mod tests {
         let mut found = vec![newer; 5];
         found.push(version(10, "d-old"));
         assert_eq!(superseded_dirs(&ours, &found, 5), ["d-old", "d-ours"]);
+    }
+
+    #[test]
+    fn a_failed_write_restores_only_older_whole_records() {
+        let ours = version(20, "d-ours");
+        assert!(restorable(&version(10, "d-old"), &ours));
+        let mut small = version(10, "");
+        small.inline = Some(b"frame".to_vec());
+        assert!(restorable(&small, &ours));
+        // An inline record whose bytes an older node left out is no object: not restored.
+        small.inline = None;
+        assert!(!restorable(&small, &ours));
+        // An empty object or a delete marker has no bytes to leave out.
+        let mut empty = version(10, "");
+        empty.size = 0;
+        assert!(restorable(&empty, &ours));
+        let mut marker = version(10, "");
+        marker.delete_marker = true;
+        assert!(restorable(&marker, &ours));
+        // A newer record is not ours to replace.
+        assert!(!restorable(&version(30, "d-new"), &ours));
     }
 }

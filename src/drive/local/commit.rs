@@ -47,7 +47,8 @@ impl Committer {
 
     /// Writes `value` under `key` in the objects column family of `db`, synced, unless the
     /// record there is newer than `order` (last writer wins; then nothing is written).
-    /// Returns the record that was there before, without its inline bytes.
+    /// Returns the record that was there before, inline bytes and all (a write that fails
+    /// its quorum puts it back).
     pub(super) async fn put(
         &self,
         db: Arc<DB>,
@@ -121,12 +122,6 @@ fn write(db: &DB, requests: &[Request]) -> Vec<Result<Option<VersionRecord>, Dri
             Some(earlier) => record::decode(&earlier.value).map(Some),
             None => stored(db, cf, &r.key),
         };
-        let found = found.map(|f| {
-            f.map(|mut rec: VersionRecord| {
-                rec.inline = None;
-                rec
-            })
-        });
         if let Ok(prior) = &found {
             if prior
                 .as_ref()

@@ -1,0 +1,214 @@
+//! A drive for tests that fails chosen calls on purpose and passes every other call to a real
+//! drive: the faults that cannot be timed from outside a process (a drive that takes a PUT's
+//! shard file and then fails its record).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{
+    BucketRecord, Drive, DriveError, FormatRecord, HealHint, ListEntry, PartRecord, ShardWriter,
+    Space, UploadRecord, VersionRecord,
+};
+
+/// Wraps a drive; `put_version` fails while [`FaultyDrive::fail_record_writes`] is set.
+pub struct FaultyDrive {
+    inner: Arc<dyn Drive>,
+    fail_records: AtomicBool,
+}
+
+impl FaultyDrive {
+    pub fn new(inner: Arc<dyn Drive>) -> Self {
+        Self {
+            inner,
+            fail_records: AtomicBool::new(false),
+        }
+    }
+
+    /// From now on, version record writes fail (or, with `false`, work again).
+    pub fn fail_record_writes(&self, fail: bool) {
+        self.fail_records.store(fail, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Drive for FaultyDrive {
+    fn endpoint(&self) -> String {
+        self.inner.endpoint()
+    }
+    async fn read_format(&self) -> Result<Option<FormatRecord>, DriveError> {
+        self.inner.read_format().await
+    }
+    async fn write_format(&self, format: &FormatRecord) -> Result<(), DriveError> {
+        self.inner.write_format(format).await
+    }
+    async fn create_shard(
+        &self,
+        bucket: &str,
+        data_dir: &str,
+    ) -> Result<Box<dyn ShardWriter>, DriveError> {
+        self.inner.create_shard(bucket, data_dir).await
+    }
+    async fn read_shard(
+        &self,
+        bucket: &str,
+        data_dir: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, DriveError> {
+        self.inner.read_shard(bucket, data_dir, offset, len).await
+    }
+    async fn delete_shard(&self, bucket: &str, data_dir: &str) -> Result<(), DriveError> {
+        self.inner.delete_shard(bucket, data_dir).await
+    }
+    async fn put_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &VersionRecord,
+    ) -> Result<Option<VersionRecord>, DriveError> {
+        if self.fail_records.load(Ordering::SeqCst) {
+            return Err(DriveError::Db("injected: record write failed".into()));
+        }
+        self.inner.put_version(bucket, key, rec).await
+    }
+    async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<VersionRecord>, DriveError> {
+        self.inner.get_version(bucket, key, version_id).await
+    }
+    async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<VersionRecord>, DriveError> {
+        self.inner.delete_version(bucket, key, version_id).await
+    }
+    async fn list_keys(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(String, ListEntry)>, DriveError> {
+        self.inner.list_keys(bucket, prefix, after, limit).await
+    }
+    async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<VersionRecord>)>, DriveError> {
+        self.inner.list_versions(bucket, prefix, after, limit).await
+    }
+    async fn key_versions(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<VersionRecord>, DriveError> {
+        self.inner.key_versions(bucket, key).await
+    }
+    async fn put_bucket(&self, rec: &BucketRecord) -> Result<(), DriveError> {
+        self.inner.put_bucket(rec).await
+    }
+    async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, DriveError> {
+        self.inner.get_bucket(name).await
+    }
+    async fn delete_bucket(&self, name: &str) -> Result<(), DriveError> {
+        self.inner.delete_bucket(name).await
+    }
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>, DriveError> {
+        self.inner.list_buckets().await
+    }
+    async fn put_upload(&self, bucket: &str, rec: &UploadRecord) -> Result<(), DriveError> {
+        self.inner.put_upload(bucket, rec).await
+    }
+    async fn get_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<UploadRecord>, DriveError> {
+        self.inner.get_upload(bucket, key, upload_id).await
+    }
+    async fn delete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), DriveError> {
+        self.inner.delete_upload(bucket, key, upload_id).await
+    }
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>, DriveError> {
+        self.inner.list_uploads(bucket, prefix, after, limit).await
+    }
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        rec: &PartRecord,
+    ) -> Result<Option<PartRecord>, DriveError> {
+        self.inner.put_part(bucket, key, upload_id, rec).await
+    }
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<PartRecord>, DriveError> {
+        self.inner.list_parts(bucket, key, upload_id).await
+    }
+    async fn space(&self) -> Result<Space, DriveError> {
+        self.inner.space().await
+    }
+    async fn put_hint(&self, hint: &HealHint) -> Result<(), DriveError> {
+        self.inner.put_hint(hint).await
+    }
+    async fn list_hints(&self, after: &[u8], limit: usize) -> Result<Vec<HealHint>, DriveError> {
+        self.inner.list_hints(after, limit).await
+    }
+    async fn delete_hint(&self, id: &[u8]) -> Result<(), DriveError> {
+        self.inner.delete_hint(id).await
+    }
+    async fn put_state(&self, name: &str, value: &[u8]) -> Result<(), DriveError> {
+        self.inner.put_state(name, value).await
+    }
+    async fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, DriveError> {
+        self.inner.get_state(name).await
+    }
+    async fn stat_shards(
+        &self,
+        bucket: &str,
+        data_dirs: &[String],
+    ) -> Result<Vec<Option<u64>>, DriveError> {
+        self.inner.stat_shards(bucket, data_dirs).await
+    }
+    async fn list_shard_files(
+        &self,
+        bucket: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, DriveError> {
+        self.inner.list_shard_files(bucket, after, limit).await
+    }
+    fn is_online(&self) -> bool {
+        self.inner.is_online()
+    }
+    fn note_slow(&self) {
+        self.inner.note_slow()
+    }
+}

@@ -1,0 +1,141 @@
+//! The object layer over drives that fail on purpose ([`FaultyDrive`]): writes that miss
+//! their quorum after some drives took them must leave every acknowledged byte readable.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use md5::Digest;
+
+use super::multipart::CompletedPart;
+use super::put::PutOptions;
+use super::{ErasureSet, Error, Result};
+use crate::drive::faulty::FaultyDrive;
+use crate::drive::{Drive, LocalDrive};
+use crate::erasure::Codec;
+
+/// Six drives in temporary folders (4+2), each behind a [`FaultyDrive`], with bucket `b`.
+struct Fixture {
+    set: ErasureSet,
+    drives: Vec<Arc<FaultyDrive>>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let dirs: Vec<tempfile::TempDir> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
+        let drives: Vec<Arc<FaultyDrive>> = dirs
+            .iter()
+            .map(|d| {
+                let local = Arc::new(LocalDrive::open(d.path()).unwrap()) as Arc<dyn Drive>;
+                Arc::new(FaultyDrive::new(local))
+            })
+            .collect();
+        let set = ErasureSet::new(
+            drives.iter().map(|d| d.clone() as Arc<dyn Drive>).collect(),
+            Codec::new(4, 2, 1 << 20).unwrap(),
+            64 << 10,
+        );
+        set.create_bucket("b", None).await.unwrap();
+        Self {
+            set,
+            drives,
+            _dirs: dirs,
+        }
+    }
+
+    /// Record writes fail on the first `n` drives (and work on the others).
+    fn fail_records_on(&self, n: usize) {
+        for (i, d) in self.drives.iter().enumerate() {
+            d.fail_record_writes(i < n);
+        }
+    }
+
+    async fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        self.set
+            .put_object("b", key, PutOptions::default(), body(data))
+            .await
+            .map(|_| ())
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let reader = self.set.open_object("b", key, None).await?;
+        let size = reader.info.size;
+        let mut stream = reader.stream(0, size).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.map_err(|e| Error::Internal(e.to_string()))?);
+        }
+        Ok(out)
+    }
+}
+
+fn body(data: &[u8]) -> super::put::BodyStream {
+    let data = Bytes::copy_from_slice(data);
+    futures::stream::once(async move { Ok(data) }).boxed()
+}
+
+fn pattern(size: usize, step: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % step) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overwrite_that_misses_its_quorum_leaves_the_object_it_replaced() {
+    let f = Fixture::new().await;
+    // An inline object (its bytes live in the records) and one in shard files.
+    for (key, size) in [("small", 1000usize), ("large", 3 << 20)] {
+        let old = pattern(size, 251);
+        f.put(key, &old).await.unwrap();
+        // Three drives take the new shards and then fail its record: three records of the
+        // four needed, so the write fails and is undone on the three that took it.
+        f.fail_records_on(3);
+        let err = f.put(key, &pattern(size, 13)).await.unwrap_err();
+        assert!(matches!(err, Error::Quorum(_)), "{key}: {err:?}");
+        f.fail_records_on(0);
+        // The acknowledged object is still whole on every drive, not only on the three that
+        // missed the failed write.
+        assert_eq!(f.get(key).await.unwrap(), old, "{key}");
+        let etag = format!("{:x}", md5::Md5::digest(&old));
+        for (i, d) in f.drives.iter().enumerate() {
+            let rec = d.get_version("b", key, "null").await.unwrap();
+            assert_eq!(rec.map(|r| r.etag), Some(etag.clone()), "{key}: drive {i}");
+            // The failed write's shard files went; the old object's stayed.
+            let files = d.list_shard_files("b", "", 10).await.unwrap();
+            assert_eq!(files.len(), usize::from(key == "large"), "{key}: drive {i}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_that_misses_its_quorum_keeps_the_parts_for_a_retry() {
+    let f = Fixture::new().await;
+    let data = pattern(3 << 20, 251);
+    let id = f
+        .set
+        .create_upload("b", "mp", PutOptions::default(), None)
+        .await
+        .unwrap();
+    let part = f
+        .set
+        .upload_part("b", "mp", &id, 1, PutOptions::default(), body(&data))
+        .await
+        .unwrap();
+    let parts = [CompletedPart {
+        number: 1,
+        etag: part.etag.clone(),
+    }];
+    f.fail_records_on(3);
+    let err = f
+        .set
+        .complete_upload("b", "mp", &id, &parts, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Quorum(_)), "{err:?}");
+    f.fail_records_on(0);
+    // The client retries, as the SDKs do after a 503: the parts it uploaded are still there.
+    f.set
+        .complete_upload("b", "mp", &id, &parts, None)
+        .await
+        .unwrap();
+    assert_eq!(f.get("mp").await.unwrap(), data);
+}
