@@ -33,8 +33,13 @@ use crate::erasure::frame;
 const PAGE: usize = 250;
 /// Hints read per round.
 const HINT_BATCH: usize = 256;
-/// Versions the scanner heals at once.
-const HEAL_PARALLEL: usize = 2;
+/// What the scanner heals at once, in units of a small version's heal: two large versions
+/// (one heal of a large version is a chain of reads, hashing, decoding and writes that keeps
+/// about one core busy), or up to 16 small ones, whose heal is mostly waiting for the synced
+/// write of one record and whose writes then share a group commit on the drive.
+const HEAL_BUDGET: u32 = 16;
+/// The share of [`HEAL_BUDGET`] a heal of a version with shard files takes.
+const HEAL_LARGE: u32 = HEAL_BUDGET / 2;
 /// Longest a repair step waits for foreground requests to finish.
 const MAX_YIELD: Duration = Duration::from_millis(500);
 /// Name of the scanner's checkpoint on the drives.
@@ -729,7 +734,7 @@ impl Repairer {
         let grace_ns = self.cfg.grace.as_nanos() as i128;
         // Versions to heal (key, version id, whether a check found it damaged), and the shard
         // files to check on each drive: (data dir, expected size, index into `todo`).
-        let mut todo: Vec<(String, String, bool)> = Vec::new();
+        let mut todo: Vec<(String, String, bool, u32)> = Vec::new();
         let mut checks: Vec<Vec<(String, u64, usize)>> = vec![Vec::new(); n];
         let mut scanned = 0u64;
         for (key, copies) in &by_key {
@@ -769,7 +774,8 @@ impl Repairer {
                 let has_files = !rec.delete_marker && !rec.data_dirs().is_empty();
                 let damaged = missing_record || inline_bad || (deep && has_files);
                 let tag = todo.len();
-                todo.push((key.clone(), rec.version_id.clone(), damaged));
+                let cost = if has_files { HEAL_LARGE } else { 1 };
+                todo.push((key.clone(), rec.version_id.clone(), damaged, cost));
                 if damaged || !has_files {
                     continue;
                 }
@@ -805,19 +811,22 @@ impl Repairer {
                 }
             }
         }
-        // Up to HEAL_PARALLEL versions heal at once: one heal is a chain of reads, hashing,
-        // decoding and writes that keeps about one core busy.
+        // Heals run at once within HEAL_BUDGET, in the order of the page (the semaphore is
+        // fair: a large version waiting for its share holds back the small ones after it).
         let leader = self.leader.clone();
+        let budget = Arc::new(tokio::sync::Semaphore::new(HEAL_BUDGET as usize));
         let mut heals = futures::stream::iter(todo.into_iter().filter(|t| t.2))
             .take_while(|_| std::future::ready(leader()))
-            .map(|(key, vid, _)| {
+            .map(|(key, vid, _, cost)| {
                 let set = set.clone();
+                let budget = budget.clone();
                 async move {
+                    let _share = budget.acquire_many(cost).await;
                     let r = set.heal_object(bucket, &key, &vid, deep).await;
                     (key, r)
                 }
             })
-            .buffer_unordered(HEAL_PARALLEL);
+            .buffer_unordered(HEAL_BUDGET as usize);
         while let Some((key, result)) = heals.next().await {
             match result {
                 Ok(r) => {
