@@ -460,30 +460,45 @@ impl ErasureSet {
         } else {
             rec.data_dirs()
         };
+        let vid = rec.version_id.as_str();
         let undo = distribution.iter().zip(metas).map(|(&pos, meta)| {
             let drive = self.drives[pos as usize].clone();
             let dirs = dirs.clone();
             async move {
-                if let Some(found) = meta {
-                    if let Ok(Some(cur)) = drive.get_version(bucket, key, &rec.version_id).await {
-                        if super::same_version(&cur, rec) {
-                            let _ = drive.delete_version(bucket, key, &rec.version_id).await;
+                let mut restored = true;
+                // Only where this write landed and its record is still there: a DELETE or a
+                // newer write that came since has the last word, and nothing goes back under it.
+                let ours = match meta {
+                    Some(_) => matches!(drive.get_version(bucket, key, vid).await,
+                        Ok(Some(cur)) if super::same_version(&cur, rec)),
+                    None => false,
+                };
+                if let (true, Some(found)) = (ours, meta) {
+                    let back = match drive.delete_version(bucket, key, vid).await {
+                        Ok(Some(gone)) if super::same_version(&gone, rec) => {
+                            found.clone().filter(|f| restorable(f, rec))
                         }
-                    }
-                    // Put back what this write replaced. A newer write that landed meanwhile
-                    // stays: the drive keeps the newer of the two.
-                    if let Some(old) = found.as_ref().filter(|f| restorable(f, rec)) {
-                        if let Err(e) = drive.put_version(bucket, key, old).await {
+                        // A write that landed between the read and the delete: it goes back.
+                        Ok(Some(gone)) => Some(gone),
+                        _ => None,
+                    };
+                    if let Some(back) = back {
+                        if let Err(e) = drive.put_version(bucket, key, &back).await {
                             tracing::warn!(drive = %drive.endpoint(), error = %e, "could not restore the record a failed write replaced");
+                            restored = false;
                         }
                     }
                 }
                 for dir in dirs {
                     let _ = drive.delete_shard(bucket, &dir).await;
                 }
+                restored
             }
         });
-        join_all(undo).await;
+        // A drive left holding neither record gets it from repair.
+        if join_all(undo).await.contains(&false) {
+            self.persist_hint(bucket, key, vid, false).await;
+        }
     }
 
     /// Deletes a key. Without a version id: in a bucket that never had versioning the object
