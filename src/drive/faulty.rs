@@ -2,7 +2,7 @@
 //! drive: the faults that cannot be timed from outside a process (a drive that takes a PUT's
 //! shard file and then fails its record).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,23 +13,40 @@ use super::{
     Space, UploadRecord, VersionRecord,
 };
 
-/// Wraps a drive; `put_version` fails while [`FaultyDrive::fail_record_writes`] is set.
+/// Wraps a drive; `put_version` fails as [`FaultyDrive::fail_record_writes`] and
+/// [`FaultyDrive::fail_record_writes_after`] say.
 pub struct FaultyDrive {
     inner: Arc<dyn Drive>,
-    fail_records: AtomicBool,
+    /// Record writes that still succeed before they fail (`u64::MAX`: all of them).
+    records_left: AtomicU64,
+    /// The next record written is deleted right after, as by a DELETE landing just then.
+    delete_after_write: AtomicBool,
 }
 
 impl FaultyDrive {
     pub fn new(inner: Arc<dyn Drive>) -> Self {
         Self {
             inner,
-            fail_records: AtomicBool::new(false),
+            records_left: AtomicU64::new(u64::MAX),
+            delete_after_write: AtomicBool::new(false),
         }
     }
 
     /// From now on, version record writes fail (or, with `false`, work again).
     pub fn fail_record_writes(&self, fail: bool) {
-        self.fail_records.store(fail, Ordering::SeqCst);
+        let left = if fail { 0 } else { u64::MAX };
+        self.records_left.store(left, Ordering::SeqCst);
+    }
+
+    /// The next version record written is deleted right after it is stored, as a DELETE of
+    /// the key landing just then would.
+    pub fn delete_after_next_record_write(&self) {
+        self.delete_after_write.store(true, Ordering::SeqCst);
+    }
+
+    /// The next `n` version record writes succeed, and the ones after them fail.
+    pub fn fail_record_writes_after(&self, n: u64) {
+        self.records_left.store(n, Ordering::SeqCst);
     }
 }
 
@@ -69,10 +86,22 @@ impl Drive for FaultyDrive {
         key: &str,
         rec: &VersionRecord,
     ) -> Result<Option<VersionRecord>, DriveError> {
-        if self.fail_records.load(Ordering::SeqCst) {
+        let took = self
+            .records_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| match left {
+                u64::MAX => Some(left),
+                _ => left.checked_sub(1),
+            });
+        if took.is_err() {
             return Err(DriveError::Db("injected: record write failed".into()));
         }
-        self.inner.put_version(bucket, key, rec).await
+        let found = self.inner.put_version(bucket, key, rec).await?;
+        if self.delete_after_write.swap(false, Ordering::SeqCst) {
+            self.inner
+                .delete_version(bucket, key, &rec.version_id)
+                .await?;
+        }
+        Ok(found)
     }
     async fn get_version(
         &self,

@@ -139,3 +139,52 @@ async fn a_completion_that_misses_its_quorum_keeps_the_parts_for_a_retry() {
         .unwrap();
     assert_eq!(f.get("mp").await.unwrap(), data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drive_that_cannot_take_the_old_record_back_gets_a_heal_hint() {
+    let f = Fixture::new().await;
+    f.put("k", &pattern(1000, 251)).await.unwrap();
+    assert!(f.drives[0].list_hints(b"", 10).await.unwrap().is_empty());
+    // Three drives fail the new record; the other three take it, and then fail to take the
+    // old record back when the write is undone.
+    for (i, d) in f.drives.iter().enumerate() {
+        match i {
+            0..3 => d.fail_record_writes(true),
+            _ => d.fail_record_writes_after(1),
+        }
+    }
+    let err = f.put("k", &pattern(1000, 13)).await.unwrap_err();
+    assert!(matches!(err, Error::Quorum(_)), "{err:?}");
+    f.fail_records_on(0);
+    // Those three hold neither record now: repair is told to look at the key.
+    let mut hinted = 0;
+    for (i, d) in f.drives.iter().enumerate() {
+        let held = d.get_version("b", "k", "null").await.unwrap().is_some();
+        assert_eq!(held, i < 3, "drive {i}");
+        let hints = d.list_hints(b"", 10).await.unwrap();
+        hinted += usize::from(hints.iter().any(|h| h.key == "k"));
+    }
+    assert!(hinted > 0, "no drive holds a heal hint for the key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undo_puts_nothing_back_where_a_delete_came_first() {
+    let f = Fixture::new().await;
+    f.put("k", &pattern(1000, 251)).await.unwrap();
+    // Three drives fail the new record; on the three that take it, a DELETE of the key lands
+    // right after the write, before its undo.
+    for (i, d) in f.drives.iter().enumerate() {
+        if i < 3 {
+            d.fail_record_writes(true);
+        } else {
+            d.delete_after_next_record_write();
+        }
+    }
+    let err = f.put("k", &pattern(1000, 13)).await.unwrap_err();
+    assert!(matches!(err, Error::Quorum(_)), "{err:?}");
+    f.fail_records_on(0);
+    // The DELETE has the last word there: the replaced object is not written back under it.
+    for d in &f.drives[3..] {
+        assert_eq!(d.get_version("b", "k", "null").await.unwrap(), None);
+    }
+}
