@@ -439,9 +439,9 @@ impl ErasureSet {
         Ok(())
     }
 
-    /// Undoes a write that missed its quorum: its records and its own shard file go, and each drive
-    /// where it replaced an older record of the same version id (the `null` version of an
-    /// unversioned bucket) gets that record back. `metas[shard]` is what the drive answered:
+    /// Undoes a write that missed its quorum: its records and its own shard file go, and each
+    /// drive where it replaced an older record of the same version id (the `null` version of
+    /// an unversioned bucket) gets that record back. `metas[shard]` is what the drive answered:
     /// `Some(found)` where the write landed. Without the restore, a key overwritten while
     /// drives fail would lose its acknowledged object: only the drives the failed write missed
     /// would still hold it, fewer than a read needs.
@@ -740,12 +740,11 @@ async fn read_stripes(
                     held = Some(data);
                     continue;
                 }
-                if let Some(h) = held.take() {
-                    buf.reserve(stripe_size);
-                    buf.extend_from_slice(&h);
-                }
                 if buf.capacity() < stripe_size {
                     buf.reserve(stripe_size - buf.len());
+                }
+                if let Some(h) = held.take() {
+                    buf.extend_from_slice(&h);
                 }
                 while !data.is_empty() {
                     let take = (stripe_size - buf.len()).min(data.len());

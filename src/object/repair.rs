@@ -732,8 +732,9 @@ impl Repairer {
         }
         let last = by_key.keys().next_back().cloned();
         let grace_ns = self.cfg.grace.as_nanos() as i128;
-        // Versions to heal (key, version id, whether a check found it damaged), and the shard
-        // files to check on each drive: (data dir, expected size, index into `todo`).
+        // Versions to heal (key, version id, whether a check found it damaged, its share of
+        // HEAL_BUDGET), and the shard files to check on each drive: (data dir, expected size,
+        // index into `todo`).
         let mut todo: Vec<(String, String, bool, u32)> = Vec::new();
         let mut checks: Vec<Vec<(String, u64, usize)>> = vec![Vec::new(); n];
         let mut scanned = 0u64;
