@@ -147,6 +147,20 @@ impl Proc {
         }
     }
 
+    /// Resident memory, in bytes (0 once the process is gone).
+    pub fn rss(&self) -> u64 {
+        self.child
+            .as_ref()
+            .map_or(0, |c| super::proc_status_bytes(c.id(), "VmRSS:"))
+    }
+
+    /// Peak resident memory since the process started, in bytes (`VmHWM`).
+    pub fn peak_rss(&self) -> u64 {
+        self.child
+            .as_ref()
+            .map_or(0, |c| super::proc_status_bytes(c.id(), "VmHWM:"))
+    }
+
     pub fn alive(&mut self) -> bool {
         match &mut self.child {
             Some(c) => c.try_wait().ok().flatten().is_none(),

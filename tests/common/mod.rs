@@ -86,14 +86,19 @@ impl TestServer {
 
     /// The server's resident memory in bytes (from /proc), 0 when it is not running.
     pub fn rss(&self) -> u64 {
-        let Some(c) = &self.child else { return 0 };
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", c.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
+        self.status_bytes("VmRSS:")
+    }
+
+    /// The server's peak resident memory since it started, in bytes (`VmHWM`): unlike a
+    /// sampled `rss`, it misses no spike.
+    pub fn peak_rss(&self) -> u64 {
+        self.status_bytes("VmHWM:")
+    }
+
+    fn status_bytes(&self, field: &str) -> u64 {
+        self.child
+            .as_ref()
+            .map_or(0, |c| proc_status_bytes(c.id(), field))
     }
 
     /// Stops the server with SIGKILL and waits for it.
@@ -135,6 +140,17 @@ pub fn client_with(url: &str, ak: &str, sk: &str) -> aws_sdk_s3::Client {
         .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
         .build();
     aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// A size field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in bytes; 0 when the process
+/// is gone.
+pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Deterministic pseudo-random bytes.
