@@ -71,6 +71,42 @@ fn digests(c: &mut Criterion) {
     g.finish();
 }
 
+/// MD5 of several streams at once through the vector engine (`tessera::md5lanes`, where the
+/// CPU has AVX-512), 8 MiB each in 1 MiB stripes as a PUT hands them over, against one stream
+/// through the md-5 crate: aggregate bytes per second.
+fn md5_lanes(c: &mut Criterion) {
+    use tessera::md5lanes::Md5Lanes;
+    if Md5Lanes::open().is_none() {
+        eprintln!("md5 lanes: no AVX-512 on this CPU, skipped");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let stripe = Bytes::from(data(MIB));
+    let mut g = c.benchmark_group("md5-lanes");
+    g.measurement_time(Duration::from_secs(3));
+    for streams in [1usize, 4, 16] {
+        g.throughput(Throughput::Bytes((streams * 8 * MIB) as u64));
+        g.bench_function(BenchmarkId::new("streams", streams), |b| {
+            b.iter(|| {
+                rt.block_on(futures::future::join_all((0..streams).map(|_| {
+                    let stripe = stripe.clone();
+                    async move {
+                        let lane = Md5Lanes::open().expect("engine");
+                        for _ in 0..8 {
+                            lane.update(stripe.clone()).await;
+                        }
+                        lane.finish().await
+                    }
+                })))
+            })
+        });
+    }
+    g.finish();
+}
+
 /// A GET as the AWS SDK signs it (UNSIGNED-PAYLOAD, a few headers), signed by `aws-sigv4`.
 fn signed_request() -> (http::Method, http::Uri, http::HeaderMap) {
     let uri = "http://127.0.0.1:9000/bench-bucket/photos/2026/holiday.jpg?x-id=GetObject";
@@ -264,5 +300,12 @@ fn xml_listing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, digests, sigv4_verify, chunked, xml_listing);
+criterion_group!(
+    benches,
+    digests,
+    md5_lanes,
+    sigv4_verify,
+    chunked,
+    xml_listing
+);
 criterion_main!(benches);

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod iam;
 pub mod limits;
 pub mod load;
+pub mod md5lanes;
 pub mod metrics;
 pub mod node;
 pub mod object;

@@ -653,10 +653,16 @@ enum Md5Stage {
         tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
         done: tokio::task::JoinHandle<[u8; 16]>,
     },
+    /// A lane of the process's vector MD5 engine, beside the other large PUTs (where the CPU
+    /// has AVX-512); at most 4 stripes wait for it.
+    Lanes(crate::md5lanes::Md5Lanes),
 }
 
 impl Md5Stage {
     fn pipe() -> Self {
+        if let Some(lane) = crate::md5lanes::Md5Lanes::open() {
+            return Md5Stage::Lanes(lane);
+        }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
         let done = tokio::task::spawn_blocking(move || {
             let mut h = Md5::new();
@@ -681,6 +687,12 @@ impl Md5Stage {
                 tx.send(stripe.clone())
                     .await
                     .map_err(|_| Error::Internal("md5 worker stopped".into()))?;
+                None
+            }
+            Md5Stage::Lanes(lane) => {
+                if !lane.update(stripe.clone()).await {
+                    return Err(Error::Internal("md5 engine stopped".into()));
+                }
                 None
             }
         };
@@ -717,6 +729,10 @@ impl Md5Stage {
                 drop(tx);
                 done.await.map_err(|e| Error::Internal(e.to_string()))
             }
+            Md5Stage::Lanes(lane) => lane
+                .finish()
+                .await
+                .ok_or_else(|| Error::Internal("md5 engine stopped".into())),
         }
     }
 }
