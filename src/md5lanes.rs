@@ -4,9 +4,10 @@
 //! stream: on the machines of docs/performance.md it runs at about 450 MiB/s on one core and
 //! takes half of a large PUT's CPU. AVX-512 holds sixteen 32-bit lanes, so sixteen independent
 //! MD5 chains can advance in one instruction stream for about the cost of one. One thread (the
-//! "engine") hashes every large PUT's body this way: each PUT is a lane, and whatever lanes have
-//! data when the engine looks are hashed together. A lane alone runs at about the speed of the
-//! scalar code; four PUTs at once hash 3.6x as fast as one (`benches/primitives.rs`).
+//! "engine", one per 8 cores) hashes every large PUT's body this way: each PUT is a lane, and
+//! whatever lanes have data when the engine looks are hashed together. A lane alone runs at
+//! about the speed of the scalar code; four streams at once hash 3.9x as fast as the md-5
+//! crate hashes one (`benches/primitives.rs`).
 //!
 //! On a CPU without AVX-512 `Md5Lanes::open` answers `None` and callers hash on their own.
 
@@ -33,30 +34,50 @@ enum Msg {
     Close(u64),
 }
 
-/// The engine: one thread for the process, started on first use.
+/// Cores per engine: one engine hashes about 4.7 GiB/s with all sixteen lanes busy
+/// (`benches/primitives.rs`), so a machine gets one per 8 cores (and a 2-core one, one).
+const CORES_PER_ENGINE: usize = 8;
+
+/// An engine: one thread, started on first use, and the channel to it.
 struct Engine {
-    tx: std::sync::Mutex<mpsc::Sender<Msg>>,
-    next: std::sync::atomic::AtomicU64,
+    tx: mpsc::Sender<Msg>,
+    /// False once its thread has ended (it has no reason to, but a PUT must not depend on
+    /// that): new streams then hash on their own threads.
+    alive: Arc<std::sync::atomic::AtomicBool>,
 }
 
-fn engine() -> Option<&'static Engine> {
-    static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            if !kernel::available() {
-                return None;
-            }
-            let (tx, rx) = mpsc::channel();
-            std::thread::Builder::new()
-                .name("md5-lanes".into())
-                .spawn(move || run(rx))
-                .ok()?;
-            Some(Engine {
-                tx: std::sync::Mutex::new(tx),
-                next: std::sync::atomic::AtomicU64::new(0),
+/// Sets the engine's `alive` to false when its thread ends, by return or by panic.
+struct Alive(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+fn engines() -> &'static [Engine] {
+    static ENGINES: OnceLock<Vec<Engine>> = OnceLock::new();
+    ENGINES.get_or_init(|| {
+        if !kernel::available() {
+            return Vec::new();
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (0..cores.div_ceil(CORES_PER_ENGINE))
+            .filter_map(|i| {
+                let (tx, rx) = mpsc::channel();
+                let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+                let guard = Alive(alive.clone());
+                std::thread::Builder::new()
+                    .name(format!("md5-lanes-{i}"))
+                    .spawn(move || {
+                        let _guard = guard;
+                        run(rx)
+                    })
+                    .ok()?;
+                Some(Engine { tx, alive })
             })
-        })
-        .as_ref()
+            .collect()
+    })
 }
 
 /// One stream's MD5, computed by the engine.
@@ -76,13 +97,18 @@ impl Drop for Md5Lanes {
 }
 
 impl Md5Lanes {
-    /// A new stream, or `None` where the CPU has no AVX-512.
+    /// A new stream, or `None` where the CPU has no AVX-512 (or its engine has stopped).
     pub fn open() -> Option<Self> {
-        let e = engine()?;
-        let tx = e.tx.lock().ok()?.clone();
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let all = engines();
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let e = all.get(usize::try_from(id).ok()? % all.len().max(1))?;
+        if !e.alive.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
         Some(Self {
-            id: e.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            tx,
+            id,
+            tx: e.tx.clone(),
             permits: Arc::new(tokio::sync::Semaphore::new(LANE_DEPTH)),
             finished: false,
         })
@@ -125,7 +151,7 @@ struct Lane {
 const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
 
 impl Lane {
-    fn new() -> Self {
+    fn new(round: u64) -> Self {
         Self {
             state: INIT,
             len: 0,
@@ -133,7 +159,7 @@ impl Lane {
             queue: VecDeque::new(),
             at: 0,
             finish: None,
-            served: 0,
+            served: round,
         }
     }
 
@@ -204,12 +230,12 @@ fn run(rx: mpsc::Receiver<Msg>) {
             match msg {
                 Msg::Data(id, data, permit) => {
                     if !data.is_empty() {
-                        let lane = lanes.entry(id).or_insert_with(Lane::new);
+                        let lane = lanes.entry(id).or_insert_with(|| Lane::new(round));
                         lane.queue.push_back((data, permit));
                     }
                 }
                 Msg::Finish(id, reply) => {
-                    lanes.entry(id).or_insert_with(Lane::new).finish = Some(reply);
+                    lanes.entry(id).or_insert_with(|| Lane::new(round)).finish = Some(reply);
                 }
                 Msg::Close(id) => {
                     lanes.remove(&id);
@@ -226,24 +252,26 @@ fn run(rx: mpsc::Receiver<Msg>) {
             .collect();
         ready.sort_unstable_by_key(|&(id, _, served)| (served, id));
         ready.truncate(LANES);
-        if let Some(blocks) = ready.iter().map(|&(_, n, _)| n).min() {
-            let blocks = blocks.min(ROUND_BLOCKS);
+        // Each lane its own number of blocks (up to ROUND_BLOCKS): a lane that runs out
+        // early drops out of the vector for the rest of the round.
+        if !ready.is_empty() {
             let mut states = [INIT; LANES];
             let mut data: Vec<&[u8]> = Vec::with_capacity(LANES);
-            for (i, (id, _, _)) in ready.iter().enumerate() {
-                let l = &lanes[id];
+            for (i, &(id, n, _)) in ready.iter().enumerate() {
+                let l = &lanes[&id];
                 states[i] = l.state;
                 let front = &l.queue[0].0;
-                data.push(&front[l.at..l.at + blocks * 64]);
+                data.push(&front[l.at..l.at + n.min(ROUND_BLOCKS) * 64]);
             }
-            kernel::compress_lanes(&mut states, &data, blocks);
+            kernel::compress_lanes(&mut states, &data);
             drop(data);
-            for (i, (id, _, _)) in ready.iter().enumerate() {
-                let l = lanes.get_mut(id).expect("lane");
+            for (i, &(id, n, _)) in ready.iter().enumerate() {
+                let l = lanes.get_mut(&id).expect("lane");
+                let bytes = n.min(ROUND_BLOCKS) * 64;
                 l.state = states[i];
                 l.served = round;
-                l.at += blocks * 64;
-                l.len += (blocks * 64) as u64;
+                l.at += bytes;
+                l.len += bytes as u64;
                 if l.at == l.queue[0].0.len() {
                     l.queue.pop_front();
                     l.at = 0;
@@ -352,29 +380,29 @@ mod kernel {
     /// One block of one stream.
     pub fn compress_one(state: &mut [u32; 4], block: &[u8]) {
         let mut states = [*state; super::LANES];
-        compress_lanes(&mut states, &[block], 1);
+        compress_lanes(&mut states, &[block]);
         *state = states[0];
     }
 
-    /// `blocks` blocks of each stream in `data` (at most 16, each `blocks * 64` bytes long),
-    /// advancing `states[i]` for `data[i]`.
+    /// The whole blocks of each stream in `data` (at most 16 streams, each a multiple of 64
+    /// bytes long, not necessarily all the same length), advancing `states[i]` by `data[i]`.
     // `unsafe`, measured (docs/decisions.md, "MD5 of many PUTs at once"): with the MD5 of
     // four 64 MiB PUTs hashed in one vector, they ran at 580 MB/s instead of 210-420, and the
     // server spent 0.77x the CPU per GiB under `aws s3 cp`. Safe Rust has no vector MD5.
     #[allow(unsafe_code)]
-    pub fn compress_lanes(states: &mut [[u32; 4]; super::LANES], data: &[&[u8]], blocks: usize) {
+    pub fn compress_lanes(states: &mut [[u32; 4]; super::LANES], data: &[&[u8]]) {
         assert!(data.len() <= super::LANES);
-        assert!(data.iter().all(|d| d.len() >= blocks * 64));
+        assert!(data.iter().all(|d| d.len() % 64 == 0));
         #[cfg(target_arch = "x86_64")]
         {
             assert!(available(), "md5 lanes need AVX-512");
-            // SAFETY: the CPU has AVX-512F (checked above); the function reads only the
-            // `blocks * 64` bytes of each slice, whose lengths were checked.
-            unsafe { avx512::compress(states, data, blocks) }
+            // SAFETY: the CPU has AVX-512F (checked above); the function reads only within
+            // each slice (by bounds-checked slicing).
+            unsafe { avx512::compress(states, data) }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (states, data, blocks);
+            let _ = (states, data);
             unreachable!("md5 lanes are only used where AVX-512 is");
         }
     }
@@ -388,15 +416,11 @@ mod kernel {
         use std::arch::x86_64::*;
 
         /// # Safety
-        /// The CPU must have AVX-512F. Every slice of `data` must hold `blocks * 64` bytes:
-        /// only those are read.
+        /// The CPU must have AVX-512F. At most 16 slices in `data`, each a multiple of 64
+        /// bytes long.
         #[target_feature(enable = "avx512f")]
-        pub unsafe fn compress(
-            states: &mut [[u32; 4]; super::super::LANES],
-            data: &[&[u8]],
-            blocks: usize,
-        ) {
-            let lanes = data.len();
+        pub unsafe fn compress(states: &mut [[u32; 4]; super::super::LANES], data: &[&[u8]]) {
+            let blocks = data.iter().map(|d| d.len() / 64).max().unwrap_or(0);
             let mut columns = [[0u32; 16]; 4];
             for (l, s) in states.iter().enumerate() {
                 for (j, w) in s.iter().enumerate() {
@@ -407,17 +431,20 @@ mod kernel {
             let mut b = _mm512_loadu_si512(columns[1].as_ptr().cast());
             let mut c = _mm512_loadu_si512(columns[2].as_ptr().cast());
             let mut d = _mm512_loadu_si512(columns[3].as_ptr().cast());
+            // words[j][l]: word j of lane l's block. A lane with no block left keeps whatever
+            // was there: its result is masked off below.
             let mut words = [[0u32; 16]; 16];
             let mut m = [_mm512_setzero_si512(); 16];
             for n in 0..blocks {
+                let mut active: __mmask16 = 0;
                 for (l, lane) in data.iter().enumerate() {
-                    let block = &lane[n * 64..n * 64 + 64];
+                    let Some(block) = lane.get(n * 64..n * 64 + 64) else {
+                        continue;
+                    };
+                    active |= 1 << l;
                     for (j, w) in block.chunks_exact(4).enumerate() {
                         words[j][l] = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
                     }
-                }
-                for w in words.iter_mut() {
-                    w[lanes..].fill(0);
                 }
                 for (v, w) in m.iter_mut().zip(&words) {
                     *v = _mm512_loadu_si512(w.as_ptr().cast());
@@ -503,10 +530,11 @@ mod kernel {
                 step!(0x39, c, d, a, b, 62, 2, 15);
                 step!(0x39, b, c, d, a, 63, 9, 21);
 
-                a = _mm512_add_epi32(a, a0);
-                b = _mm512_add_epi32(b, b0);
-                c = _mm512_add_epi32(c, c0);
-                d = _mm512_add_epi32(d, d0);
+                // Lanes in `active` add the block's result; the others keep their state.
+                a = _mm512_mask_add_epi32(a0, active, a, a0);
+                b = _mm512_mask_add_epi32(b0, active, b, b0);
+                c = _mm512_mask_add_epi32(c0, active, c, c0);
+                d = _mm512_mask_add_epi32(d0, active, d, d0);
             }
             let mut out = [[0u32; 16]; 4];
             for (o, v) in out.iter_mut().zip([a, b, c, d]) {
@@ -547,12 +575,15 @@ mod tests {
             eprintln!("no AVX-512 here: PUTs hash on their own threads");
             return;
         }
-        let streams: Vec<Vec<u8>> = (0..16).map(|i| bytes(64 * 9, i)).collect();
+        // Lanes of 0 to 15 blocks: each drops out of the vector when its blocks run out.
+        let streams: Vec<Vec<u8>> = (0..16)
+            .map(|i| bytes(64 * ((i as usize * 7) % 16), i))
+            .collect();
         let mut states = [INIT; LANES];
         let data: Vec<&[u8]> = streams.iter().map(Vec::as_slice).collect();
-        kernel::compress_lanes(&mut states, &data, 9);
+        kernel::compress_lanes(&mut states, &data);
         for (i, s) in streams.iter().enumerate() {
-            let mut lane = Lane::new();
+            let mut lane = Lane::new(0);
             lane.state = states[i];
             lane.len = s.len() as u64;
             assert_eq!(lane.digest(), <[u8; 16]>::from(Md5::digest(s)), "lane {i}");
