@@ -177,9 +177,7 @@ impl Lane {
                 self.at += take;
                 self.len += take as u64;
                 if self.partial.len() == 64 {
-                    let block = std::mem::take(&mut self.partial);
-                    kernel::compress_one(&mut self.state, &block);
-                    self.partial = block;
+                    kernel::compress_one(&mut self.state, &self.partial);
                     self.partial.clear();
                 }
                 if self.at == front.len() {
