@@ -606,6 +606,33 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "BadDigest");
+    // Bodies large enough for shard files, three stripes and one: their files are synced
+    // while the MD5 is still being taken, and a wrong MD5 or CRC32 must remove them again.
+    let big = common::data((2 << 20) + 12_345, 7);
+    let e = c
+        .put_object()
+        .bucket("strict")
+        .key("md5")
+        .content_md5("1B2M2Y8AsgTpgAmY7PhCfg==")
+        .body(ByteStream::from(big.clone()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "BadDigest");
+    let e = c
+        .put_object()
+        .bucket("strict")
+        .key("crc")
+        .checksum_crc32("AAAAAA==")
+        .body(ByteStream::from(big[..300_000].to_vec()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "BadDigest");
+    assert_eq!(
+        common::shard_files(&s.data),
+        Vec::<std::path::PathBuf>::new()
+    );
     let e = c
         .put_object()
         .bucket("strict")
