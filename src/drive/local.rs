@@ -454,10 +454,16 @@ fn write_atomic(tmp: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// the file system takes no direct I/O).
 const WRITEBACK_EVERY: u64 = 4 << 20;
 
-/// Frames a shard writer gathers before they go to the disk: a file no larger (a shard of an
-/// object up to 4 MiB at 4+2) is written once, at commit, through the page cache, so that a
-/// read that follows finds it there. A larger one goes in runs of this size with direct I/O.
+/// Blocks a shard writer gathers before they go to the disk with direct I/O, in writes of at
+/// most this size from one reused buffer.
 const DIRECT_RUN: usize = 1 << 20;
+
+/// A shard file whose blocks total no more (a shard of an object up to 1 MiB at 4+2) is
+/// written once, at commit, through the page cache, so that a read that follows finds it
+/// there. Larger ones go with direct I/O (all but a last piece smaller than `DIRECT_ALIGN`):
+/// measured, a 4 MiB object's shards written through the page cache at commit made 4 MiB PUT
+/// c4 slower than before direct I/O, and with it faster (docs/performance.md).
+const CACHED_MAX: usize = 256 << 10;
 
 /// Alignment of direct I/O: memory address, file offset and length.
 const DIRECT_ALIGN: usize = 4096;
@@ -465,9 +471,9 @@ const DIRECT_ALIGN: usize = 4096;
 struct LocalShardWriter {
     /// Shared with the blocking thread that writes a run; `None` while it has it.
     out: Option<ShardOut>,
-    /// Frames not yet handed to the file.
+    /// Frames not yet handed to the file, and the bytes of their blocks.
     held: Vec<Framed>,
-    held_bytes: usize,
+    held_blocks: usize,
     tmp: PathBuf,
     dest: PathBuf,
     committed: bool,
@@ -480,8 +486,8 @@ struct ShardOut {
     /// file system refused it (then runs go through the page cache).
     direct: Option<std::fs::File>,
     direct_refused: bool,
-    /// An aligned run being assembled: `aligned[at..at + len]`, where `at` puts its start on
-    /// a `DIRECT_ALIGN` boundary. Allocated at the first run and reused.
+    /// Where a direct write is assembled: `aligned[at..at + DIRECT_RUN]`, where `at` puts
+    /// its start on a `DIRECT_ALIGN` boundary. Allocated at the first run and reused.
     aligned: Vec<u8>,
     /// Bytes after the last aligned run, written before the held frames.
     tail: Vec<u8>,
@@ -516,83 +522,106 @@ fn advise(file: &std::fs::File, offset: u64, len: u64, advice: rustix::fs::Advic
 }
 
 impl ShardOut {
-    /// Writes the tail and `frames` (`bytes` long). Unless `last`, the whole multiple of
-    /// `DIRECT_ALIGN` among them goes with direct I/O and the rest stays as the new tail; the
-    /// last run (and any run the file system takes no direct I/O for) goes through the page
-    /// cache. Direct I/O spares the copy into the page cache and its writeback, which on
-    /// these machines cost about 7 times the CPU per byte (docs/performance.md).
+    /// Writes the tail and `frames`. Unless `cached`, the whole multiple of `DIRECT_ALIGN`
+    /// among them goes with direct I/O; the rest stays as the new tail, unless this is the
+    /// `last` run. What is left of the last run, a `cached` one, and any run the file system
+    /// takes no direct I/O for go through the page cache. Direct I/O spares the copy into the
+    /// page cache and its writeback, which on these machines cost several times the CPU per
+    /// byte (docs/performance.md).
     fn write_run(
         &mut self,
         path: &Path,
         frames: &[Framed],
-        bytes: usize,
         last: bool,
+        cached: bool,
     ) -> std::io::Result<()> {
         use std::os::unix::fs::{FileExt, OpenOptionsExt};
-        let total = self.tail.len() + bytes;
-        let run = total / DIRECT_ALIGN * DIRECT_ALIGN;
-        if !last && run > 0 && self.direct.is_none() && !self.direct_refused {
+        let tail = std::mem::take(&mut self.tail);
+        let mut pieces: Vec<&[u8]> = Vec::with_capacity(1 + 2 * frames.len());
+        pieces.push(&tail);
+        for f in frames {
+            pieces.push(&f.hash);
+            pieces.push(&f.block);
+        }
+        let total: usize = pieces.iter().map(|p| p.len()).sum();
+        let mut direct_bytes = if cached {
+            0
+        } else {
+            total / DIRECT_ALIGN * DIRECT_ALIGN
+        };
+        if direct_bytes > 0 && self.direct.is_none() && !self.direct_refused {
             match std::fs::OpenOptions::new()
                 .write(true)
                 .custom_flags(libc::O_DIRECT)
                 .open(path)
             {
                 Ok(f) => self.direct = Some(f),
-                Err(_) => self.direct_refused = true,
-            }
-        }
-        let direct = match &self.direct {
-            Some(d) if !last && run > 0 => d,
-            _ => {
-                // Through the page cache, as the frames are, without gathering them.
-                let mut slices: Vec<std::io::IoSlice> = Vec::with_capacity(1 + 2 * frames.len());
-                slices.push(std::io::IoSlice::new(&self.tail));
-                for f in frames {
-                    slices.push(std::io::IoSlice::new(&f.hash));
-                    slices.push(std::io::IoSlice::new(&f.block));
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "no direct I/O for this shard file");
+                    self.direct_refused = true;
                 }
-                write_all_vectored_at(&self.file, &mut slices, self.written)?;
-                self.tail.clear();
-                self.written += total as u64;
-                let pending = self.written - self.flushing;
-                if !last && pending >= WRITEBACK_EVERY {
-                    start_writeback(&self.file, self.flushing, pending);
-                    self.flushing = self.written;
+            }
+        }
+        if self.direct.is_none() {
+            direct_bytes = 0;
+        }
+        // Direct writes of at most `DIRECT_RUN`, each gathered from the pieces; `pieces[next]`
+        // from byte `skip` on is the first not yet written.
+        let (mut next, mut skip) = (0, 0);
+        while direct_bytes > 0 {
+            let Some(direct) = &self.direct else { break };
+            let len = direct_bytes.min(DIRECT_RUN);
+            if self.aligned.len() < DIRECT_RUN + DIRECT_ALIGN {
+                self.aligned = vec![0; DIRECT_RUN + DIRECT_ALIGN];
+            }
+            let at = self.aligned.as_ptr().align_offset(DIRECT_ALIGN);
+            let buf = &mut self.aligned[at..at + len];
+            let mut filled = 0;
+            while filled < len {
+                let piece = &pieces[next][skip..];
+                let n = piece.len().min(len - filled);
+                buf[filled..filled + n].copy_from_slice(&piece[..n]);
+                filled += n;
+                skip += n;
+                if skip == pieces[next].len() {
+                    (next, skip) = (next + 1, 0);
                 }
-                return Ok(());
             }
-        };
-        if self.aligned.len() < run + DIRECT_ALIGN {
-            self.aligned = vec![0; run + DIRECT_ALIGN];
-        }
-        let at = self.aligned.as_ptr().align_offset(DIRECT_ALIGN);
-        let buf = &mut self.aligned[at..at + run];
-        let mut filled = 0;
-        let mut rest: Vec<&[u8]> = Vec::new();
-        for piece in std::iter::once(&self.tail[..])
-            .chain(frames.iter().flat_map(|f| [&f.hash[..], &f.block[..]]))
-        {
-            let n = piece.len().min(run - filled);
-            buf[filled..filled + n].copy_from_slice(&piece[..n]);
-            filled += n;
-            if n < piece.len() {
-                rest.push(&piece[n..]);
+            match direct.write_all_at(buf, self.written) {
+                Ok(()) => {}
+                // A device whose blocks are larger than `DIRECT_ALIGN`: the page cache from now.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    self.direct = None;
+                    self.direct_refused = true;
+                    self.file.write_all_at(buf, self.written)?;
+                }
+                Err(e) => return Err(e),
             }
+            self.written += len as u64;
+            self.flushing = self.written;
+            direct_bytes -= len;
         }
-        let new_tail: Vec<u8> = rest.concat();
-        match direct.write_all_at(buf, self.written) {
-            Ok(()) => {}
-            // A device whose blocks are larger than `DIRECT_ALIGN`: the page cache from now.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                self.direct = None;
-                self.direct_refused = true;
-                self.file.write_all_at(buf, self.written)?;
-            }
-            Err(e) => return Err(e),
+        let mut left: Vec<&[u8]> = Vec::with_capacity(pieces.len() - next.min(pieces.len()));
+        if next < pieces.len() {
+            left.push(&pieces[next][skip..]);
+            left.extend_from_slice(&pieces[next + 1..]);
         }
-        self.written += run as u64;
-        self.flushing = self.written;
-        self.tail = new_tail;
+        if self.direct.is_some() && !last {
+            // Less than `DIRECT_ALIGN` is left: the next run starts with it.
+            self.tail = left.concat();
+            return Ok(());
+        }
+        // Through the page cache, as the pieces are, without gathering them.
+        let mut slices: Vec<std::io::IoSlice> =
+            left.iter().map(|p| std::io::IoSlice::new(p)).collect();
+        let rest: usize = left.iter().map(|p| p.len()).sum();
+        write_all_vectored_at(&self.file, &mut slices, self.written)?;
+        self.written += rest as u64;
+        let pending = self.written - self.flushing;
+        if !last && pending >= WRITEBACK_EVERY {
+            start_writeback(&self.file, self.flushing, pending);
+            self.flushing = self.written;
+        }
         Ok(())
     }
 }
@@ -624,10 +653,11 @@ impl LocalShardWriter {
             .take()
             .ok_or_else(|| DriveError::Corrupt("shard writer already failed".into()))?;
         let frames = std::mem::take(&mut self.held);
-        let bytes = std::mem::take(&mut self.held_bytes);
+        let cached = last && out.written == 0 && self.held_blocks <= CACHED_MAX;
+        self.held_blocks = 0;
         let path = self.tmp.clone();
         let out = tokio::task::spawn_blocking(move || {
-            out.write_run(&path, &frames, bytes, last).map(|()| out)
+            out.write_run(&path, &frames, last, cached).map(|()| out)
         })
         .await
         .map_err(|e| DriveError::Io(std::io::Error::other(e)))??;
@@ -650,9 +680,9 @@ impl ShardWriter for LocalShardWriter {
         if self.out.is_none() {
             return Err(DriveError::Corrupt("shard writer already failed".into()));
         }
-        self.held_bytes += frame.len();
+        self.held_blocks += frame.block.len();
         self.held.push(frame);
-        if self.held_bytes >= DIRECT_RUN {
+        if self.held_blocks > DIRECT_RUN {
             self.write_held(false).await?;
         }
         Ok(())
@@ -741,7 +771,7 @@ impl Drive for LocalDrive {
                 flushing: 0,
             }),
             held: Vec::new(),
-            held_bytes: 0,
+            held_blocks: 0,
             tmp,
             dest,
             committed: false,
@@ -1390,14 +1420,15 @@ mod tests {
 
     /// Frames of odd sizes, together several direct-I/O runs long with a tail that is not a
     /// multiple of the alignment between them, come back byte for byte, and a small file
-    /// (written only at commit) too.
+    /// (written only at commit, through the page cache) too.
     #[tokio::test]
     async fn shard_files_written_in_direct_runs_read_back_whole() {
         let dir = tempfile::tempdir().unwrap();
         let d = LocalDrive::open(dir.path()).unwrap();
-        let sizes: [&[usize]; 2] = [
+        let sizes: [&[usize]; 3] = [
             &[7, 300_001, 1 << 20, 5, 700_001, 4096, 2_000_003, 262_144, 1],
             &[1, 262_144, 9_999],
+            &[1, 100_000],
         ];
         for (n, sizes) in sizes.iter().enumerate() {
             let name = format!("abcd-{n}");
@@ -1413,6 +1444,40 @@ mod tests {
             let path = d.shard_path("bkt", &name);
             assert_eq!(std::fs::read(path).unwrap(), want, "file {n}");
         }
+    }
+
+    /// Blocks are held until they total more than `DIRECT_RUN`, then written with direct
+    /// I/O in multiples of `DIRECT_ALIGN`; the file is whole after the commit.
+    #[tokio::test]
+    async fn shard_files_gather_a_run_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = LocalDrive::open(dir.path()).unwrap();
+        let mut w = d.create_shard("bkt", "abcd-small").await.unwrap();
+        let tmp_len = || {
+            let files: Vec<_> = std::fs::read_dir(dir.path().join("tmp"))
+                .unwrap()
+                .flatten()
+                .collect();
+            assert_eq!(files.len(), 1);
+            files[0].metadata().unwrap().len()
+        };
+        for _ in 0..4 {
+            w.write(Framed::new(Bytes::from(vec![7u8; DIRECT_RUN / 4])))
+                .await
+                .unwrap();
+        }
+        assert_eq!(tmp_len(), 0);
+        w.write(Framed::new(Bytes::from(vec![8u8; 10])))
+            .await
+            .unwrap();
+        let written = tmp_len();
+        assert!(
+            written > 0 && written % DIRECT_ALIGN as u64 == 0,
+            "{written}"
+        );
+        w.commit().await.unwrap();
+        let f = std::fs::read(d.shard_path("bkt", "abcd-small")).unwrap();
+        assert_eq!(f.len(), 4 * (32 + DIRECT_RUN / 4) + 32 + 10);
     }
 
     #[tokio::test]

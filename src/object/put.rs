@@ -28,9 +28,10 @@ fn layout(codec: &crate::erasure::Codec, distribution: &[u8]) -> ErasureLayout {
 /// A request body: data pieces, or the error that ended it.
 pub type BodyStream = BoxStream<'static, std::result::Result<Bytes, BoxError>>;
 
-/// Called once the body has been read whole, before anything is committed: it checks what
-/// only the end of the body can tell (trailing checksums, payload hashes) and returns the
-/// checksum to store, as `(algorithm, base64 value)`.
+/// Called once the body has been read whole, before any record names the object's shard
+/// files (a failure deletes them): it checks what only the end of the body can tell
+/// (trailing checksums, payload hashes) and returns the checksum to store, as
+/// `(algorithm, base64 value)`.
 pub type FinishCheck =
     Box<dyn FnOnce() -> std::result::Result<Option<(String, String)>, BoxError> + Send>;
 
