@@ -626,6 +626,55 @@ impl ShardOut {
     }
 }
 
+/// Reads of at least this many bytes of a shard file go with direct I/O (see `read_direct`).
+const DIRECT_READ_MIN: usize = 512 << 10;
+
+/// Reads `want` bytes at `offset` with direct I/O, into one aligned buffer that the returned
+/// bytes are a slice of. `None` where the file system refuses direct I/O. The page cache
+/// costs more CPU per byte than the disk on these machines: `fio` read 2 GiB from a cold
+/// cache at 458-812 MiB/s on 75-96% of a core, and with direct I/O at 1,730 MiB/s on 9%.
+fn read_direct(path: &Path, offset: u64, want: usize) -> Result<Option<Bytes>, DriveError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(DriveError::NotFound),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let align = DIRECT_ALIGN as u64;
+    let start = offset / align * align;
+    let skip = (offset - start) as usize;
+    let span = (skip + want).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+    let mut raw = vec![0u8; span + DIRECT_ALIGN];
+    let at = raw.as_ptr().align_offset(DIRECT_ALIGN);
+    let mut got = 0;
+    while got < span {
+        // Each read stays aligned: a short one can only end at the end of the file.
+        match rustix::io::pread(&f, &mut raw[at + got..at + span], start + got as u64) {
+            Ok(0) => break,
+            Ok(n) if n % DIRECT_ALIGN != 0 => {
+                got += n;
+                break;
+            }
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::INVAL) if got == 0 => return Ok(None),
+            Err(e) => return Err(std::io::Error::from(e).into()),
+        }
+    }
+    if got < skip + want {
+        return Err(DriveError::Corrupt(format!(
+            "shard file short: wanted {want} bytes at {offset}, got {}",
+            got.saturating_sub(skip)
+        )));
+    }
+    Ok(Some(Bytes::from(raw).slice(at + skip..at + skip + want)))
+}
+
 /// Writes every byte of `slices` at `offset`, in as few system calls as the kernel allows.
 fn write_all_vectored_at(
     file: &std::fs::File,
@@ -794,12 +843,17 @@ impl Drive for LocalDrive {
                 }
                 Err(e) => return Err(e.into()),
             };
+            let want = usize::try_from(len).map_err(|_| DriveError::Corrupt("len".into()))?;
+            if want >= DIRECT_READ_MIN {
+                if let Some(b) = read_direct(&path, offset, want)? {
+                    return Ok(b);
+                }
+            }
             // The kernel's read-ahead is off for this handle: on a new handle per batch it
             // started small and grew into multi-MiB reads that the next batch then waited on
             // whole (a 12-20 ms stall midway through every 64 MiB GET). The read below and
             // the hint after it keep the disk busy with the ranges a GET reads next instead.
             advise(&f, 0, 0, rustix::fs::Advice::Random);
-            let want = usize::try_from(len).map_err(|_| DriveError::Corrupt("len".into()))?;
             // Read into spare capacity (the buffer is not zeroed first), all that is left in
             // one call: the kernel then reads the whole range from the disk at once, where
             // `read_to_end`'s growing reads (8 KiB, 16 KiB, ...) had it start small each time.
@@ -1444,6 +1498,47 @@ mod tests {
             let path = d.shard_path("bkt", &name);
             assert_eq!(std::fs::read(path).unwrap(), want, "file {n}");
         }
+    }
+
+    /// Reads large enough for direct I/O return exactly the bytes asked for, whatever their
+    /// alignment, up to the end of the file; one past it is a short file.
+    #[tokio::test]
+    async fn direct_reads_return_the_range_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = LocalDrive::open(dir.path()).unwrap();
+        let mut w = d.create_shard("bkt", "abcd-read").await.unwrap();
+        for i in 0..5u8 {
+            w.write(Framed::new(Bytes::from(vec![i; 700_001])))
+                .await
+                .unwrap();
+        }
+        w.commit().await.unwrap();
+        let file = std::fs::read(d.shard_path("bkt", "abcd-read")).unwrap();
+        let size = file.len() as u64;
+        let min = DIRECT_READ_MIN as u64;
+        for (offset, len) in [
+            (0, min),
+            (12_345, min + 7),
+            (4096, 3 * min),
+            (size - min, min),
+            (size - min - 4095, min + 4095),
+            (1, size - 1),
+        ] {
+            let got = d.read_shard("bkt", "abcd-read", offset, len).await.unwrap();
+            assert_eq!(
+                got.as_ref(),
+                &file[offset as usize..(offset + len) as usize],
+                "{offset}+{len}"
+            );
+        }
+        assert!(matches!(
+            d.read_shard("bkt", "abcd-read", size - min + 1, min).await,
+            Err(DriveError::Corrupt(_))
+        ));
+        assert!(matches!(
+            d.read_shard("bkt", "abcd-none", 0, min).await,
+            Err(DriveError::NotFound)
+        ));
     }
 
     /// Blocks are held until they total more than `DIRECT_RUN`, then written with direct
