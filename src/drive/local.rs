@@ -535,7 +535,7 @@ impl ShardOut {
         last: bool,
         cached: bool,
     ) -> std::io::Result<()> {
-        use std::os::unix::fs::{FileExt, OpenOptionsExt};
+        use std::os::unix::fs::FileExt;
         let tail = std::mem::take(&mut self.tail);
         let mut pieces: Vec<&[u8]> = Vec::with_capacity(1 + 2 * frames.len());
         pieces.push(&tail);
@@ -550,11 +550,7 @@ impl ShardOut {
             total / DIRECT_ALIGN * DIRECT_ALIGN
         };
         if direct_bytes > 0 && self.direct.is_none() && !self.direct_refused {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(path)
-            {
+            match open_direct(path, std::fs::OpenOptions::new().write(true)) {
                 Ok(f) => self.direct = Some(f),
                 Err(e) => {
                     tracing::debug!(path = %path.display(), error = %e, "no direct I/O for this shard file");
@@ -626,6 +622,12 @@ impl ShardOut {
     }
 }
 
+/// Opens `path` as `options` say, with direct I/O (`O_DIRECT`).
+fn open_direct(path: &Path, options: &mut std::fs::OpenOptions) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    options.custom_flags(libc::O_DIRECT).open(path)
+}
+
 /// Reads of at least this many bytes of a shard file go with direct I/O (see `read_direct`).
 const DIRECT_READ_MIN: usize = 512 << 10;
 
@@ -636,12 +638,7 @@ const DIRECT_READ_MIN: usize = 512 << 10;
 /// costs more CPU per byte than the disk on these machines: `fio` read 2 GiB from a cold
 /// cache at 458-812 MiB/s on 75-96% of a core, and with direct I/O at 1,730 MiB/s on 9%.
 fn read_direct(path: &Path, offset: u64, want: usize) -> Result<Option<Bytes>, DriveError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-    {
+    let f = match open_direct(path, std::fs::OpenOptions::new().read(true)) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(DriveError::NotFound),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
@@ -684,7 +681,6 @@ fn write_all_vectored_at(
     mut offset: u64,
 ) -> std::io::Result<()> {
     let mut slices = &mut slices[..];
-    std::io::IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
         let n = rustix::io::pwritev(file, slices, offset)?;
         if n == 0 {

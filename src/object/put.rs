@@ -359,6 +359,17 @@ impl ErasureSet {
             };
             Ok((digest, checksum))
         });
+        // A wrong digest or checksum is reported before a missed quorum, as before.
+        let ok = committed.iter().filter(|c| **c).count();
+        let checked = checked.and_then(|c| {
+            if ok < self.write_quorum() {
+                return Err(Error::Quorum(format!(
+                    "{ok} of {n} drives committed shards; need {}",
+                    self.write_quorum()
+                )));
+            }
+            Ok(c)
+        });
         let (digest, checksum) = match checked {
             Ok(c) => c,
             Err(e) => {
@@ -368,16 +379,6 @@ impl ErasureSet {
                 return Err(e);
             }
         };
-        let ok = committed.iter().filter(|c| **c).count();
-        if ok < self.write_quorum() {
-            if !inline {
-                self.on_drives(|d| d.delete_shard(bucket, &data_dir)).await;
-            }
-            return Err(Error::Quorum(format!(
-                "{ok} of {n} drives committed shards; need {}",
-                self.write_quorum()
-            )));
-        }
         Ok(Encoded {
             size,
             md5: digest,
