@@ -135,7 +135,9 @@ impl Node {
                     .http2()
                     .adaptive_window(true)
                     .initial_stream_window_size(4 << 20)
-                    .initial_connection_window_size(16 << 20);
+                    .initial_connection_window_size(16 << 20)
+                    .max_frame_size(1 << 20)
+                    .max_send_buf_size(4 << 20);
                 let result = match tls {
                     None => {
                         let io = hyper_util::rt::TokioIo::new(tcp);

@@ -167,34 +167,30 @@ impl ObjectReader {
             let part = data.slice(start as usize..end as usize);
             return Ok(Box::pin(futures::stream::once(async move { Ok(part) })));
         }
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Bytes>>>(2);
+        // A GET alone reads two batches at once after its first, so one batch's round trips
+        // and disk reads overlap the next one's; with other GETs running, the disks and cores already have
+        // work, and reading ahead only adds memory and queueing (measured in
+        // docs/performance.md). Finished batches wait in the channel for the client.
+        let active = Streaming::start();
+        let ahead = if active.others() == 0 { 2 } else { 1 };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Bytes>>>(1);
         tokio::spawn(async move {
+            let _active = active;
             let stripe = self.codec.stripe_size() as u64;
             let per_batch = (BATCH_BYTES / stripe).max(1);
-            let mut seg_start = 0u64;
-            for seg in super::segments(&self.info) {
-                let seg_end = seg_start + seg.size;
-                if seg_end <= start || seg.size == 0 {
-                    seg_start = seg_end;
-                    continue;
+            let mut todo = batches(super::segments(&self.info), stripe, per_batch, start, end);
+            let reader = &self;
+            let read =
+                |b: Batch| async move { reader.read_stripes(&b.seg, b.s0, b.s1, b.lo, b.hi).await };
+            // The first batch is read alone: the response waits for it.
+            let first = futures::stream::iter(todo.next()).then(read);
+            let rest = futures::stream::iter(todo).map(read).buffered(ahead);
+            let mut reads = std::pin::pin!(first.chain(rest));
+            while let Some(item) = reads.next().await {
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
                 }
-                if seg_start >= end {
-                    break;
-                }
-                let lo = start.saturating_sub(seg_start);
-                let hi = end.min(seg_end) - seg_start;
-                let last_stripe = (hi - 1) / stripe;
-                let mut s = lo / stripe;
-                while s <= last_stripe {
-                    let e = (s + per_batch - 1).min(last_stripe);
-                    let item = self.read_stripes(&seg, s, e, lo, hi).await;
-                    let failed = item.is_err();
-                    if tx.send(item).await.is_err() || failed {
-                        return;
-                    }
-                    s = e + 1;
-                }
-                seg_start = seg_end;
             }
         });
         let first = match rx.recv().await {
@@ -376,6 +372,74 @@ impl ObjectReader {
     }
 }
 
+/// Object reads streaming in this process, counted while their reader runs.
+static STREAMING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One object read counted in [`STREAMING`] until dropped.
+struct Streaming;
+
+impl Streaming {
+    fn start() -> Self {
+        STREAMING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Streaming
+    }
+
+    /// How many other object reads are streaming.
+    fn others(&self) -> usize {
+        STREAMING
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(1)
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        STREAMING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Stripes `s0..=s1` of a segment, of which the bytes `lo..hi` are wanted.
+struct Batch {
+    seg: Segment,
+    s0: u64,
+    s1: u64,
+    lo: u64,
+    hi: u64,
+}
+
+/// The batches that cover bytes `start..end` of an object made of `segs`, in order, each of
+/// at most `per_batch` stripes; made one at a time, however many parts the object has.
+fn batches(
+    segs: Vec<Segment>,
+    stripe: u64,
+    per_batch: u64,
+    start: u64,
+    end: u64,
+) -> impl Iterator<Item = Batch> + Send {
+    let mut seg_end = 0u64;
+    segs.into_iter()
+        .map(move |seg| {
+            seg_end += seg.size;
+            (seg_end - seg.size, seg)
+        })
+        .take_while(move |(seg_start, _)| *seg_start < end)
+        .filter(move |(seg_start, seg)| seg.size > 0 && seg_start + seg.size > start)
+        .flat_map(move |(seg_start, seg)| {
+            let lo = start.saturating_sub(seg_start);
+            let hi = end.min(seg_start + seg.size) - seg_start;
+            let last = (hi - 1) / stripe;
+            (lo / stripe..=last)
+                .step_by(per_batch as usize)
+                .map(move |s0| Batch {
+                    seg: seg.clone(),
+                    s0,
+                    s1: (s0 + per_batch - 1).min(last),
+                    lo,
+                    hi,
+                })
+        })
+}
+
 /// Leaves a heal hint for a version in the background (once per reader): the client's read
 /// does not wait for it.
 fn leave_hint(
@@ -400,4 +464,51 @@ fn tokio_stream_from<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures::Stream<Item = T> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(name: &str, size: u64) -> Segment {
+        Segment {
+            data_dir: name.into(),
+            size,
+        }
+    }
+
+    /// (segment, first stripe, last stripe, lo, hi) of each batch.
+    fn plan(segs: Vec<Segment>, start: u64, end: u64) -> Vec<(String, u64, u64, u64, u64)> {
+        batches(segs, 10, 3, start, end)
+            .map(|b| (b.seg.data_dir, b.s0, b.s1, b.lo, b.hi))
+            .collect()
+    }
+
+    #[test]
+    fn batches_cover_a_range_across_parts() {
+        let parts = || vec![seg("a", 75), seg("empty", 0), seg("b", 25), seg("c", 40)];
+        // The whole object: part a in batches of 3 stripes of 10 bytes, then b, then c.
+        assert_eq!(
+            plan(parts(), 0, 140),
+            vec![
+                ("a".into(), 0, 2, 0, 75),
+                ("a".into(), 3, 5, 0, 75),
+                ("a".into(), 6, 7, 0, 75),
+                ("b".into(), 0, 2, 0, 25),
+                ("c".into(), 0, 2, 0, 40),
+                ("c".into(), 3, 3, 0, 40),
+            ]
+        );
+        // A range from inside a to inside b skips a's first stripes and stops before c.
+        assert_eq!(
+            plan(parts(), 42, 80),
+            vec![
+                ("a".into(), 4, 6, 42, 75),
+                ("a".into(), 7, 7, 42, 75),
+                ("b".into(), 0, 0, 0, 5),
+            ]
+        );
+        // A range inside one stripe of c.
+        assert_eq!(plan(parts(), 131, 133), vec![("c".into(), 3, 3, 31, 33)]);
+    }
 }
