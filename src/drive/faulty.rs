@@ -1,6 +1,6 @@
 //! A drive for tests that fails chosen calls on purpose and passes every other call to a real
 //! drive: the faults that cannot be timed from outside a process (a drive that takes a PUT's
-//! shard file and then fails its record).
+//! shard file and then fails its record). It also counts its shard reads and the calls abandoned as too slow.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,6 +21,10 @@ pub struct FaultyDrive {
     records_left: AtomicU64,
     /// The next record written is deleted right after, as by a DELETE landing just then.
     delete_after_write: AtomicBool,
+    /// Shard reads made on this drive.
+    shard_reads: AtomicU64,
+    /// Calls abandoned as too slow ([`Drive::note_slow`]).
+    slow_notes: AtomicU64,
 }
 
 impl FaultyDrive {
@@ -29,7 +33,19 @@ impl FaultyDrive {
             inner,
             records_left: AtomicU64::new(u64::MAX),
             delete_after_write: AtomicBool::new(false),
+            shard_reads: AtomicU64::new(0),
+            slow_notes: AtomicU64::new(0),
         }
+    }
+
+    /// Shard reads made on this drive so far.
+    pub fn shard_reads(&self) -> u64 {
+        self.shard_reads.load(Ordering::SeqCst)
+    }
+
+    /// Calls on this drive abandoned as too slow so far.
+    pub fn slow_notes(&self) -> u64 {
+        self.slow_notes.load(Ordering::SeqCst)
     }
 
     /// From now on, version record writes fail (or, with `false`, work again).
@@ -75,6 +91,7 @@ impl Drive for FaultyDrive {
         offset: u64,
         len: u64,
     ) -> Result<Bytes, DriveError> {
+        self.shard_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.read_shard(bucket, data_dir, offset, len).await
     }
     async fn delete_shard(&self, bucket: &str, data_dir: &str) -> Result<(), DriveError> {
@@ -238,6 +255,7 @@ impl Drive for FaultyDrive {
         self.inner.is_online()
     }
     fn note_slow(&self) {
+        self.slow_notes.fetch_add(1, Ordering::SeqCst);
         self.inner.note_slow()
     }
 }

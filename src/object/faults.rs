@@ -188,3 +188,33 @@ async fn an_undo_puts_nothing_back_where_a_delete_came_first() {
         assert_eq!(d.get_version("b", "k", "null").await.unwrap(), None);
     }
 }
+
+/// A client that takes each 4 MiB batch more slowly than the hedge delay (500 ms) can leave a
+/// batch read ahead unpolled that long, its data shards answered. The reader must take those
+/// answers, not ask for parity as if the data drives were slow and then note them as slow (a
+/// remote drive so noted too often is marked offline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_gets_its_object_without_parity_reads() {
+    let f = Fixture::new().await;
+    // Ten batches of four 1 MiB stripes.
+    let data = pattern(40 << 20, 251);
+    f.put("slow", &data).await.unwrap();
+    let reads = || f.drives.iter().map(|d| d.shard_reads()).sum::<u64>();
+    let before = reads();
+    let reader = f.set.open_object("b", "slow", None).await.unwrap();
+    let mut stream = reader.stream(0, data.len() as u64).await.unwrap();
+    let mut out = Vec::new();
+    let mut pause_at = 4 << 20;
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+        if out.len() >= pause_at {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            pause_at += 4 << 20;
+        }
+    }
+    assert!(out == data, "the object read back differs");
+    // One read of each data shard per batch, no parity, and no drive taken for slow.
+    assert_eq!(reads() - before, 10 * 4);
+    let slow: Vec<u64> = f.drives.iter().map(|d| d.slow_notes()).collect();
+    assert_eq!(slow, vec![0; 6], "calls abandoned as slow, per drive");
+}

@@ -2,6 +2,7 @@
 //! read first and every frame's BLAKE3 hash verified; a missing, unreadable or corrupt frame
 //! makes the reader fetch parity and reconstruct. Range reads touch only their stripes.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -39,6 +40,8 @@ pub struct ObjectReader {
     /// The drives of the set, where a read that had to reconstruct leaves a heal hint.
     set_drives: Vec<Arc<dyn Drive>>,
     hinted: Arc<std::sync::atomic::AtomicBool>,
+    /// The set's count of object reads streaming.
+    streaming: Arc<AtomicUsize>,
 }
 
 impl ErasureSet {
@@ -141,6 +144,7 @@ impl ErasureSet {
             key: key.to_string(),
             set_drives: self.drives.clone(),
             hinted,
+            streaming: self.streaming.clone(),
         })
     }
 }
@@ -167,11 +171,11 @@ impl ObjectReader {
             let part = data.slice(start as usize..end as usize);
             return Ok(Box::pin(futures::stream::once(async move { Ok(part) })));
         }
-        // A GET alone reads two batches at once after its first, so one batch's round trips
-        // and disk reads overlap the next one's; with other GETs running, the disks and cores already have
+        // A GET alone in its erasure set reads two batches at once after its first, so one
+        // batch's round trips and disk reads overlap the next one's; with other reads running, the disks and cores already have
         // work, and reading ahead only adds memory and queueing (measured in
         // docs/performance.md). Finished batches wait in the channel for the client.
-        let active = Streaming::start();
+        let active = Streaming::start(&self.streaming);
         let ahead = if active.others() == 0 { 2 } else { 1 };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Bytes>>>(1);
         tokio::spawn(async move {
@@ -279,7 +283,10 @@ impl ObjectReader {
             if enough(&frames) {
                 break;
             }
+            // Answers that came while this batch was read ahead and not polled (its reader
+            // waiting for the client to take the batch before it) count before the hedge.
             let got = tokio::select! {
+                biased;
                 got = pending.next() => got,
                 _ = &mut hedge, if !parity_asked => None,
             };
@@ -372,29 +379,24 @@ impl ObjectReader {
     }
 }
 
-/// Object reads streaming in this process, counted while their reader runs.
-static STREAMING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// One object read counted in [`STREAMING`] until dropped.
-struct Streaming;
+/// One object read counted among its erasure set's streaming reads until dropped.
+struct Streaming(Arc<AtomicUsize>);
 
 impl Streaming {
-    fn start() -> Self {
-        STREAMING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Streaming
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Streaming(count.clone())
     }
 
-    /// How many other object reads are streaming.
+    /// How many other object reads of the set are streaming.
     fn others(&self) -> usize {
-        STREAMING
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .saturating_sub(1)
+        self.0.load(Ordering::Relaxed).saturating_sub(1)
     }
 }
 
 impl Drop for Streaming {
     fn drop(&mut self) {
-        STREAMING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

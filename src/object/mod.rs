@@ -111,6 +111,8 @@ pub struct ErasureSet {
     /// Striped locks that serialise the commit of conditional writes per key (in-process:
     /// conditional writes through several gateways need the cluster's own arbitration).
     key_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Object reads of this set streaming now (see `ObjectReader::stream`).
+    streaming: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ErasureSet {
@@ -121,6 +123,7 @@ impl ErasureSet {
             codec: Arc::new(codec),
             inline_limit,
             key_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+            streaming: Arc::default(),
         }
     }
 
