@@ -595,3 +595,29 @@ async fn node_rpc_over_tls() {
     cl.nodes[1].kill();
     check_all(&c, "sealed", &objects).await;
 }
+
+/// A node stopped (SIGSTOP) that the gateway does not know about yet holds no request for the
+/// RPC call's timeout (5 s). Neither the refresh of the user directory, which every request
+/// waits for once the cache is 5 s old, nor the metadata read of a GET, which first asks only
+/// `k` drives, waits for it: they go on after a quorum and a grace, or after 500 ms.
+#[tokio::test]
+async fn a_stopped_node_holds_no_request_for_the_call_timeout() {
+    use std::time::{Duration, Instant};
+    let cl = TestCluster::start(6, 1, 1);
+    cl.wait_ready(0).await;
+    let c = cl.client(0);
+    c.create_bucket().bucket("stall").send().await.unwrap();
+    let objects = put_all(&c, "stall", "before/").await;
+    cl.nodes[2].signal("STOP");
+    // Past the directory cache's age, with no request in between to find the node out.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let started = Instant::now();
+    check_all(&c, "stall", &objects).await;
+    let took = started.elapsed();
+    cl.nodes[2].signal("CONT");
+    assert!(
+        took < Duration::from_secs(5),
+        "{} GETs took {took:?} with a stopped node: some call waited for its timeout",
+        objects.len()
+    );
+}

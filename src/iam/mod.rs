@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use futures::future::join_all;
 use rand::distributions::{Alphanumeric, DistString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -180,11 +179,15 @@ impl Iam {
         }
     }
 
-    /// Reads the directory from a read quorum of set 0's drives; rewrites older copies.
+    /// Reads the directory from a read quorum of set 0's drives; rewrites older copies on
+    /// the drives that answered. A drive that does not answer (a stopped node) is abandoned
+    /// after the grace that follows a quorum: every request waits for this read once the
+    /// cache is [`MAX_AGE`] old, and would otherwise wait for the call's whole timeout.
     async fn read(&self) -> Result<Directory, IamError> {
         let set = &self.store.sets()[0];
-        let answers = join_all(set.drives().iter().map(|d| d.get_state(STATE))).await;
-        let ok = answers.iter().filter(|a| a.is_ok()).count();
+        let answers = set.on_drives(|d| d.get_state(STATE)).await;
+        let answered: Vec<bool> = answers.iter().map(|a| a.is_ok()).collect();
+        let ok = answered.iter().filter(|a| **a).count();
         if ok < set.read_quorum() {
             return Err(IamError::Unavailable(format!(
                 "{ok} of {} drives answered, need {}",
@@ -210,7 +213,9 @@ impl Iam {
             let stale: Vec<usize> = copies
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| c.as_ref().map_or(0, |c| c.generation) < newest.generation)
+                .filter(|(i, c)| {
+                    answered[*i] && c.as_ref().map_or(0, |c| c.generation) < newest.generation
+                })
                 .map(|(i, _)| i)
                 .collect();
             if !stale.is_empty() {
@@ -237,7 +242,10 @@ impl Iam {
         dir.generation += 1;
         let raw = serde_json::to_vec(&dir).map_err(|e| IamError::Invalid(e.to_string()))?;
         let set = &self.store.sets()[0];
-        let done = join_all(set.drives().iter().map(|d| d.put_state(STATE, &raw)))
+        // A drive that misses the write (abandoned after the grace, as in `read`) gets the
+        // newer copy from the next read.
+        let done = set
+            .on_drives(|d| d.put_state(STATE, &raw))
             .await
             .into_iter()
             .filter(|r| r.is_ok())

@@ -340,11 +340,16 @@ impl ErasureSet {
         let reads = asked
             .iter()
             .map(|&p| versions_on(&self.drives[p], bucket, key, version_id));
-        let answers: Vec<Vec<VersionRecord>> = futures::future::join_all(reads)
-            .await
-            .into_iter()
-            .collect::<std::result::Result<_, _>>()
-            .ok()?;
+        // A drive that has not answered within FAST_READ_WAIT (a stopped node, before it is
+        // known to be down) sends the read to all drives, where it is abandoned after the
+        // grace that follows a quorum, instead of holding the read for the call's timeout.
+        let answers: Vec<Vec<VersionRecord>> =
+            tokio::time::timeout(FAST_READ_WAIT, futures::future::join_all(reads))
+                .await
+                .ok()?
+                .into_iter()
+                .collect::<std::result::Result<_, _>>()
+                .ok()?;
         if answers.iter().all(|vs| vs.is_empty()) {
             return Some(Err(match version_id {
                 Some(_) => Error::NoSuchVersion,
@@ -370,6 +375,9 @@ impl ErasureSet {
     }
 }
 
+/// How long a read waits for the `k` drives of [`ErasureSet::version_from_k`] before it asks
+/// every drive instead (as long as a shard read waits before it reads parity too).
+const FAST_READ_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Shortest and longest grace that drives slower than a quorum get.
 const GRACE_MIN: std::time::Duration = std::time::Duration::from_millis(250);
 const GRACE_MAX: std::time::Duration = std::time::Duration::from_secs(2);
