@@ -181,11 +181,13 @@ impl Iam {
 
     /// Reads the directory from a read quorum of set 0's drives; rewrites older copies on
     /// the drives that answered. A drive that does not answer (a stopped node) is abandoned
-    /// after the grace that follows a quorum: every request waits for this read once the
+    /// after the grace that follows enough answers to meet every write quorum: every request waits for this read once the
     /// cache is [`MAX_AGE`] old, and would otherwise wait for the call's whole timeout.
     async fn read(&self) -> Result<Directory, IamError> {
         let set = &self.store.sets()[0];
-        let answers = set.on_drives(|d| d.get_state(STATE)).await;
+        let answers = set
+            .on_drives_until(set.meeting_quorum(), |d| d.get_state(STATE))
+            .await;
         let answered: Vec<bool> = answers.iter().map(|a| a.is_ok()).collect();
         let ok = answered.iter().filter(|a| **a).count();
         if ok < set.read_quorum() {

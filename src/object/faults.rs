@@ -218,3 +218,32 @@ async fn a_slow_client_gets_its_object_without_parity_reads() {
     let slow: Vec<u64> = f.drives.iter().map(|d| d.slow_notes()).collect();
     assert_eq!(slow, vec![0; 6], "calls abandoned as slow, per drive");
 }
+
+/// A read that waits for `meeting_quorum` answers shares a drive with every write quorum,
+/// also where `k < m` and two write quorums need not meet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_quorum_meets_every_write_quorum() {
+    for (k, m, want) in [
+        (4, 2, 4),
+        (3, 3, 4),
+        (2, 2, 3),
+        (2, 4, 5),
+        (1, 2, 3),
+        (12, 4, 12),
+    ] {
+        let dirs: Vec<tempfile::TempDir> =
+            (0..k + m).map(|_| tempfile::tempdir().unwrap()).collect();
+        let drives = dirs
+            .iter()
+            .map(|d| Arc::new(LocalDrive::open(d.path()).unwrap()) as Arc<dyn Drive>)
+            .collect();
+        let set = ErasureSet::new(drives, Codec::new(k, m, 1 << 20).unwrap(), 0);
+        let (read, write) = (set.meeting_quorum(), set.write_quorum());
+        assert_eq!(read, want, "{k}+{m}");
+        assert!(
+            read + write > k + m,
+            "{k}+{m}: {read} and {write} need not meet"
+        );
+        assert!(read <= k + m && read >= write, "{k}+{m}");
+    }
+}

@@ -173,8 +173,29 @@ impl ErasureSet {
         F: FnMut(&'s Arc<dyn Drive>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, DriveError>>,
     {
+        self.on_drives_until(self.write_quorum(), f).await
+    }
+
+    /// Successful answers that share a drive with every write quorum: a read that waits for
+    /// this many sees every write that reached a quorum (more than a write quorum only where
+    /// `k < m`, whose write quorums need not meet).
+    pub(crate) fn meeting_quorum(&self) -> usize {
+        let w = self.write_quorum();
+        w.max(self.drives.len() + 1 - w)
+    }
+
+    /// [`Self::on_drives`], the grace starting once `need` drives have answered successfully.
+    pub(crate) async fn on_drives_until<'s, T, F, Fut>(
+        &'s self,
+        need: usize,
+        f: F,
+    ) -> Vec<std::result::Result<T, DriveError>>
+    where
+        F: FnMut(&'s Arc<dyn Drive>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, DriveError>>,
+    {
         let futs: Vec<Fut> = self.drives.iter().map(f).collect();
-        quorum_join(futs, self.write_quorum(), |r| r.is_ok())
+        quorum_join(futs, need, |r| r.is_ok())
             .await
             .into_iter()
             .zip(&self.drives)
