@@ -1,6 +1,7 @@
 //! A drive for tests that fails chosen calls on purpose and passes every other call to a real
 //! drive: the faults that cannot be timed from outside a process (a drive that takes a PUT's
-//! shard file and then fails its record). It also counts its shard reads and the calls abandoned as too slow.
+//! shard file and then fails its record). It also counts its shard reads and the calls
+//! abandoned as too slow.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

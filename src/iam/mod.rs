@@ -181,8 +181,9 @@ impl Iam {
 
     /// Reads the directory from a read quorum of set 0's drives; rewrites older copies on
     /// the drives that answered. A drive that does not answer (a stopped node) is abandoned
-    /// after the grace that follows enough answers to meet every write quorum: every request waits for this read once the
-    /// cache is [`MAX_AGE`] old, and would otherwise wait for the call's whole timeout.
+    /// after the grace that follows enough answers to meet every write quorum: every request
+    /// waits for this read once the cache is [`MAX_AGE`] old, and would otherwise wait for
+    /// the call's whole timeout.
     async fn read(&self) -> Result<Directory, IamError> {
         let set = &self.store.sets()[0];
         let answers = set

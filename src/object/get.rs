@@ -172,9 +172,10 @@ impl ObjectReader {
             return Ok(Box::pin(futures::stream::once(async move { Ok(part) })));
         }
         // A GET alone in its erasure set reads two batches at once after its first, so one
-        // batch's round trips and disk reads overlap the next one's; with other reads running, the disks and cores already have
-        // work, and reading ahead only adds memory and queueing (measured in
-        // docs/performance.md). Finished batches wait in the channel for the client.
+        // batch's round trips and disk reads overlap the next one's; with other reads
+        // running, the disks and cores already have work, and reading ahead only adds memory
+        // and queueing (measured in docs/performance.md). Finished batches wait in the
+        // channel for the client.
         let active = Streaming::start(&self.streaming);
         let ahead = if active.others() == 0 { 2 } else { 1 };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Bytes>>>(1);
