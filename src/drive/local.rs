@@ -558,9 +558,6 @@ impl ShardOut {
                 }
             }
         }
-        if self.direct.is_none() {
-            direct_bytes = 0;
-        }
         // Direct writes of at most `DIRECT_RUN`, each gathered from the pieces; `pieces[next]`
         // from byte `skip` on is the first not yet written.
         let (mut next, mut skip) = (0, 0);
@@ -634,9 +631,9 @@ const DIRECT_READ_MIN: usize = 512 << 10;
 /// Reads `want` bytes at `offset` with direct I/O, into one aligned buffer that the returned
 /// bytes are a slice of (zeroed first: reading into uninitialised memory would need `unsafe`
 /// here). `None` where the file system refuses direct I/O. No read-ahead hint follows, as the
-/// page cache is not used. The page cache
-/// costs more CPU per byte than the disk on these machines: `fio` read 2 GiB from a cold
-/// cache at 458-812 MiB/s on 75-96% of a core, and with direct I/O at 1,730 MiB/s on 9%.
+/// page cache is not used. The page cache costs more CPU per byte than the disk on these
+/// machines: `fio` read 2 GiB from a cold cache at 458-812 MiB/s on 75-96% of a core, and
+/// with direct I/O at 1,730 MiB/s on 9%.
 fn read_direct(path: &Path, offset: u64, want: usize) -> Result<Option<Bytes>, DriveError> {
     let f = match open_direct(path, std::fs::OpenOptions::new().read(true)) {
         Ok(f) => f,

@@ -10,7 +10,7 @@ use futures::stream::BoxStream;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
-use super::{ErasureSet, Error, Result, Segment};
+use super::{ErasureSet, Error, Result, Segment, HEDGE_AFTER};
 use crate::drive::{Drive, VersionRecord};
 use crate::erasure::{frame, Codec};
 
@@ -19,9 +19,6 @@ pub type DataStream = BoxStream<'static, std::result::Result<Bytes, std::io::Err
 
 /// Object bytes per batch of reads from each drive.
 const BATCH_BYTES: u64 = 4 << 20;
-
-/// How long data shards may take before parity is read as well.
-const HEDGE_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A version chosen by quorum, ready to have its bytes read.
 pub struct ObjectReader {

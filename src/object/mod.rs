@@ -361,11 +361,11 @@ impl ErasureSet {
         let reads = asked
             .iter()
             .map(|&p| versions_on(&self.drives[p], bucket, key, version_id));
-        // A drive that has not answered within FAST_READ_WAIT (a stopped node, before it is
+        // A drive that has not answered within HEDGE_AFTER (a stopped node, before it is
         // known to be down) sends the read to all drives, where it is abandoned after the
         // grace that follows a quorum, instead of holding the read for the call's timeout.
         let answers: Vec<Vec<VersionRecord>> =
-            tokio::time::timeout(FAST_READ_WAIT, futures::future::join_all(reads))
+            tokio::time::timeout(HEDGE_AFTER, futures::future::join_all(reads))
                 .await
                 .ok()?
                 .into_iter()
@@ -396,9 +396,10 @@ impl ErasureSet {
     }
 }
 
-/// How long a read waits for the `k` drives of [`ErasureSet::version_from_k`] before it asks
-/// every drive instead (as long as a shard read waits before it reads parity too).
-const FAST_READ_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long a read waits for the drives it asked first before it asks the others too: the
+/// `k` drives of [`ErasureSet::version_from_k`], and the data shards of a GET's batch before
+/// parity is read as well.
+const HEDGE_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 /// Shortest and longest grace that drives slower than a quorum get.
 const GRACE_MIN: std::time::Duration = std::time::Duration::from_millis(250);
 const GRACE_MAX: std::time::Duration = std::time::Duration::from_secs(2);
