@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use futures::future::join_all;
-
 use super::{ErasureSet, Error, Result};
 use crate::drive::{DriveError, VersionRecord};
 
@@ -67,7 +65,15 @@ impl ErasureSet {
                 }
             }
         });
-        let ok = join_all(writes).await.into_iter().filter(|w| *w).count();
+        // A drive that stops answering after the read is abandoned after the grace that
+        // follows a quorum, as on a PUT, rather than holding the request for its timeout.
+        let written = super::quorum_join(writes.collect(), self.write_quorum(), |w| *w).await;
+        let ok = written.iter().filter(|w| **w == Some(true)).count();
+        for (pos, w) in written.iter().enumerate() {
+            if w.is_none() {
+                self.drives[pos].note_slow();
+            }
+        }
         if ok < self.write_quorum() {
             return Err(Error::Quorum(format!("record updated on {ok} drives")));
         }
