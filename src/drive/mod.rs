@@ -214,6 +214,11 @@ pub trait Drive: Send + Sync + 'static {
     fn is_online(&self) -> bool {
         true
     }
+    /// When the drive last came back into service after being offline (ms since the epoch;
+    /// 0: never): repair retries at once what failed before then.
+    fn back_online_ms(&self) -> u64 {
+        0
+    }
     /// Tells the drive that a call was abandoned because it was too slow: a remote drive
     /// counts it as a failure, so that a stuck node is soon skipped.
     fn note_slow(&self) {}

@@ -92,6 +92,8 @@ struct Health {
     offline: AtomicBool,
     /// When a call last succeeded (ms since the epoch; 0: not yet).
     last_ok_ms: std::sync::atomic::AtomicU64,
+    /// When the drive last came back after being marked offline (ms since the epoch; 0: never).
+    back_online_ms: std::sync::atomic::AtomicU64,
 }
 
 /// A drive abandoned as too slow is marked offline only when none of its calls has succeeded
@@ -190,6 +192,9 @@ impl RemoteDrive {
                 if this.exchange(req, CALL_TIMEOUT).await.is_ok() {
                     this.health.failures.store(0, Ordering::Relaxed);
                     this.health.offline.store(false, Ordering::Relaxed);
+                    this.health
+                        .back_online_ms
+                        .store(super::record::now_ms(), Ordering::Relaxed);
                     tracing::info!(drive = %this.endpoint(), "drive back online");
                     return;
                 }
@@ -664,6 +669,10 @@ impl Drive for RemoteDrive {
 
     fn is_online(&self) -> bool {
         !self.is_offline()
+    }
+
+    fn back_online_ms(&self) -> u64 {
+        self.health.back_online_ms.load(Ordering::Relaxed)
     }
 
     fn note_slow(&self) {

@@ -33,6 +33,8 @@ use crate::erasure::frame;
 const PAGE: usize = 250;
 /// Hints read per round.
 const HINT_BATCH: usize = 256;
+/// Versions healed from hints at once.
+const HINT_HEALS: usize = 4;
 /// What the scanner heals at once, in units of a small version's heal: two large versions
 /// (one heal of a large version is a chain of reads, hashing, decoding and writes that keeps
 /// about one core busy), or up to 16 small ones, whose heal is mostly waiting for the synced
@@ -44,6 +46,24 @@ const HEAL_LARGE: u32 = HEAL_BUDGET / 2;
 const MAX_YIELD: Duration = Duration::from_millis(500);
 /// Name of the scanner's checkpoint on the drives.
 const CHECKPOINT: &str = "scan";
+
+/// The wait before retrying a hint after its `attempts`-th failure: 2 s, 4 s, 8 s ... up to
+/// 5 minutes.
+fn backoff_ms(attempts: u32) -> u64 {
+    (1000u64 << attempts.min(9)).min(300_000)
+}
+
+/// Whether a hint is to be worked now: its retry time has come, or it was put back before a
+/// drive of the set came back online at `back_ms` (it most likely failed for want of that
+/// drive). After an outage, the hints of the writes it degraded are retried once the node
+/// answers again, rather than each waiting out a backoff that grew while it was down.
+fn hint_due(hint: &HealHint, now_ms: u64, back_ms: u64) -> bool {
+    if hint.not_before_ms <= now_ms {
+        return true;
+    }
+    let put_back_ms = hint.not_before_ms.saturating_sub(backoff_ms(hint.attempts));
+    hint.attempts > 0 && put_back_ms < back_ms
+}
 
 /// Settings of repair.
 #[derive(Clone, Debug)]
@@ -523,9 +543,11 @@ impl Repairer {
         };
         self.update(|s| s.hints_pending = hints.len());
         let now = now_ms();
+        let back = self.set.drives.iter().map(|d| d.back_online_ms()).max();
         let mut worked = 0;
+        let mut versions = Vec::new();
         for (id, hint) in hints {
-            if hint.not_before_ms > now || !(self.leader)() {
+            if !hint_due(&hint, now, back.unwrap_or(0)) || !(self.leader)() {
                 continue;
             }
             worked += 1;
@@ -539,31 +561,48 @@ impl Repairer {
                     self.save_checkpoint().await;
                 }
                 self.delete_hint(&id).await;
-                continue;
+            } else {
+                versions.push((id, hint));
             }
-            let result = self
-                .set
-                .heal_object(&hint.bucket, &hint.key, &hint.version_id, hint.deep)
-                .await;
-            match result {
-                Ok(r) => {
-                    self.count(&hint.bucket, &hint.key, &r);
-                    if r.complete {
-                        self.delete_hint(&id).await;
-                    } else {
-                        self.retry_later(hint).await;
+        }
+        // Versions heal HINT_HEALS at once, each with its hint's removal or retry: one after
+        // the other, the hints an outage left took longer to work through than the outage
+        // lasted (a heal is mostly waiting for reads, synced writes and the hint's removal).
+        // A hint does not say how large its version is, so every heal takes the same share.
+        let this = &*self;
+        let leader = this.leader.clone();
+        let mut heals = futures::stream::iter(versions)
+            .take_while(|_| std::future::ready(leader()))
+            .map(|(id, hint)| async move {
+                let result = this
+                    .set
+                    .heal_object(&hint.bucket, &hint.key, &hint.version_id, hint.deep)
+                    .await;
+                match result {
+                    Ok(r) => {
+                        this.count(&hint.bucket, &hint.key, &r);
+                        if r.complete {
+                            this.delete_hint(&id).await;
+                        } else {
+                            this.retry_later(hint).await;
+                        }
+                        r.bytes_read + r.bytes_written
                     }
-                    self.throttle(r.bytes_read + r.bytes_written).await;
+                    Err(Error::NoSuchKey | Error::NoSuchVersion | Error::NoSuchBucket) => {
+                        this.delete_hint(&id).await;
+                        0
+                    }
+                    Err(e) => {
+                        tracing::warn!(bucket = %hint.bucket, key = %hint.key, error = %e, "heal from hint failed");
+                        this.update(|s| s.failed += 1);
+                        this.retry_later(hint).await;
+                        0
+                    }
                 }
-                Err(Error::NoSuchKey | Error::NoSuchVersion | Error::NoSuchBucket) => {
-                    self.delete_hint(&id).await;
-                }
-                Err(e) => {
-                    tracing::warn!(bucket = %hint.bucket, key = %hint.key, error = %e, "heal from hint failed");
-                    self.update(|s| s.failed += 1);
-                    self.retry_later(hint).await;
-                }
-            }
+            })
+            .buffer_unordered(HINT_HEALS);
+        while let Some(bytes) = heals.next().await {
+            this.throttle(bytes).await;
         }
         worked
     }
@@ -587,14 +626,15 @@ impl Repairer {
     }
 
     async fn delete_hint(&self, id: &[u8]) {
-        join_all(self.set.drives.iter().map(|d| d.delete_hint(id))).await;
+        // A drive that keeps the hint (it missed the grace) has it worked again: the heal
+        // then finds the version whole and removes it.
+        self.set.on_drives(|d| d.delete_hint(id)).await;
     }
 
-    /// Puts a hint back with its next attempt pushed out: 1 s, 2 s, 4 s ... up to 5 minutes.
+    /// Puts a hint back with its next attempt pushed out: 2 s, 4 s, 8 s ... up to 5 minutes.
     async fn retry_later(&self, mut hint: HealHint) {
         hint.attempts += 1;
-        let backoff = 1000u64 << hint.attempts.min(9);
-        hint.not_before_ms = now_ms() + backoff.min(300_000);
+        hint.not_before_ms = now_ms() + backoff_ms(hint.attempts);
         super::heal::persist_hint(&self.set.drives, hint).await;
     }
 
@@ -940,5 +980,29 @@ impl Repairer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hint_put_back_before_a_drive_came_back_is_due_at_once() {
+        let mut hint = HealHint::version("b", "k", "v", false);
+        // A new hint is due.
+        assert!(hint_due(&hint, 1_000_000, 0));
+        // Put back at t = 1,000,000 after its third failure: due 8 s later.
+        hint.attempts = 3;
+        hint.not_before_ms = 1_000_000 + backoff_ms(3);
+        assert_eq!(backoff_ms(3), 8_000);
+        assert!(!hint_due(&hint, 1_001_000, 0));
+        assert!(hint_due(&hint, 1_008_000, 0));
+        // A drive that came back online after it was put back makes it due now...
+        assert!(hint_due(&hint, 1_001_000, 1_000_500));
+        // ...but not one that came back before: the hint failed with the drive there.
+        assert!(!hint_due(&hint, 1_001_000, 999_000));
+        // The backoff stops growing at 5 minutes.
+        assert_eq!(backoff_ms(30), 300_000);
     }
 }
