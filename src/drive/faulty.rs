@@ -1,6 +1,6 @@
 //! A drive for tests that fails chosen calls on purpose and passes every other call to a real
 //! drive: the faults that cannot be timed from outside a process (a drive that takes a PUT's
-//! shard file and then fails its record, or never answers). It also counts its shard reads and the calls
+//! shard file and then fails its record). It also counts its shard reads and the calls
 //! abandoned as too slow.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,8 +26,6 @@ pub struct FaultyDrive {
     shard_reads: AtomicU64,
     /// Calls abandoned as too slow ([`Drive::note_slow`]).
     slow_notes: AtomicU64,
-    /// Version record writes never answer, as on a stopped node.
-    stall_records: AtomicBool,
 }
 
 impl FaultyDrive {
@@ -38,7 +36,6 @@ impl FaultyDrive {
             delete_after_write: AtomicBool::new(false),
             shard_reads: AtomicU64::new(0),
             slow_notes: AtomicU64::new(0),
-            stall_records: AtomicBool::new(false),
         }
     }
 
@@ -62,12 +59,6 @@ impl FaultyDrive {
     /// the key landing just then would.
     pub fn delete_after_next_record_write(&self) {
         self.delete_after_write.store(true, Ordering::SeqCst);
-    }
-
-    /// From now on, version record writes never answer (or, with `false`, work again), as
-    /// on a node stopped with SIGSTOP.
-    pub fn stall_record_writes(&self, stall: bool) {
-        self.stall_records.store(stall, Ordering::SeqCst);
     }
 
     /// The next `n` version record writes succeed, and the ones after them fail.
@@ -113,9 +104,6 @@ impl Drive for FaultyDrive {
         key: &str,
         rec: &VersionRecord,
     ) -> Result<Option<VersionRecord>, DriveError> {
-        if self.stall_records.load(Ordering::SeqCst) {
-            std::future::pending::<()>().await;
-        }
         let took = self
             .records_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| match left {

@@ -189,39 +189,6 @@ async fn an_undo_puts_nothing_back_where_a_delete_came_first() {
     }
 }
 
-/// A drive that answers the read of a tag change and then never answers its write (a node
-/// stopped in between) is abandoned after the grace that follows the write quorum; the change
-/// is acknowledged and reads back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tag_change_does_not_wait_for_a_drive_that_stopped() {
-    let f = Fixture::new().await;
-    f.put("k", &pattern(1000, 251)).await.unwrap();
-    f.drives[5].stall_record_writes(true);
-    let tag = |r: &mut crate::drive::VersionRecord| {
-        r.tags.insert("colour".into(), "blue".into());
-    };
-    // Without the grace this would wait forever: the stalled write has no timeout here.
-    let rec = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        f.set.update_version("b", "k", None, tag),
-    )
-    .await
-    .expect("the tag change waited for the stalled drive")
-    .unwrap();
-    assert_eq!(rec.tags.get("colour").map(String::as_str), Some("blue"));
-    assert_eq!(f.drives[5].slow_notes(), 1);
-    f.drives[5].stall_record_writes(false);
-    for d in &f.drives[..5] {
-        let held = d.get_version("b", "k", "null").await.unwrap().unwrap();
-        assert_eq!(held.tags.get("colour").map(String::as_str), Some("blue"));
-    }
-    let reader = f.set.open_object("b", "k", None).await.unwrap();
-    assert_eq!(
-        reader.info.tags.get("colour").map(String::as_str),
-        Some("blue")
-    );
-}
-
 /// A client that takes each 4 MiB batch more slowly than the hedge delay (500 ms) can leave a
 /// batch read ahead unpolled that long, its data shards answered. The reader must take those
 /// answers, not ask for parity as if the data drives were slow and then note them as slow (a

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use futures::future::join_all;
+
 use super::{ErasureSet, Error, Result};
 use crate::drive::{DriveError, VersionRecord};
 
@@ -65,15 +67,7 @@ impl ErasureSet {
                 }
             }
         });
-        // A drive that stops answering after the read is abandoned after the grace that
-        // follows a quorum, as on a PUT, rather than holding the request for its timeout.
-        let written = super::quorum_join(writes.collect(), self.write_quorum(), |w| *w).await;
-        let ok = written.iter().filter(|w| **w == Some(true)).count();
-        for (pos, w) in written.iter().enumerate() {
-            if w.is_none() {
-                self.drives[pos].note_slow();
-            }
-        }
+        let ok = join_all(writes).await.into_iter().filter(|w| *w).count();
         if ok < self.write_quorum() {
             return Err(Error::Quorum(format!("record updated on {ok} drives")));
         }
