@@ -259,7 +259,7 @@ impl Drive for FaultyDrive {
         self.slow_notes.fetch_add(1, Ordering::SeqCst);
         self.inner.note_slow()
     }
-    fn back_online_ms(&self) -> u64 {
-        self.inner.back_online_ms()
+    fn last_outage_ms(&self) -> Option<(u64, u64)> {
+        self.inner.last_outage_ms()
     }
 }

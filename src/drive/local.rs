@@ -1186,8 +1186,8 @@ impl Drive for LocalDrive {
     async fn delete_hint(&self, id: &[u8]) -> Result<(), DriveError> {
         let k = hint_key(id);
         // Not synced: a removal lost in a crash brings the hint back, and its version,
-        // found whole, only costs a check. Synced, the removal was six of the eight fsyncs of
-        // a heal from a hint (one per drive of the set).
+        // found whole, only costs a check. Synced, it was an fsync on every drive of the set
+        // per heal from a hint.
         self.blocking(move |db| {
             db.delete_cf_opt(cf(db, CF_HEAL)?, k, &WriteOptions::default())
                 .map_err(db_err)

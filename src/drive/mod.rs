@@ -214,10 +214,10 @@ pub trait Drive: Send + Sync + 'static {
     fn is_online(&self) -> bool {
         true
     }
-    /// When the drive last came back into service after being offline (ms since the epoch;
-    /// 0: never): repair retries at once what failed before then.
-    fn back_online_ms(&self) -> u64 {
-        0
+    /// The drive's last outage that has ended: when it was marked offline and when it came
+    /// back into service (ms since the epoch). Repair retries at once what failed during it.
+    fn last_outage_ms(&self) -> Option<(u64, u64)> {
+        None
     }
     /// Tells the drive that a call was abandoned because it was too slow: a remote drive
     /// counts it as a failure, so that a stuck node is soon skipped.

@@ -92,7 +92,9 @@ struct Health {
     offline: AtomicBool,
     /// When a call last succeeded (ms since the epoch; 0: not yet).
     last_ok_ms: std::sync::atomic::AtomicU64,
-    /// When the drive last came back after being marked offline (ms since the epoch; 0: never).
+    /// When the drive was last marked offline, and when it last came back (ms since the
+    /// epoch; 0: never).
+    offline_since_ms: std::sync::atomic::AtomicU64,
     back_online_ms: std::sync::atomic::AtomicU64,
 }
 
@@ -163,6 +165,9 @@ impl RemoteDrive {
             Err(DriveError::Offline(_)) | Err(DriveError::Io(_)) => {
                 let n = self.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if n >= FAILURES_TO_OFFLINE && !self.health.offline.swap(true, Ordering::Relaxed) {
+                    self.health
+                        .offline_since_ms
+                        .store(super::record::now_ms(), Ordering::Relaxed);
                     tracing::warn!(drive = %self.endpoint(), "drive marked offline; probing it in the background");
                     self.start_probe();
                 }
@@ -671,8 +676,11 @@ impl Drive for RemoteDrive {
         !self.is_offline()
     }
 
-    fn back_online_ms(&self) -> u64 {
-        self.health.back_online_ms.load(Ordering::Relaxed)
+    fn last_outage_ms(&self) -> Option<(u64, u64)> {
+        let back = self.health.back_online_ms.load(Ordering::Relaxed);
+        let since = self.health.offline_since_ms.load(Ordering::Relaxed);
+        // While offline again, `since` is past `back`: no outage has ended since.
+        (back > 0 && since <= back).then_some((since, back))
     }
 
     fn note_slow(&self) {

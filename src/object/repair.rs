@@ -53,16 +53,21 @@ fn backoff_ms(attempts: u32) -> u64 {
     (1000u64 << attempts.min(9)).min(300_000)
 }
 
-/// Whether a hint is to be worked now: its retry time has come, or it was put back before a
-/// drive of the set came back online at `back_ms` (it most likely failed for want of that
-/// drive). After an outage, the hints of the writes it degraded are retried once the node
-/// answers again, rather than each waiting out a backoff that grew while it was down.
-fn hint_due(hint: &HealHint, now_ms: u64, back_ms: u64) -> bool {
+/// Whether a hint is to be worked now: its retry time has come, or it was put back during an
+/// outage of a drive of the set that has since ended (`outages`: from when the drive was
+/// marked offline to when it came back; the hint most likely failed for want of it). After
+/// an outage, the hints of the writes it degraded are retried once the node answers again,
+/// rather than each waiting out a backoff that grew while it was down. A hint that failed
+/// while every drive answered keeps its backoff, however often another drive comes and goes.
+fn hint_due(hint: &HealHint, now_ms: u64, outages: &[(u64, u64)]) -> bool {
     if hint.not_before_ms <= now_ms {
         return true;
     }
     let put_back_ms = hint.not_before_ms.saturating_sub(backoff_ms(hint.attempts));
-    hint.attempts > 0 && put_back_ms < back_ms
+    hint.attempts > 0
+        && outages
+            .iter()
+            .any(|&(since, back)| since <= put_back_ms && put_back_ms < back)
 }
 
 /// Settings of repair.
@@ -252,6 +257,9 @@ pub struct Repairer {
     /// (so the orphan sweep knows every reference).
     refs: Option<(String, HashSet<String>)>,
     hint_cursor: Vec<u8>,
+    /// When the repair I/O already let through has used up the bandwidth: heals that run at
+    /// once take their turns on this one timeline.
+    paced_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Repairer {
@@ -276,6 +284,7 @@ impl Repairer {
             commands: Arc::default(),
             refs: None,
             hint_cursor: Vec::new(),
+            paced_until: Mutex::new(None),
         }
     }
 
@@ -499,15 +508,24 @@ impl Repairer {
     }
 
     /// Waits while foreground requests are in flight (bounded), then for the bandwidth that
-    /// `bytes` of repair I/O use.
+    /// `bytes` of repair I/O use: after the time those bytes take, counted from the end of the
+    /// turns already taken, so that heals throttled at once share the bandwidth.
     async fn throttle(&self, bytes: u64) {
         let start = std::time::Instant::now();
         while (self.busy)() && start.elapsed() < MAX_YIELD {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if self.cfg.bandwidth > 0 && bytes > 0 {
-            let secs = bytes as f64 / self.cfg.bandwidth as f64;
-            tokio::time::sleep(Duration::from_secs_f64(secs.min(10.0))).await;
+            let turn =
+                Duration::from_secs_f64((bytes as f64 / self.cfg.bandwidth as f64).min(10.0));
+            let until = {
+                let mut paced = self.paced_until.lock().unwrap_or_else(|e| e.into_inner());
+                let now = tokio::time::Instant::now();
+                let until = paced.filter(|t| *t > now).unwrap_or(now) + turn;
+                *paced = Some(until);
+                until
+            };
+            tokio::time::sleep_until(until).await;
         }
     }
 
@@ -543,11 +561,16 @@ impl Repairer {
         };
         self.update(|s| s.hints_pending = hints.len());
         let now = now_ms();
-        let back = self.set.drives.iter().map(|d| d.back_online_ms()).max();
+        let outages: Vec<(u64, u64)> = self
+            .set
+            .drives
+            .iter()
+            .filter_map(|d| d.last_outage_ms())
+            .collect();
         let mut worked = 0;
         let mut versions = Vec::new();
         for (id, hint) in hints {
-            if !hint_due(&hint, now, back.unwrap_or(0)) || !(self.leader)() {
+            if !hint_due(&hint, now, &outages) || !(self.leader)() {
                 continue;
             }
             worked += 1;
@@ -586,24 +609,23 @@ impl Repairer {
                         } else {
                             this.retry_later(hint).await;
                         }
-                        r.bytes_read + r.bytes_written
+                        // Here, not in the loop below: heals still running would not be
+                        // polled while it slept, and their transfers would stall.
+                        this.throttle(r.bytes_read + r.bytes_written).await;
                     }
                     Err(Error::NoSuchKey | Error::NoSuchVersion | Error::NoSuchBucket) => {
                         this.delete_hint(&id).await;
-                        0
                     }
                     Err(e) => {
-                        tracing::warn!(bucket = %hint.bucket, key = %hint.key, error = %e, "heal from hint failed");
+                        let (bucket, key) = (&hint.bucket, &hint.key);
+                        tracing::warn!(bucket, key, error = %e, "heal from hint failed");
                         this.update(|s| s.failed += 1);
                         this.retry_later(hint).await;
-                        0
                     }
                 }
             })
             .buffer_unordered(HINT_HEALS);
-        while let Some(bytes) = heals.next().await {
-            this.throttle(bytes).await;
-        }
+        while heals.next().await.is_some() {}
         worked
     }
 
@@ -988,20 +1010,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_hint_put_back_before_a_drive_came_back_is_due_at_once() {
+    fn a_hint_put_back_during_an_outage_is_due_once_it_ends() {
         let mut hint = HealHint::version("b", "k", "v", false);
         // A new hint is due.
-        assert!(hint_due(&hint, 1_000_000, 0));
+        assert!(hint_due(&hint, 1_000_000, &[]));
         // Put back at t = 1,000,000 after its third failure: due 8 s later.
         hint.attempts = 3;
         hint.not_before_ms = 1_000_000 + backoff_ms(3);
         assert_eq!(backoff_ms(3), 8_000);
-        assert!(!hint_due(&hint, 1_001_000, 0));
-        assert!(hint_due(&hint, 1_008_000, 0));
-        // A drive that came back online after it was put back makes it due now...
-        assert!(hint_due(&hint, 1_001_000, 1_000_500));
-        // ...but not one that came back before: the hint failed with the drive there.
-        assert!(!hint_due(&hint, 1_001_000, 999_000));
+        assert!(!hint_due(&hint, 1_001_000, &[]));
+        assert!(hint_due(&hint, 1_008_000, &[]));
+        // An outage it was put back in, now over, makes it due now...
+        assert!(hint_due(&hint, 1_001_000, &[(990_000, 1_000_500)]));
+        // ...but not an outage over before it failed, nor one that began after: a drive that
+        // comes and goes does not undo the backoff of a hint that failed while it answered.
+        assert!(!hint_due(&hint, 1_001_000, &[(990_000, 999_000)]));
+        assert!(!hint_due(&hint, 1_001_000, &[(1_000_200, 1_000_800)]));
         // The backoff stops growing at 5 minutes.
         assert_eq!(backoff_ms(30), 300_000);
     }
