@@ -228,8 +228,12 @@ impl Drive for FaultyDrive {
     async fn list_hints(&self, after: &[u8], limit: usize) -> Result<Vec<HealHint>, DriveError> {
         self.inner.list_hints(after, limit).await
     }
-    async fn delete_hint(&self, id: &[u8]) -> Result<(), DriveError> {
-        self.inner.delete_hint(id).await
+    async fn delete_hint(
+        &self,
+        id: &[u8],
+        created_before_ms: Option<u64>,
+    ) -> Result<(), DriveError> {
+        self.inner.delete_hint(id, created_before_ms).await
     }
     async fn put_state(&self, name: &str, value: &[u8]) -> Result<(), DriveError> {
         self.inner.put_state(name, value).await

@@ -53,6 +53,8 @@ pub struct LocalDrive {
     /// finds none, set after every hint written and whenever the database is (re)opened. The
     /// repair worker lists hints every second; this spares an idle drive that blocking call.
     hints_maybe: std::sync::atomic::AtomicBool,
+    /// Held while a hint is stored, and while one is checked and removed.
+    hint_lock: Arc<std::sync::Mutex<()>>,
     /// The database's last sequence number at the last idle check, and whether the drive
     /// was flushed since.
     idle: std::sync::Mutex<(u64, bool)>,
@@ -76,6 +78,7 @@ impl LocalDrive {
             corrupt: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             cache,
             hints_maybe: std::sync::atomic::AtomicBool::new(true),
+            hint_lock: Arc::default(),
             idle: std::sync::Mutex::new((0, false)),
         })
     }
@@ -1140,8 +1143,10 @@ impl Drive for LocalDrive {
     async fn put_hint(&self, hint: &HealHint) -> Result<(), DriveError> {
         let k = hint_key(&hint.id());
         let v = record::encode(hint)?;
+        let lock = self.hint_lock.clone();
         let r = self
             .blocking(move |db| {
+                let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
                 db.put_cf_opt(cf(db, CF_HEAL)?, k, v, &sync_opts())
                     .map_err(db_err)
             })
@@ -1183,13 +1188,31 @@ impl Drive for LocalDrive {
         listed
     }
 
-    async fn delete_hint(&self, id: &[u8]) -> Result<(), DriveError> {
+    async fn delete_hint(
+        &self,
+        id: &[u8],
+        created_before_ms: Option<u64>,
+    ) -> Result<(), DriveError> {
         let k = hint_key(id);
+        let lock = self.hint_lock.clone();
         // Not synced: a removal lost in a crash brings the hint back, and its version,
         // found whole, only costs a check. Synced, it was an fsync on every drive of the set
         // per heal from a hint.
         self.blocking(move |db| {
-            db.delete_cf_opt(cf(db, CF_HEAL)?, k, &WriteOptions::default())
+            let cf = cf(db, CF_HEAL)?;
+            // The check and the removal under the lock that `put_hint` takes: a hint stored
+            // between them would otherwise be removed unseen.
+            let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(before) = created_before_ms {
+                let Some(raw) = db.get_cf(cf, &k).map_err(db_err)? else {
+                    return Ok(());
+                };
+                let stored: HealHint = record::decode(&raw)?;
+                if stored.created_ms >= before {
+                    return Ok(());
+                }
+            }
+            db.delete_cf_opt(cf, k, &WriteOptions::default())
                 .map_err(db_err)
         })
         .await
@@ -1708,7 +1731,16 @@ mod tests {
         let listed = d.list_hints(b"", 10).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(d.list_hints(b"", 10).await.unwrap().len(), 1);
-        d.delete_hint(&h.id()).await.unwrap();
+        // A removal for hints created before the one stored leaves it: it names damage that
+        // came after the heal began.
+        d.delete_hint(&h.id(), Some(h.created_ms)).await.unwrap();
+        assert_eq!(d.list_hints(b"", 10).await.unwrap().len(), 1);
+        d.delete_hint(&h.id(), Some(h.created_ms + 1))
+            .await
+            .unwrap();
+        assert!(d.list_hints(b"", 10).await.unwrap().is_empty());
+        d.put_hint(&h).await.unwrap();
+        d.delete_hint(&h.id(), None).await.unwrap();
         assert!(d.list_hints(b"", 10).await.unwrap().is_empty());
         assert!(d.list_hints(b"", 10).await.unwrap().is_empty());
         drop(d);

@@ -188,8 +188,14 @@ pub trait Drive: Send + Sync + 'static {
     async fn put_hint(&self, hint: &HealHint) -> Result<(), DriveError>;
     /// Up to `limit` heal hints whose ids ([`HealHint::id`]) sort strictly after `after`.
     async fn list_hints(&self, after: &[u8], limit: usize) -> Result<Vec<HealHint>, DriveError>;
-    /// Removes the heal hint with this id; a missing one is not an error.
-    async fn delete_hint(&self, id: &[u8]) -> Result<(), DriveError>;
+    /// Removes the heal hint with this id; a missing one is not an error. With
+    /// `created_before_ms`, only a hint created before then: one left while its version was
+    /// being healed names damage that heal may not have seen, and stays.
+    async fn delete_hint(
+        &self,
+        id: &[u8],
+        created_before_ms: Option<u64>,
+    ) -> Result<(), DriveError>;
     /// Stores a small named blob of repair state (the scanner's checkpoint), durably.
     async fn put_state(&self, name: &str, value: &[u8]) -> Result<(), DriveError>;
     /// Reads a named blob of repair state.

@@ -119,6 +119,9 @@ pub enum Call {
     },
     DeleteHint {
         id_hex: String,
+        /// Absent from callers of earlier versions: the hint goes whatever its age.
+        #[serde(default)]
+        created_before_ms: Option<u64>,
     },
     PutState {
         name: String,

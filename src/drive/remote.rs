@@ -625,9 +625,14 @@ impl Drive for RemoteDrive {
         .await
     }
 
-    async fn delete_hint(&self, id: &[u8]) -> Result<(), DriveError> {
+    async fn delete_hint(
+        &self,
+        id: &[u8],
+        created_before_ms: Option<u64>,
+    ) -> Result<(), DriveError> {
         self.call(Call::DeleteHint {
             id_hex: hex::encode(id),
+            created_before_ms,
         })
         .await
     }

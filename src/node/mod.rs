@@ -496,7 +496,10 @@ async fn call(
         Call::Space => json(d.space().await.map(|s| (s.free, s.total))),
         Call::PutHint { hint } => json(d.put_hint(&hint).await),
         Call::ListHints { after_hex, limit } => json(d.list_hints(&unhex(&after_hex), limit).await),
-        Call::DeleteHint { id_hex } => json(d.delete_hint(&unhex(&id_hex)).await),
+        Call::DeleteHint {
+            id_hex,
+            created_before_ms,
+        } => json(d.delete_hint(&unhex(&id_hex), created_before_ms).await),
         Call::PutState { name, value_hex } => json(d.put_state(&name, &unhex(&value_hex)).await),
         Call::GetState { name } => json(d.get_state(&name).await.map(|v| v.map(hex::encode))),
         Call::StatShards { bucket, data_dirs } => {

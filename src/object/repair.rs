@@ -583,7 +583,7 @@ impl Repairer {
                     self.start_pass(false).await;
                     self.save_checkpoint().await;
                 }
-                self.delete_hint(&id).await;
+                self.delete_hint(&id, None).await;
             } else {
                 versions.push((id, hint));
             }
@@ -597,6 +597,9 @@ impl Repairer {
         let mut heals = futures::stream::iter(versions)
             .take_while(|_| std::future::ready(leader()))
             .map(|(id, hint)| async move {
+                // A hint stored from here on (the same version damaged again, or a write
+                // of the same key and version id that missed a drive) outlives this heal.
+                let started = now_ms();
                 let result = this
                     .set
                     .heal_object(&hint.bucket, &hint.key, &hint.version_id, hint.deep)
@@ -605,7 +608,7 @@ impl Repairer {
                     Ok(r) => {
                         this.count(&hint.bucket, &hint.key, &r);
                         if r.complete {
-                            this.delete_hint(&id).await;
+                            this.delete_hint(&id, Some(started)).await;
                         } else {
                             this.retry_later(hint).await;
                         }
@@ -614,7 +617,7 @@ impl Repairer {
                         this.throttle(r.bytes_read + r.bytes_written).await;
                     }
                     Err(Error::NoSuchKey | Error::NoSuchVersion | Error::NoSuchBucket) => {
-                        this.delete_hint(&id).await;
+                        this.delete_hint(&id, Some(started)).await;
                     }
                     Err(e) => {
                         let (bucket, key) = (&hint.bucket, &hint.key);
@@ -647,10 +650,14 @@ impl Repairer {
         }
     }
 
-    async fn delete_hint(&self, id: &[u8]) {
+    /// Removes a hint from the set's drives; with `created_before_ms`, only where it was
+    /// created before then.
+    async fn delete_hint(&self, id: &[u8], created_before_ms: Option<u64>) {
         // A drive that keeps the hint (it missed the grace) has it worked again: the heal
         // then finds the version whole and removes it.
-        self.set.on_drives(|d| d.delete_hint(id)).await;
+        self.set
+            .on_drives(|d| d.delete_hint(id, created_before_ms))
+            .await;
     }
 
     /// Puts a hint back with its next attempt pushed out: 2 s, 4 s, 8 s ... up to 5 minutes.
