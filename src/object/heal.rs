@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::join_all;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{segments, ErasureSet, Error, Result, Segment};
 use crate::drive::{Drive, HealHint, ShardWriter};
@@ -248,6 +249,26 @@ impl ErasureSet {
         skip: &[bool],
         report: &mut HealReport,
     ) -> Vec<Vec<Option<Bytes>>> {
+        let (frames, read) = self
+            .batch_reader(bucket, seg, dist, codec, s0, s1, skip)
+            .await;
+        report.bytes_read += read;
+        frames
+    }
+
+    /// The read of [`Self::read_batch`] as a future that owns what it needs (so that it can
+    /// run on its own task), giving the frames and the bytes read.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_reader(
+        &self,
+        bucket: &str,
+        seg: &Segment,
+        dist: &[usize],
+        codec: &Codec,
+        s0: u64,
+        s1: u64,
+        skip: &[bool],
+    ) -> impl std::future::Future<Output = (Vec<Vec<Option<Bytes>>>, u64)> + Send + 'static {
         let k = codec.data_shards() as u64;
         let stripe = codec.stripe_size() as u64;
         let spans: Vec<(u64, u64)> = (s0..=s1)
@@ -255,43 +276,48 @@ impl ErasureSet {
             .collect();
         let offset = spans[0].0;
         let len: u64 = spans.iter().map(|(_, l)| l).sum();
-        let reads = dist.iter().enumerate().map(|(i, &pos)| {
-            let drive = self.drives[pos].clone();
-            let dir = seg.data_dir.clone();
-            let skip = skip[i];
-            async move {
-                if skip {
-                    return None;
+        let reads: Vec<_> = dist
+            .iter()
+            .zip(skip)
+            .map(|(&pos, &skip)| {
+                let drive = (!skip).then(|| self.drives[pos].clone());
+                let (bucket, dir) = (bucket.to_string(), seg.data_dir.clone());
+                async move {
+                    match drive {
+                        Some(d) => d.read_shard(&bucket, &dir, offset, len).await.ok(),
+                        None => None,
+                    }
                 }
-                drive.read_shard(bucket, &dir, offset, len).await.ok()
-            }
-        });
-        let frames: Vec<Vec<Option<Bytes>>> = join_all(reads)
-            .await
-            .into_iter()
-            .map(|raw| {
-                let mut at = 0usize;
-                spans
-                    .iter()
-                    .map(|(_, l)| {
-                        let l = *l as usize;
-                        let f = raw
-                            .as_ref()
-                            .filter(|r| at + l <= r.len())
-                            .and_then(|r| frame::decode(&r.slice(at..at + l)));
-                        at += l;
-                        f
-                    })
-                    .collect()
             })
             .collect();
-        report.bytes_read += frames
-            .iter()
-            .flatten()
-            .flatten()
-            .map(|b| b.len() as u64)
-            .sum::<u64>();
-        frames
+        async move {
+            let frames: Vec<Vec<Option<Bytes>>> = join_all(reads)
+                .await
+                .into_iter()
+                .map(|raw| {
+                    let mut at = 0usize;
+                    spans
+                        .iter()
+                        .map(|(_, l)| {
+                            let l = *l as usize;
+                            let f = raw
+                                .as_ref()
+                                .filter(|r| at + l <= r.len())
+                                .and_then(|r| frame::decode(&r.slice(at..at + l)));
+                            at += l;
+                            f
+                        })
+                        .collect()
+                })
+                .collect();
+            let read = frames
+                .iter()
+                .flatten()
+                .flatten()
+                .map(|b| b.len() as u64)
+                .sum::<u64>();
+            (frames, read)
+        }
     }
 
     /// Writes new shard files for the shards marked `bad`, rebuilt from `k` of the others:
@@ -323,18 +349,36 @@ impl ErasureSet {
         let stripe = codec.stripe_size() as u64;
         let stripes = seg.size.div_ceil(stripe).max(1);
         let per_batch = (HEAL_BATCH / stripe).max(1);
-        let mut s0 = 0;
-        while s0 < stripes {
-            let s1 = (s0 + per_batch - 1).min(stripes - 1);
-            // The first k shards that are neither bad nor failed so far.
-            let mut read: Vec<bool> = vec![false; n];
+        // The first k shards that are neither bad nor failed so far.
+        let pick = |failed: &[bool]| -> Vec<bool> {
+            let mut read = vec![false; n];
             for i in (0..n).filter(|&i| !bad[i] && !failed[i]).take(k) {
                 read[i] = true;
             }
+            read
+        };
+        // Each batch's reads (and their hash checks) run on their own task, started before
+        // the batch ahead of it is rebuilt and written, so the disk reads of one batch overlap
+        // the coding and the writes of the other. A shard that fails in the batch being
+        // rebuilt may still be in the next batch's reads: that batch then comes up short and
+        // reads the others, as below.
+        let start = |s0: u64, read: &[bool]| {
+            let s1 = (s0 + per_batch - 1).min(stripes - 1);
             let skip: Vec<bool> = read.iter().map(|r| !r).collect();
-            let mut frames = self
-                .read_batch(bucket, seg, dist, codec, s0, s1, &skip, report)
-                .await;
+            let reader = self.batch_reader(bucket, seg, dist, codec, s0, s1, &skip);
+            (read.to_vec(), AbortOnDropHandle::new(tokio::spawn(reader)))
+        };
+        let mut ahead = Some(start(0, &pick(&failed)));
+        let mut s0 = 0;
+        while let Some((mut read, reading)) = ahead.take() {
+            let s1 = (s0 + per_batch - 1).min(stripes - 1);
+            if s1 + 1 < stripes {
+                ahead = Some(start(s1 + 1, &pick(&failed)));
+            }
+            let (mut frames, bytes) = reading
+                .await
+                .map_err(|e| Error::Internal(format!("shard reads: {e}")))?;
+            report.bytes_read += bytes;
             let short = |frames: &[Vec<Option<Bytes>>]| {
                 (0..=(s1 - s0) as usize).any(|j| {
                     frames
@@ -366,16 +410,25 @@ impl ErasureSet {
                     .iter()
                     .map(|shard| shard.get(j).cloned().flatten())
                     .collect();
+                // Only the shards being written are computed; the one not read is left out.
                 let shards = codec
-                    .rebuild(&shards)
+                    .recover(&shards, |i| writers[i].is_some())
                     .map_err(|e| Error::Quorum(format!("cannot rebuild: {e}")))?;
                 for (i, block) in shards.into_iter().enumerate().take(n) {
-                    if let Some(w) = writers[i].as_mut() {
-                        let framed = frame::Framed::new(block);
-                        report.bytes_written += framed.len() as u64;
-                        if w.write(framed).await.is_err() {
-                            writers[i] = None;
+                    let Some(w) = writers[i].as_mut() else {
+                        continue;
+                    };
+                    // A shard file missing a block is never committed.
+                    let written = match block {
+                        Some(block) => {
+                            let framed = frame::Framed::new(block);
+                            report.bytes_written += framed.len() as u64;
+                            w.write(framed).await.is_ok()
                         }
+                        None => false,
+                    };
+                    if !written {
+                        writers[i] = None;
                     }
                 }
             }
