@@ -115,8 +115,7 @@ async fn a_shard_found_corrupt_while_rebuilding_another_is_rebuilt_too() {
             .join(&rec.data_dir)
     };
     // Shard 5 (parity) is lost; shard 0, which a rebuild always reads first, rots in its
-    // third stripe and in its last one: one in each batch of reads, so the second batch,
-    // read ahead while the first was rebuilt, still asks shard 0 and comes up short.
+    // second stripe and in its last one, so in both batches of reads (4 stripes each).
     std::fs::remove_file(shard_file(5)).unwrap();
     let rotten = shard_file(0);
     let mut bytes = std::fs::read(&rotten).unwrap();

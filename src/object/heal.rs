@@ -357,11 +357,9 @@ impl ErasureSet {
             }
             read
         };
-        // Each batch's reads (and their hash checks) run on their own task, started before
-        // the batch ahead of it is rebuilt and written, so the disk reads of one batch overlap
-        // the coding and the writes of the other. A shard that fails in the batch being
-        // rebuilt may still be in the next batch's reads: that batch then comes up short and
-        // reads the others, as below.
+        // Each batch's reads (and their hash checks) run on their own task, started once the
+        // batch before it has been read and checked and before it is rebuilt and written, so
+        // that the disk reads of one batch overlap the coding and the writes of the other.
         let start = |s0: u64, read: &[bool]| {
             let s1 = (s0 + per_batch - 1).min(stripes - 1);
             let skip: Vec<bool> = read.iter().map(|r| !r).collect();
@@ -372,9 +370,6 @@ impl ErasureSet {
         let mut s0 = 0;
         while let Some((mut read, reading)) = ahead.take() {
             let s1 = (s0 + per_batch - 1).min(stripes - 1);
-            if s1 + 1 < stripes {
-                ahead = Some(start(s1 + 1, &pick(&failed)));
-            }
             let (mut frames, bytes) = reading
                 .await
                 .map_err(|e| Error::Internal(format!("shard reads: {e}")))?;
@@ -405,6 +400,9 @@ impl ErasureSet {
                     failed[i] = true;
                 }
             }
+            if s1 + 1 < stripes {
+                ahead = Some(start(s1 + 1, &pick(&failed)));
+            }
             for j in 0..=(s1 - s0) as usize {
                 let shards: Vec<Option<Bytes>> = frames
                     .iter()
@@ -431,6 +429,10 @@ impl ErasureSet {
                         writers[i] = None;
                     }
                 }
+            }
+            if writers.iter().all(Option::is_none) {
+                // Every drive being rebuilt has failed its write: nothing left to read for.
+                break;
             }
             s0 = s1 + 1;
         }
