@@ -13,6 +13,7 @@ use futures::StreamExt;
 use super::{ErasureSet, Error, Result, Segment, HEDGE_AFTER};
 use crate::drive::{Drive, VersionRecord};
 use crate::erasure::{frame, Codec};
+use tokio_util::task::AbortOnDropHandle;
 
 /// Object bytes to stream back (after the first batch has been read successfully).
 pub type DataStream = BoxStream<'static, std::result::Result<Bytes, std::io::Error>>;
@@ -176,17 +177,30 @@ impl ObjectReader {
         let active = Streaming::start(&self.streaming);
         let ahead = if active.others() == 0 { 2 } else { 1 };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Bytes>>>(1);
+        let this = Arc::new(self);
         tokio::spawn(async move {
             let _active = active;
-            let stripe = self.codec.stripe_size() as u64;
+            let stripe = this.codec.stripe_size() as u64;
             let per_batch = (BATCH_BYTES / stripe).max(1);
-            let mut todo = batches(super::segments(&self.info), stripe, per_batch, start, end);
-            let reader = &self;
-            let read =
-                |b: Batch| async move { reader.read_stripes(&b.seg, b.s0, b.s1, b.lo, b.hi).await };
+            let mut todo = batches(super::segments(&this.info), stripe, per_batch, start, end);
             // The first batch is read alone: the response waits for it.
-            let first = futures::stream::iter(todo.next()).then(read);
-            let rest = futures::stream::iter(todo).map(read).buffered(ahead);
+            let reader = &this;
+            let first = futures::stream::iter(todo.next()).then(|b: Batch| async move {
+                reader.read_stripes(&b.seg, b.s0, b.s1, b.lo, b.hi).await
+            });
+            // Each later batch is read on its own task: its reads and hash checks go on while
+            // this loop waits for the client to take the batch before it, and on another core.
+            let ahead_read = |b: Batch| {
+                let reader = this.clone();
+                let task = AbortOnDropHandle::new(tokio::spawn(async move {
+                    reader.read_stripes(&b.seg, b.s0, b.s1, b.lo, b.hi).await
+                }));
+                async move {
+                    task.await
+                        .unwrap_or_else(|e| Err(Error::Internal(e.to_string())))
+                }
+            };
+            let rest = futures::stream::iter(todo).map(ahead_read).buffered(ahead);
             let mut reads = std::pin::pin!(first.chain(rest));
             while let Some(item) = reads.next().await {
                 let failed = item.is_err();
@@ -281,8 +295,8 @@ impl ObjectReader {
             if enough(&frames) {
                 break;
             }
-            // Answers that came while this batch was read ahead and not polled (its reader
-            // waiting for the client to take the batch before it) count before the hedge.
+            // Answers already there count before the hedge: a task that went unpolled for a
+            // while (a busy runtime) must not ask for parity that those answers make needless.
             let got = tokio::select! {
                 biased;
                 got = pending.next() => got,
