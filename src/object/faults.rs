@@ -189,10 +189,11 @@ async fn an_undo_puts_nothing_back_where_a_delete_came_first() {
     }
 }
 
-/// A client that takes each 4 MiB batch more slowly than the hedge delay (500 ms) can leave a
-/// batch read ahead unpolled that long, its data shards answered. The reader must take those
-/// answers, not ask for parity as if the data drives were slow and then note them as slow (a
-/// remote drive so noted too often is marked offline).
+/// A client that takes each 4 MiB batch more slowly than the hedge delay (500 ms) must not
+/// make the data drives look slow: no parity is asked for and no drive is noted as slow (a
+/// remote drive so noted too often is marked offline). Batches read ahead run on their own
+/// tasks, so their answers are taken as they come; before, such a batch could sit unpolled
+/// with its hedge timer running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_client_gets_its_object_without_parity_reads() {
     let f = Fixture::new().await;

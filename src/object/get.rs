@@ -188,8 +188,9 @@ impl ObjectReader {
             let first = futures::stream::iter(todo.next()).then(|b: Batch| async move {
                 reader.read_stripes(&b.seg, b.s0, b.s1, b.lo, b.hi).await
             });
-            // Each later batch is read on its own task: its reads and hash checks go on while
-            // this loop waits for the client to take the batch before it, and on another core.
+            // Each later batch is read on its own task, so that the batches already started
+            // (`ahead - 1` of them while this loop waits for the client to take the one
+            // before) go on with their reads and hash checks, on either core.
             let ahead_read = |b: Batch| {
                 let reader = this.clone();
                 let task = AbortOnDropHandle::new(tokio::spawn(async move {
