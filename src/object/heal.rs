@@ -223,9 +223,10 @@ impl ErasureSet {
         while s0 < stripes {
             let s1 = (s0 + per_batch - 1).min(stripes - 1);
             let skip: Vec<bool> = bad.iter().zip(skip).map(|(b, s)| *b || *s).collect();
-            let frames = self
-                .read_batch(bucket, seg, dist, codec, s0, s1, &skip, report)
+            let (frames, bytes) = self
+                .batch_reader(bucket, seg, dist, codec, s0, s1, &skip)
                 .await;
+            report.bytes_read += bytes;
             for (i, f) in frames.iter().enumerate() {
                 if !skip[i] && f.iter().any(|x| x.is_none()) {
                     bad[i] = true;
@@ -236,28 +237,8 @@ impl ErasureSet {
         bad
     }
 
-    /// Reads stripes `s0..=s1` of every shard not in `skip`: `frames[shard][stripe]`.
-    #[allow(clippy::too_many_arguments)]
-    async fn read_batch(
-        &self,
-        bucket: &str,
-        seg: &Segment,
-        dist: &[usize],
-        codec: &Codec,
-        s0: u64,
-        s1: u64,
-        skip: &[bool],
-        report: &mut HealReport,
-    ) -> Vec<Vec<Option<Bytes>>> {
-        let (frames, read) = self
-            .batch_reader(bucket, seg, dist, codec, s0, s1, skip)
-            .await;
-        report.bytes_read += read;
-        frames
-    }
-
-    /// The read of [`Self::read_batch`] as a future that owns what it needs (so that it can
-    /// run on its own task), giving the frames and the bytes read.
+    /// Reads stripes `s0..=s1` of every shard not in `skip`: `frames[shard][stripe]`, and the
+    /// bytes read. The future owns what it needs, so that it can run on its own task.
     #[allow(clippy::too_many_arguments)]
     fn batch_reader(
         &self,
@@ -385,9 +366,10 @@ impl ErasureSet {
             };
             if short(&frames) {
                 let rest: Vec<bool> = (0..n).map(|i| bad[i] || read[i]).collect();
-                let more = self
-                    .read_batch(bucket, seg, dist, codec, s0, s1, &rest, report)
+                let (more, bytes) = self
+                    .batch_reader(bucket, seg, dist, codec, s0, s1, &rest)
                     .await;
+                report.bytes_read += bytes;
                 for (i, f) in more.into_iter().enumerate() {
                     if !rest[i] {
                         frames[i] = f;
