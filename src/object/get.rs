@@ -22,7 +22,7 @@ pub type DataStream = BoxStream<'static, std::result::Result<Bytes, std::io::Err
 const BATCH_BYTES: u64 = 4 << 20;
 
 /// Batches read at once by a GET alone in its erasure set, after its first. Through a cluster
-/// four gave 1.08-1.3x the MB/s of two for one 64 MiB GET; on the server, the same. A GET
+/// four gave 1.08-1.3x the MB/s of two for one 64 MiB GET; on the server no change. A GET
 /// then holds at most about seven batches (28 MiB of object data, up to 1.5x that when parity
 /// is read): these, one in the channel, one waiting to enter it, and the one being sent.
 const AHEAD_ALONE: usize = 4;
