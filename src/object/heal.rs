@@ -341,16 +341,14 @@ impl ErasureSet {
         // Each batch's reads (and their hash checks) run on their own task, started once the
         // batch before it has been read and checked and before it is rebuilt and written, so
         // that the disk reads of one batch overlap the coding and the writes of the other.
-        let start = |s0: u64, read: &[bool]| {
+        let start = |s0: u64, read: Vec<bool>| {
             let s1 = (s0 + per_batch - 1).min(stripes - 1);
             let skip: Vec<bool> = read.iter().map(|r| !r).collect();
             let reader = self.batch_reader(bucket, seg, dist, codec, s0, s1, &skip);
-            (read.to_vec(), AbortOnDropHandle::new(tokio::spawn(reader)))
+            (s0, s1, read, AbortOnDropHandle::new(tokio::spawn(reader)))
         };
-        let mut ahead = Some(start(0, &pick(&failed)));
-        let mut s0 = 0;
-        while let Some((mut read, reading)) = ahead.take() {
-            let s1 = (s0 + per_batch - 1).min(stripes - 1);
+        let mut ahead = Some(start(0, pick(&failed)));
+        while let Some((s0, s1, mut read, reading)) = ahead.take() {
             let (mut frames, bytes) = reading
                 .await
                 .map_err(|e| Error::Internal(format!("shard reads: {e}")))?;
@@ -383,7 +381,7 @@ impl ErasureSet {
                 }
             }
             if s1 + 1 < stripes {
-                ahead = Some(start(s1 + 1, &pick(&failed)));
+                ahead = Some(start(s1 + 1, pick(&failed)));
             }
             for j in 0..=(s1 - s0) as usize {
                 let shards: Vec<Option<Bytes>> = frames
@@ -416,7 +414,6 @@ impl ErasureSet {
                 // Every drive being rebuilt has failed its write: nothing left to read for.
                 break;
             }
-            s0 = s1 + 1;
         }
         let commits = writers.into_iter().map(|w| async move {
             match w {
