@@ -156,6 +156,7 @@ impl Server {
                     deployment_id: deployment_id.clone(),
                     set: 0,
                     index: i as u32,
+                    set_drives: set.drives().to_vec(),
                 })
                 .collect(),
         );

@@ -541,6 +541,52 @@ async fn reads_during_an_outage_hint_only_the_damage_on_live_drives() {
     check_all(&c, "outage", &objects).await;
 }
 
+/// A new cluster has nothing to rebuild: its gateway formats the blank drives at start, and no
+/// node takes one of them for a replaced drive (which leaves a hint and starts a full scan, and
+/// had a new cluster report itself degraded for its first seconds). A drive emptied under a
+/// running node is formatted into its place and rebuilt whole, records and shards, and then
+/// serves reads that cannot do without it.
+#[tokio::test]
+async fn a_new_cluster_has_no_hints_and_a_replaced_drive_is_rebuilt() {
+    let mut cl = TestCluster::start(6, 1, 1);
+    cl.wait_ready(0).await;
+    // The drive watches check every second; a blank drive is formatted at its second check.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let logs = cl.logs();
+    assert!(
+        !logs.contains("formatted into its place") && !logs.contains("came up blank"),
+        "a new cluster's drives taken for replaced ones:\n{logs}"
+    );
+    let st = repair_status(&cl).await;
+    assert_eq!(st["hints_pending"], 0, "{st}");
+    let c = cl.client(0);
+    c.create_bucket().bucket("replaced").send().await.unwrap();
+    let objects = put_all(&c, "replaced", "r/").await;
+    let d = cl.dir.path().join("node3/d0");
+    let shards = common::shard_files(&d).len();
+    assert!(shards >= 3, "{shards} shard files on node3");
+    common::remove_live_dir(&d);
+    std::fs::create_dir(&d).unwrap();
+    // Rebuilt once its shard files are back and the pass that rebuilt them is over.
+    let mut st = serde_json::Value::Null;
+    let mut back = false;
+    for _ in 0..600 {
+        st = repair_status(&cl).await;
+        back |= common::shard_files(&d).len() == shards;
+        if back && st["in_pass"] == false && st["hints_pending"] == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(back && st["in_pass"] == false, "{st}\n{}", cl.logs());
+    assert!(d.join("format.json").exists());
+    assert!(cl.logs().contains("blank drive formatted into its place"));
+    // Four drives left of six: every read needs node3's.
+    cl.nodes[0].kill();
+    cl.nodes[1].kill();
+    check_all(&c, "replaced", &objects).await;
+}
+
 /// `[rpc_tls]`: nodes serve their RPC over TLS only, gateways and peers verify the nodes'
 /// certificate against the cluster's CA; a gateway that trusts another CA refuses to start.
 #[tokio::test]

@@ -73,22 +73,25 @@ impl Node {
             drives.push(Arc::new(d));
         }
         let (me, _) = topo.node(name).expect("checked above");
+        let sets = member_sets(topo, me, &drives, secret.clone().into())?;
         setup::spawn_drive_watch(
             drives
                 .iter()
                 .enumerate()
                 .filter_map(|(j, d)| {
                     let (set, index) = topo.place_of(me, j)?;
+                    let (_, set_drives) = sets.iter().find(|(s, _)| *s == set)?;
                     Some(setup::WatchedDrive {
                         drive: d.clone(),
                         deployment_id: topo.file.deployment_id.clone(),
                         set: set as u32,
                         index: index as u32,
+                        set_drives: set_drives.clone(),
                     })
                 })
                 .collect(),
         );
-        let repair = spawn_repair(topo, me, &drives, secret.clone().into())?;
+        let repair = spawn_repair(topo, me, sets)?;
         let listen = listen
             .or_else(|| topo.file.node.listen.clone())
             .unwrap_or_else(|| spec.address.clone());
@@ -164,41 +167,60 @@ impl Node {
     }
 }
 
+/// A set's number and its drives, in position order.
+type SetDrives = (usize, Vec<Arc<dyn Drive>>);
+
+/// Every set that node `me` holds drives of: its own drives local, the others' through RPC at
+/// background priority.
+fn member_sets(
+    topo: &Topology,
+    me: usize,
+    local: &[Arc<LocalDrive>],
+    secret: Arc<str>,
+) -> anyhow::Result<Vec<SetDrives>> {
+    let client = rpc_client(topo.rpc_ca())?;
+    let topology: Arc<str> = topo.hash.clone().into();
+    Ok(topo
+        .sets
+        .iter()
+        .enumerate()
+        .filter(|(_, members)| members.iter().any(|d| d.node == me))
+        .map(|(s, members)| {
+            let drives = members
+                .iter()
+                .map(|d| {
+                    if d.node == me {
+                        local[d.drive].clone() as Arc<dyn Drive>
+                    } else {
+                        Arc::new(
+                            RemoteDrive::new(
+                                client.clone(),
+                                &topo.file.nodes[d.node].address,
+                                d.drive,
+                                secret.clone(),
+                                topology.clone(),
+                            )
+                            .background(),
+                        ) as Arc<dyn Drive>
+                    }
+                })
+                .collect();
+            (s, drives)
+        })
+        .collect())
+}
+
 /// Starts a repair worker for every set this node holds a drive of. The set's leader is the
 /// first node, in the order of the set's drives, whose drives answer: this node leads while
 /// every node before it is offline (a probe calls them every second to find out).
 fn spawn_repair(
     topo: &Topology,
     me: usize,
-    local: &[Arc<LocalDrive>],
-    secret: Arc<str>,
+    sets: Vec<SetDrives>,
 ) -> anyhow::Result<Vec<RepairHandle>> {
-    let client = rpc_client(topo.rpc_ca())?;
-    let topology: Arc<str> = topo.hash.clone().into();
     let mut out = Vec::new();
-    for (s, members) in topo.sets.iter().enumerate() {
-        if !members.iter().any(|d| d.node == me) {
-            continue;
-        }
-        let drives: Vec<Arc<dyn Drive>> = members
-            .iter()
-            .map(|d| {
-                if d.node == me {
-                    local[d.drive].clone() as Arc<dyn Drive>
-                } else {
-                    Arc::new(
-                        RemoteDrive::new(
-                            client.clone(),
-                            &topo.file.nodes[d.node].address,
-                            d.drive,
-                            secret.clone(),
-                            topology.clone(),
-                        )
-                        .background(),
-                    ) as Arc<dyn Drive>
-                }
-            })
-            .collect();
+    for (s, drives) in sets {
+        let members = &topo.sets[s];
         // Drives of the nodes that come before this one in the set.
         let first_mine = members.iter().position(|d| d.node == me).unwrap_or(0);
         let mine_first: Vec<usize> = members

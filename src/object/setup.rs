@@ -105,12 +105,19 @@ pub struct WatchedDrive {
     pub set: u32,
     /// Its position in the set.
     pub index: u32,
+    /// Every drive of its set, in position order (itself included): the local ones, and the
+    /// other nodes' through RPC.
+    pub set_drives: Vec<Arc<dyn Drive>>,
 }
 
 /// Watches local drives every second: a drive folder that was removed or replaced under the
-/// running process is reopened; a metadata database found corrupt is set aside and rebuilt; a drive that is blank (new, or replaced by an empty one) is
-/// formatted into its place and leaves a "drive" heal hint, so that the set's repair rebuilds
-/// everything onto it without an operator command.
+/// running process is reopened; a metadata database found corrupt is set aside and rebuilt.
+/// A drive found blank at two checks in a row, in a set whose other drives hold formats, was
+/// replaced by an empty one: it is formatted into its place and leaves a "drive" heal hint, so
+/// that the set's repair rebuilds everything onto it without an operator command. A set none
+/// of whose drives is formatted is new, and has nothing to rebuild: its gateway formats it when
+/// it starts (`check_formats`), without hints. The second check leaves time for a gateway that
+/// is formatting the set that moment.
 ///
 /// Every [`IDLE_CHECK`] ticks it also flushes the memtables and empties the block caches of
 /// the drives that nobody wrote to since the last check; a tick later (RocksDB frees some of
@@ -120,6 +127,8 @@ pub fn spawn_drive_watch(drives: Vec<WatchedDrive>) {
     tokio::spawn(async move {
         let local: Arc<[Arc<LocalDrive>]> = drives.iter().map(|w| w.drive.clone()).collect();
         let mut trim = false;
+        // Checks in a row at which each drive was found blank.
+        let mut blank_checks = vec![0u32; drives.len()];
         for tick in 1u64.. {
             if std::mem::take(&mut trim) {
                 let _ = tokio::task::spawn_blocking(release_free_memory).await;
@@ -146,11 +155,19 @@ pub fn spawn_drive_watch(drives: Vec<WatchedDrive>) {
             })
             .await
             .unwrap_or_default();
-            for (w, blank) in drives.iter().zip(blank) {
-                if blank {
-                    if let Err(e) = format_blank(w).await {
-                        tracing::error!(drive = %w.drive.endpoint(), error = %e, "cannot format blank drive");
+            for ((w, blank), checks) in drives.iter().zip(blank).zip(&mut blank_checks) {
+                *checks = if blank { *checks + 1 } else { 0 };
+                if *checks < 2 {
+                    continue;
+                }
+                if !set_formatted(w).await {
+                    if *checks == 2 {
+                        tracing::info!(drive = %w.drive.endpoint(), set = w.set, "blank drive in a set with no formatted drive: a gateway formats the new set when it starts");
                     }
+                    continue;
+                }
+                if let Err(e) = format_blank(w).await {
+                    tracing::error!(drive = %w.drive.endpoint(), error = %e, "cannot format blank drive");
                 }
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -187,6 +204,20 @@ fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Whether another drive of `w`'s set, among those online, holds a format of its deployment.
+async fn set_formatted(w: &WatchedDrive) -> bool {
+    let others = w
+        .set_drives
+        .iter()
+        .enumerate()
+        .filter(|&(p, d)| p != w.index as usize && d.is_online())
+        .map(|(_, d)| d.read_format());
+    join_all(others)
+        .await
+        .into_iter()
+        .any(|f| matches!(f, Ok(Some(f)) if f.deployment_id == w.deployment_id))
 }
 
 async fn format_blank(w: &WatchedDrive) -> Result<(), crate::drive::DriveError> {
