@@ -786,7 +786,11 @@ impl Drive for LocalDrive {
     async fn write_format(&self, format: &FormatRecord) -> Result<(), DriveError> {
         let raw =
             serde_json::to_vec_pretty(format).map_err(|e| DriveError::Corrupt(e.to_string()))?;
-        let tmp = self.root.join("tmp").join(format!("{FORMAT_FILE}.tmp"));
+        // A name of its own: two gateways of a new cluster may format the drive at once.
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{FORMAT_FILE}.{}.tmp", uuid::Uuid::new_v4()));
         let dest = self.root.join(FORMAT_FILE);
         tokio::task::spawn_blocking(move || write_atomic(&tmp, &dest, &raw))
             .await

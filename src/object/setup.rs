@@ -19,6 +19,10 @@ pub enum SetupError {
     Quorum(String),
 }
 
+/// How long a start-up that finds blank drives beside formatted ones waits before it reads the
+/// formats again: the time for another gateway that is formatting the same new set to finish.
+const SECOND_LOOK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Checks (and, for blank drives, writes) the format records of the drives of set `set`.
 /// Returns the deployment id (`expected`, when the topology names it). Unreadable drives are
 /// tolerated down to `quorum`.
@@ -28,7 +32,17 @@ pub async fn check_formats(
     quorum: usize,
     expected: Option<&str>,
 ) -> Result<String, SetupError> {
-    let formats = join_all(drives.iter().map(|d| d.read_format())).await;
+    let read = || join_all(drives.iter().map(|d| d.read_format()));
+    let mut formats = read().await;
+    // Blank drives beside formatted ones were lost or replaced, or another gateway is
+    // formatting this new set right now (the gateways of a new cluster start together): a
+    // second look tells the two apart, so that a new set is not healed as a replaced one.
+    if formats.iter().any(|f| matches!(f, Ok(Some(_))))
+        && formats.iter().any(|f| matches!(f, Ok(None)))
+    {
+        tokio::time::sleep(SECOND_LOOK).await;
+        formats = read().await;
+    }
     let mut deployment: Option<String> = expected.map(str::to_string);
     for (pos, f) in formats.iter().enumerate() {
         if let Ok(Some(f)) = f {
@@ -53,13 +67,16 @@ pub async fn check_formats(
             }
         }
     }
-    // Blank drives beside formatted ones were lost or replaced: repair rebuilds them.
+    // Blank drives still beside formatted ones were lost or replaced: repair rebuilds them.
     let existing = formats.iter().any(|f| matches!(f, Ok(Some(_))));
     let deployment = deployment.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let mut usable = 0;
-    for (pos, f) in formats.into_iter().enumerate() {
+    // All at once: another gateway that reads the set meanwhile finds it half formatted for
+    // as short a time as can be.
+    let deployment = &deployment;
+    let usable = join_all(formats.into_iter().enumerate().map(|(pos, f)| async move {
+        let d = &drives[pos];
         match f {
-            Ok(Some(_)) => usable += 1,
+            Ok(Some(_)) => true,
             Ok(None) => {
                 let rec = FormatRecord {
                     version: RECORD_VERSION,
@@ -69,30 +86,36 @@ pub async fn check_formats(
                     drive_id: uuid::Uuid::new_v4().to_string(),
                 };
                 if existing {
-                    let _ = drives[pos].put_hint(&HealHint::drive(&rec.drive_id)).await;
+                    let _ = d.put_hint(&HealHint::drive(&rec.drive_id)).await;
                 }
-                match drives[pos].write_format(&rec).await {
+                match d.write_format(&rec).await {
                     Ok(()) => {
-                        tracing::info!(drive = %drives[pos].endpoint(), "formatted blank drive");
-                        usable += 1;
+                        tracing::info!(drive = %d.endpoint(), "formatted blank drive");
+                        true
                     }
                     Err(e) => {
-                        tracing::error!(drive = %drives[pos].endpoint(), error = %e, "cannot format drive")
+                        tracing::error!(drive = %d.endpoint(), error = %e, "cannot format drive");
+                        false
                     }
                 }
             }
             Err(e) => {
-                tracing::error!(drive = %drives[pos].endpoint(), error = %e, "cannot read format record")
+                tracing::error!(drive = %d.endpoint(), error = %e, "cannot read format record");
+                false
             }
         }
-    }
+    }))
+    .await
+    .into_iter()
+    .filter(|&ok| ok)
+    .count();
     if usable < quorum {
         return Err(SetupError::Quorum(format!(
             "only {usable} of {} drives usable, need {quorum}",
             drives.len()
         )));
     }
-    Ok(deployment)
+    Ok(deployment.clone())
 }
 
 /// A local drive and where it belongs.
@@ -112,12 +135,13 @@ pub struct WatchedDrive {
 
 /// Watches local drives every second: a drive folder that was removed or replaced under the
 /// running process is reopened; a metadata database found corrupt is set aside and rebuilt.
-/// A drive found blank at two checks in a row, in a set whose other drives hold formats, was
-/// replaced by an empty one: it is formatted into its place and leaves a "drive" heal hint, so
-/// that the set's repair rebuilds everything onto it without an operator command. A set none
-/// of whose drives is formatted is new, and has nothing to rebuild: its gateway formats it when
-/// it starts (`check_formats`), without hints. The second check leaves time for a gateway that
-/// is formatting the set that moment.
+/// A drive found blank beside a formatted drive of its set (one online that holds a format of
+/// the deployment) at two checks in a row, a second apart, was replaced by an empty one: it is
+/// formatted into its place and leaves a "drive" heal hint, so that the set's repair rebuilds
+/// everything onto it without an operator command. A set none of whose drives is formatted is
+/// new, and has nothing to rebuild: its gateway formats it when it starts (`check_formats`),
+/// without hints. The second check leaves a gateway that was formatting the set at the first
+/// time to finish.
 ///
 /// Every [`IDLE_CHECK`] ticks it also flushes the memtables and empties the block caches of
 /// the drives that nobody wrote to since the last check; a tick later (RocksDB frees some of
@@ -127,8 +151,8 @@ pub fn spawn_drive_watch(drives: Vec<WatchedDrive>) {
     tokio::spawn(async move {
         let local: Arc<[Arc<LocalDrive>]> = drives.iter().map(|w| w.drive.clone()).collect();
         let mut trim = false;
-        // Checks in a row at which each drive was found blank.
-        let mut blank_checks = vec![0u32; drives.len()];
+        // Checks in a row at which each drive was found blank beside a formatted drive.
+        let mut replaced_checks = vec![0u32; drives.len()];
         for tick in 1u64.. {
             if std::mem::take(&mut trim) {
                 let _ = tokio::task::spawn_blocking(release_free_memory).await;
@@ -155,15 +179,14 @@ pub fn spawn_drive_watch(drives: Vec<WatchedDrive>) {
             })
             .await
             .unwrap_or_default();
-            for ((w, blank), checks) in drives.iter().zip(blank).zip(&mut blank_checks) {
-                *checks = if blank { *checks + 1 } else { 0 };
-                if *checks < 2 {
-                    continue;
+            for ((w, blank), checks) in drives.iter().zip(blank).zip(&mut replaced_checks) {
+                let replaced = blank && set_formatted(w).await;
+                if blank && !replaced && tick == 1 {
+                    tracing::info!(drive = %w.drive.endpoint(), set = w.set, "blank drive in a set with no formatted drive: a gateway formats the new set when it starts");
                 }
-                if !set_formatted(w).await {
-                    if *checks == 2 {
-                        tracing::info!(drive = %w.drive.endpoint(), set = w.set, "blank drive in a set with no formatted drive: a gateway formats the new set when it starts");
-                    }
+                *checks = if replaced { *checks + 1 } else { 0 };
+                // Looked at again: a gateway may have formatted it while its set was read.
+                if *checks < 2 || !w.drive.format_missing() {
                     continue;
                 }
                 if let Err(e) = format_blank(w).await {
@@ -206,7 +229,8 @@ fn release_free_memory() {
     }
 }
 
-/// Whether another drive of `w`'s set, among those online, holds a format of its deployment.
+/// Whether another drive of `w`'s set, among those online, holds a format of its deployment;
+/// false when they do not all answer within [`SET_READ`].
 async fn set_formatted(w: &WatchedDrive) -> bool {
     let others = w
         .set_drives
@@ -214,11 +238,18 @@ async fn set_formatted(w: &WatchedDrive) -> bool {
         .enumerate()
         .filter(|&(p, d)| p != w.index as usize && d.is_online())
         .map(|(_, d)| d.read_format());
-    join_all(others)
+    tokio::time::timeout(SET_READ, join_all(others))
         .await
-        .into_iter()
-        .any(|f| matches!(f, Ok(Some(f)) if f.deployment_id == w.deployment_id))
+        .is_ok_and(|formats| {
+            formats
+                .into_iter()
+                .any(|f| matches!(f, Ok(Some(f)) if f.deployment_id == w.deployment_id))
+        })
 }
+
+/// How long the drive watch waits for the formats of a blank drive's set: a peer that does
+/// not answer (a stopped node) must not hold up the checks of the other drives.
+const SET_READ: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn format_blank(w: &WatchedDrive) -> Result<(), crate::drive::DriveError> {
     let drive_id = uuid::Uuid::new_v4().to_string();
@@ -235,4 +266,61 @@ async fn format_blank(w: &WatchedDrive) -> Result<(), crate::drive::DriveError> 
         .await?;
     tracing::warn!(drive = %w.drive.endpoint(), set = w.set, index = w.index, "blank drive formatted into its place; repair will rebuild it");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drives(dir: &std::path::Path) -> Vec<Arc<dyn Drive>> {
+        (0..6)
+            .map(|i| {
+                Arc::new(LocalDrive::open(&dir.join(format!("d{i}"))).unwrap()) as Arc<dyn Drive>
+            })
+            .collect()
+    }
+
+    async fn hints(drives: &[Arc<dyn Drive>]) -> usize {
+        let mut n = 0;
+        for d in drives {
+            n += d.list_hints(b"", 100).await.unwrap().len();
+        }
+        n
+    }
+
+    /// Two gateways of a new cluster format its set at once: the one that finds it half
+    /// formatted leaves no hint. A drive that stays blank beside formatted ones gets its hint.
+    #[tokio::test]
+    async fn a_set_being_formatted_is_new_and_a_drive_left_blank_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = drives(dir.path());
+        let dep = "0b5c2d1e-3f4a-4b6c-8d9e-0f1a2b3c4d5e";
+        // The other gateway has written three formats and writes the rest 200 ms later.
+        check_formats(&ds[..3], 0, 1, Some(dep)).await.unwrap();
+        let rest: Vec<Arc<dyn Drive>> = ds[3..].to_vec();
+        let other = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            for (i, d) in rest.iter().enumerate() {
+                d.write_format(&FormatRecord {
+                    version: RECORD_VERSION,
+                    deployment_id: dep.into(),
+                    set: 0,
+                    index: 3 + i as u32,
+                    drive_id: uuid::Uuid::new_v4().to_string(),
+                })
+                .await
+                .unwrap();
+            }
+        });
+        assert_eq!(check_formats(&ds, 0, 4, Some(dep)).await.unwrap(), dep);
+        other.await.unwrap();
+        assert_eq!(hints(&ds).await, 0, "a new set healed as a replaced one");
+        // Drive 4 is replaced by an empty one while the gateway is down.
+        drop(ds);
+        std::fs::remove_dir_all(dir.path().join("d4")).unwrap();
+        let ds = drives(dir.path());
+        check_formats(&ds, 0, 4, Some(dep)).await.unwrap();
+        assert!(matches!(ds[4].read_format().await, Ok(Some(f)) if f.index == 4));
+        assert_eq!(ds[4].list_hints(b"", 100).await.unwrap().len(), 1);
+    }
 }
