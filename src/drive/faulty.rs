@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    BucketRecord, Drive, DriveError, FormatRecord, HealHint, ListEntry, PartRecord, ShardWriter,
-    Space, UploadRecord, VersionRecord,
+    BucketRecord, Drive, DriveError, FormatRecord, HealHint, HintRemoval, ListEntry, PartRecord,
+    ShardWriter, Space, UploadRecord, VersionRecord,
 };
 
 /// Wraps a drive; `put_version` fails as [`FaultyDrive::fail_record_writes`] and
@@ -228,12 +228,8 @@ impl Drive for FaultyDrive {
     async fn list_hints(&self, after: &[u8], limit: usize) -> Result<Vec<HealHint>, DriveError> {
         self.inner.list_hints(after, limit).await
     }
-    async fn delete_hint(
-        &self,
-        id: &[u8],
-        created_before_ms: Option<u64>,
-    ) -> Result<(), DriveError> {
-        self.inner.delete_hint(id, created_before_ms).await
+    async fn delete_hint(&self, id: &[u8], which: HintRemoval) -> Result<(), DriveError> {
+        self.inner.delete_hint(id, which).await
     }
     async fn put_state(&self, name: &str, value: &[u8]) -> Result<(), DriveError> {
         self.inner.put_state(name, value).await

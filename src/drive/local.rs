@@ -17,7 +17,7 @@ use rocksdb::{
 use super::record::{
     self, BucketRecord, FormatRecord, HealHint, ListEntry, PartRecord, UploadRecord, VersionRecord,
 };
-use super::{Drive, DriveError, ShardWriter, Space};
+use super::{Drive, DriveError, HintRemoval, ShardWriter, Space};
 use crate::erasure::frame::Framed;
 
 mod commit;
@@ -1192,11 +1192,7 @@ impl Drive for LocalDrive {
         listed
     }
 
-    async fn delete_hint(
-        &self,
-        id: &[u8],
-        created_before_ms: Option<u64>,
-    ) -> Result<(), DriveError> {
+    async fn delete_hint(&self, id: &[u8], which: HintRemoval) -> Result<(), DriveError> {
         let k = hint_key(id);
         let lock = self.hint_lock.clone();
         // Not synced: a removal lost in a crash brings the hint back, and its version,
@@ -1207,12 +1203,17 @@ impl Drive for LocalDrive {
             // The check and the removal under the lock that `put_hint` takes: a hint stored
             // between them would otherwise be removed unseen.
             let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(before) = created_before_ms {
+            if which != HintRemoval::Any {
                 let Some(raw) = db.get_cf(cf, &k).map_err(db_err)? else {
                     return Ok(());
                 };
-                let stored: HealHint = record::decode(&raw)?;
-                if stored.created_ms >= before {
+                let made = record::decode::<HealHint>(&raw)?.created_ms;
+                let taken = match which {
+                    HintRemoval::MadeAt(t) => made == t,
+                    HintRemoval::MadeBefore(t) => made < t,
+                    HintRemoval::Any => true,
+                };
+                if !taken {
                     return Ok(());
                 }
             }
@@ -1735,16 +1736,33 @@ mod tests {
         let listed = d.list_hints(b"", 10).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(d.list_hints(b"", 10).await.unwrap().len(), 1);
-        // A removal for hints created before the one stored leaves it: it names damage that
-        // came after the heal began.
-        d.delete_hint(&h.id(), Some(h.created_ms)).await.unwrap();
+        // The hint stored again since it was listed, by a writer whose clock is a minute
+        // behind the first one's: the removal of the hint as listed leaves it.
+        let again = HealHint {
+            created_ms: h.created_ms - 60_000,
+            ..h.clone()
+        };
+        d.put_hint(&again).await.unwrap();
+        d.delete_hint(&h.id(), HintRemoval::MadeAt(h.created_ms))
+            .await
+            .unwrap();
+        assert_eq!(d.list_hints(b"", 10).await.unwrap(), vec![again.clone()]);
+        d.delete_hint(&h.id(), HintRemoval::MadeAt(again.created_ms))
+            .await
+            .unwrap();
+        assert!(d.list_hints(b"", 10).await.unwrap().is_empty());
+        // A leader of an earlier version removes hints made before its heal began.
+        d.put_hint(&h).await.unwrap();
+        d.delete_hint(&h.id(), HintRemoval::MadeBefore(h.created_ms))
+            .await
+            .unwrap();
         assert_eq!(d.list_hints(b"", 10).await.unwrap().len(), 1);
-        d.delete_hint(&h.id(), Some(h.created_ms + 1))
+        d.delete_hint(&h.id(), HintRemoval::MadeBefore(h.created_ms + 1))
             .await
             .unwrap();
         assert!(d.list_hints(b"", 10).await.unwrap().is_empty());
         d.put_hint(&h).await.unwrap();
-        d.delete_hint(&h.id(), None).await.unwrap();
+        d.delete_hint(&h.id(), HintRemoval::Any).await.unwrap();
         assert!(d.list_hints(b"", 10).await.unwrap().is_empty());
         assert!(d.list_hints(b"", 10).await.unwrap().is_empty());
         drop(d);

@@ -37,6 +37,19 @@ pub enum DriveError {
     NotFound,
 }
 
+/// Which stored heal hint a removal takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HintRemoval {
+    /// Whatever is stored under the id.
+    Any,
+    /// Only the hint made at this time (its `created_ms`), as the remover listed it. One stored
+    /// again since names damage that the heal may not have seen, and stays. Equality, not an
+    /// order: hints are made by gateways and nodes, on clocks that need not agree.
+    MadeAt(u64),
+    /// Only a hint made before this time: what leaders of earlier versions ask for.
+    MadeBefore(u64),
+}
+
 /// Free and total space of a drive.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Space {
@@ -188,14 +201,9 @@ pub trait Drive: Send + Sync + 'static {
     async fn put_hint(&self, hint: &HealHint) -> Result<(), DriveError>;
     /// Up to `limit` heal hints whose ids ([`HealHint::id`]) sort strictly after `after`.
     async fn list_hints(&self, after: &[u8], limit: usize) -> Result<Vec<HealHint>, DriveError>;
-    /// Removes the heal hint with this id; a missing one is not an error. With
-    /// `created_before_ms`, only a hint created before then: one left while its version was
-    /// being healed names damage that heal may not have seen, and stays.
-    async fn delete_hint(
-        &self,
-        id: &[u8],
-        created_before_ms: Option<u64>,
-    ) -> Result<(), DriveError>;
+    /// Removes the heal hint with this id, where `which` takes it; a missing one is not an
+    /// error.
+    async fn delete_hint(&self, id: &[u8], which: HintRemoval) -> Result<(), DriveError>;
     /// Stores a small named blob of repair state (the scanner's checkpoint), durably.
     async fn put_state(&self, name: &str, value: &[u8]) -> Result<(), DriveError>;
     /// Reads a named blob of repair state.

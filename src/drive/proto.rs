@@ -122,6 +122,10 @@ pub enum Call {
         /// Absent from callers of earlier versions: the hint goes whatever its age.
         #[serde(default)]
         created_before_ms: Option<u64>,
+        /// Only the hint made at this time ([`super::HintRemoval::MadeAt`]); absent from
+        /// callers of earlier versions, which send `created_before_ms` alone.
+        #[serde(default)]
+        made_ms: Option<u64>,
     },
     PutState {
         name: String,
@@ -299,6 +303,29 @@ impl FrameDecoder {
             Some(e) => Err(e.clone()),
             None if self.committed => Ok(()),
             None => Err(FrameError::Incomplete),
+        }
+    }
+}
+
+impl super::HintRemoval {
+    /// The `made_ms` and `created_before_ms` of a [`Call::DeleteHint`]. A node of an earlier
+    /// version reads only the bound: for [`Self::MadeAt`], the hint as listed and any made
+    /// before it on the same clock go there.
+    pub fn to_wire(self) -> (Option<u64>, Option<u64>) {
+        match self {
+            Self::Any => (None, None),
+            Self::MadeAt(t) => (Some(t), Some(t + 1)),
+            Self::MadeBefore(t) => (None, Some(t)),
+        }
+    }
+
+    /// The removal a [`Call::DeleteHint`] asks for, from a caller of this version or an
+    /// earlier one.
+    pub fn from_wire(made_ms: Option<u64>, created_before_ms: Option<u64>) -> Self {
+        match (made_ms, created_before_ms) {
+            (Some(t), _) => Self::MadeAt(t),
+            (None, Some(t)) => Self::MadeBefore(t),
+            (None, None) => Self::Any,
         }
     }
 }

@@ -19,7 +19,7 @@ use super::proto::{Call, WireError};
 use super::record::{
     BucketRecord, FormatRecord, HealHint, ListEntry, PartRecord, UploadRecord, VersionRecord,
 };
-use super::{Drive, DriveError, ShardWriter, Space};
+use super::{Drive, DriveError, HintRemoval, ShardWriter, Space};
 use crate::cluster::auth;
 
 /// Deadline of a metadata call.
@@ -625,14 +625,12 @@ impl Drive for RemoteDrive {
         .await
     }
 
-    async fn delete_hint(
-        &self,
-        id: &[u8],
-        created_before_ms: Option<u64>,
-    ) -> Result<(), DriveError> {
+    async fn delete_hint(&self, id: &[u8], which: HintRemoval) -> Result<(), DriveError> {
+        let (made_ms, created_before_ms) = which.to_wire();
         self.call(Call::DeleteHint {
             id_hex: hex::encode(id),
             created_before_ms,
+            made_ms,
         })
         .await
     }

@@ -17,7 +17,7 @@ use crate::cluster::auth::Verifier;
 use crate::cluster::Topology;
 use crate::drive::proto::{Call, Frame, FrameDecoder, WireError};
 use crate::drive::remote::{rpc_client, RemoteDrive};
-use crate::drive::{Drive, DriveError, LocalDrive, VersionRecord};
+use crate::drive::{Drive, DriveError, HintRemoval, LocalDrive, VersionRecord};
 use crate::erasure::Codec;
 use crate::object::{setup, ErasureSet, HealCommand, RepairHandle, RepairStatus, Repairer};
 
@@ -521,7 +521,11 @@ async fn call(
         Call::DeleteHint {
             id_hex,
             created_before_ms,
-        } => json(d.delete_hint(&unhex(&id_hex), created_before_ms).await),
+            made_ms,
+        } => {
+            let which = HintRemoval::from_wire(made_ms, created_before_ms);
+            json(d.delete_hint(&unhex(&id_hex), which).await)
+        }
         Call::PutState { name, value_hex } => json(d.put_state(&name, &unhex(&value_hex)).await),
         Call::GetState { name } => json(d.get_state(&name).await.map(|v| v.map(hex::encode))),
         Call::StatShards { bucket, data_dirs } => {

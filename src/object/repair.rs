@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::heal::shard_file_size;
 use super::{same_version, segments, ErasureSet, Error};
 use crate::drive::record::now_ms;
-use crate::drive::{HealHint, VersionRecord};
+use crate::drive::{HealHint, HintRemoval, VersionRecord};
 use crate::erasure::frame;
 
 /// Keys per scanner page.
@@ -583,7 +583,7 @@ impl Repairer {
                     self.start_pass(false).await;
                     self.save_checkpoint().await;
                 }
-                self.delete_hint(&id, None).await;
+                self.delete_hint(&id, HintRemoval::Any).await;
             } else {
                 versions.push((id, hint));
             }
@@ -597,9 +597,10 @@ impl Repairer {
         let mut heals = futures::stream::iter(versions)
             .take_while(|_| std::future::ready(leader()))
             .map(|(id, hint)| async move {
-                // A hint stored from here on (the same version damaged again, or a write
-                // of the same key and version id that missed a drive) outlives this heal.
-                let started = now_ms();
+                // A hint stored again since it was listed (the same version damaged again,
+                // or a write of the same key and version id that missed a drive) outlives
+                // this heal: only the hint as listed goes.
+                let listed = HintRemoval::MadeAt(hint.created_ms);
                 let result = this
                     .set
                     .heal_object(&hint.bucket, &hint.key, &hint.version_id, hint.deep)
@@ -608,7 +609,7 @@ impl Repairer {
                     Ok(r) => {
                         this.count(&hint.bucket, &hint.key, &r);
                         if r.complete {
-                            this.delete_hint(&id, Some(started)).await;
+                            this.delete_hint(&id, listed).await;
                         } else {
                             this.retry_later(hint).await;
                         }
@@ -617,7 +618,7 @@ impl Repairer {
                         this.throttle(r.bytes_read + r.bytes_written).await;
                     }
                     Err(Error::NoSuchKey | Error::NoSuchVersion | Error::NoSuchBucket) => {
-                        this.delete_hint(&id, Some(started)).await;
+                        this.delete_hint(&id, listed).await;
                     }
                     Err(e) => {
                         let (bucket, key) = (&hint.bucket, &hint.key);
@@ -650,14 +651,11 @@ impl Repairer {
         }
     }
 
-    /// Removes a hint from the set's drives; with `created_before_ms`, only where it was
-    /// created before then.
-    async fn delete_hint(&self, id: &[u8], created_before_ms: Option<u64>) {
+    /// Removes a hint from the set's drives, where `which` takes it.
+    async fn delete_hint(&self, id: &[u8], which: HintRemoval) {
         // A drive that keeps the hint (it missed the grace) has it worked again: the heal
         // then finds the version whole and removes it.
-        self.set
-            .on_drives(|d| d.delete_hint(id, created_before_ms))
-            .await;
+        self.set.on_drives(|d| d.delete_hint(id, which)).await;
     }
 
     /// Puts a hint back with its next attempt pushed out: 2 s, 4 s, 8 s ... up to 5 minutes.
