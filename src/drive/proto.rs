@@ -119,7 +119,8 @@ pub enum Call {
     },
     DeleteHint {
         id_hex: String,
-        /// Absent from callers of earlier versions: the hint goes whatever its age.
+        /// Only a hint made before this time. Absent, with `made_ms` absent too: the hint goes
+        /// whatever its age.
         #[serde(default)]
         created_before_ms: Option<u64>,
         /// Only the hint made at this time ([`super::HintRemoval::MadeAt`]); absent from
@@ -314,7 +315,7 @@ impl super::HintRemoval {
     pub fn to_wire(self) -> (Option<u64>, Option<u64>) {
         match self {
             Self::Any => (None, None),
-            Self::MadeAt(t) => (Some(t), Some(t + 1)),
+            Self::MadeAt(t) => (Some(t), Some(t.saturating_add(1))),
             Self::MadeBefore(t) => (None, Some(t)),
         }
     }

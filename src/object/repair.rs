@@ -1034,4 +1034,41 @@ mod tests {
         // The backoff stops growing at 5 minutes.
         assert_eq!(backoff_ms(30), 300_000);
     }
+
+    /// A heal removes the hint as it was listed. A copy stored again meanwhile by a writer
+    /// whose clock runs a minute behind the leader's stays, and the next round takes it.
+    #[tokio::test]
+    async fn a_heal_removes_the_hint_it_listed_and_leaves_one_stored_since() {
+        let dirs: Vec<tempfile::TempDir> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
+        let drives: Vec<Arc<dyn crate::drive::Drive>> = dirs
+            .iter()
+            .map(|d| Arc::new(crate::drive::LocalDrive::open(d.path()).unwrap()) as _)
+            .collect();
+        let codec = crate::erasure::Codec::new(4, 2, 1 << 20).unwrap();
+        let set = Arc::new(ErasureSet::new(drives.clone(), codec, 0));
+        // Its version does not exist: the heal finds nothing to do, and removes the hint.
+        let hint = HealHint::version("b", "k", "v", false);
+        for d in &drives[..5] {
+            d.put_hint(&hint).await.unwrap();
+        }
+        let again = HealHint {
+            created_ms: hint.created_ms - 60_000,
+            ..hint.clone()
+        };
+        drives[5].put_hint(&again).await.unwrap();
+        let mut r = Repairer::new(
+            set,
+            0,
+            RepairConfig::default(),
+            Arc::new(|| true),
+            Arc::new(|| false),
+        );
+        assert_eq!(r.work_hints().await, 1);
+        for d in &drives[..5] {
+            assert!(d.list_hints(b"", 10).await.unwrap().is_empty());
+        }
+        assert_eq!(drives[5].list_hints(b"", 10).await.unwrap(), vec![again]);
+        assert_eq!(r.work_hints().await, 1);
+        assert!(drives[5].list_hints(b"", 10).await.unwrap().is_empty());
+    }
 }

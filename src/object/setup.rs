@@ -229,26 +229,24 @@ fn release_free_memory() {
     }
 }
 
-/// Whether another drive of `w`'s set, among those online, holds a format of its deployment;
-/// false when they do not all answer within [`SET_READ`].
+/// Whether another drive of `w`'s set, among those online that answer within [`SET_READ`],
+/// holds a format of its deployment.
 async fn set_formatted(w: &WatchedDrive) -> bool {
     let others = w
         .set_drives
         .iter()
         .enumerate()
         .filter(|&(p, d)| p != w.index as usize && d.is_online())
-        .map(|(_, d)| d.read_format());
-    tokio::time::timeout(SET_READ, join_all(others))
+        .map(|(_, d)| tokio::time::timeout(SET_READ, d.read_format()));
+    join_all(others)
         .await
-        .is_ok_and(|formats| {
-            formats
-                .into_iter()
-                .any(|f| matches!(f, Ok(Some(f)) if f.deployment_id == w.deployment_id))
-        })
+        .into_iter()
+        .any(|f| matches!(f, Ok(Ok(Some(f))) if f.deployment_id == w.deployment_id))
 }
 
-/// How long the drive watch waits for the formats of a blank drive's set: a peer that does
-/// not answer (a stopped node) must not hold up the checks of the other drives.
+/// How long the drive watch waits for each format of a blank drive's set: a peer that does
+/// not answer (a stopped node) must not hold up the checks of the other drives, nor keep a
+/// replaced drive from its place when the others answer.
 const SET_READ: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn format_blank(w: &WatchedDrive) -> Result<(), crate::drive::DriveError> {
@@ -295,11 +293,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ds = drives(dir.path());
         let dep = "0b5c2d1e-3f4a-4b6c-8d9e-0f1a2b3c4d5e";
-        // The other gateway has written three formats and writes the rest 200 ms later.
+        // The other gateway has written three formats and writes the rest 50 ms later.
         check_formats(&ds[..3], 0, 1, Some(dep)).await.unwrap();
         let rest: Vec<Arc<dyn Drive>> = ds[3..].to_vec();
         let other = tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             for (i, d) in rest.iter().enumerate() {
                 d.write_format(&FormatRecord {
                     version: RECORD_VERSION,
