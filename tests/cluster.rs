@@ -364,6 +364,69 @@ async fn nodes_answer_listings_to_gateways_of_either_version() {
     assert!(new[0][1].get("inline").is_none(), "an entry: {new}");
 }
 
+/// Versioning enabled while a node is down stays enabled once the node is back, though its
+/// drive, the first of the set, still holds the bucket's record from before; and a PUT then
+/// keeps the version it replaces.
+#[tokio::test]
+async fn a_bucket_change_made_while_a_node_was_down_holds_once_it_is_back() {
+    let mut cl = TestCluster::start(6, 1, 1);
+    cl.wait_ready(0).await;
+    let c = cl.client(0);
+    c.create_bucket().bucket("vers").send().await.unwrap();
+    cl.nodes[0].kill();
+    c.put_bucket_versioning()
+        .bucket("vers")
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cl.start_node(0);
+    // Back once the gateway counts all six drives online again (bounded: 30 s).
+    let url = format!("{}/health/ready", cl.admin_url(0));
+    let mut online = serde_json::Value::Null;
+    for _ in 0..300 {
+        let body = common::cluster::http_body(&url);
+        online = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["sets"][0]
+            ["online"]
+            .clone();
+        if online == 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(online, 6, "{}", cl.logs());
+    let v = c
+        .get_bucket_versioning()
+        .bucket("vers")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        v.status(),
+        Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+    );
+    for body in [&b"one"[..], b"two"] {
+        c.put_object()
+            .bucket("vers")
+            .key("k")
+            .body(ByteStream::from_static(body))
+            .send()
+            .await
+            .unwrap();
+    }
+    let versions = c
+        .list_object_versions()
+        .bucket("vers")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versions.versions().len(), 2, "{versions:?}");
+}
+
 /// One call to drive 0 of node 0, signed as a peer would; its answer.
 fn drive_call(cl: &TestCluster, call: serde_json::Value) -> serde_json::Value {
     let path = "/rpc/v1/drive/0/call";

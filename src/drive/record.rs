@@ -44,6 +44,22 @@ pub struct BucketRecord {
     /// Bucket policy (JSON), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// When its settings (versioning, tags, policy) last changed, nanoseconds since the Unix
+    /// epoch; 0 in records from before this field and in those never changed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub updated_ns: i128,
+}
+
+fn is_zero(n: &i128) -> bool {
+    *n == 0
+}
+
+impl BucketRecord {
+    /// Orders the copies of a bucket's record: the one written last is the greatest. A drive
+    /// that missed a change (it was away) holds an older copy until repair rewrites it.
+    pub fn stamp(&self) -> i128 {
+        self.created_ns.max(self.updated_ns)
+    }
 }
 
 /// How an object version is spread over its erasure set.

@@ -12,8 +12,17 @@ impl ErasureSet {
             .into_iter()
             .filter_map(|a| a.ok().flatten())
             .collect();
+        // The copy written last: a drive that was away during a change still holds the copy
+        // from before it, which would turn versioning or a policy back.
+        let newest = || {
+            found
+                .iter()
+                .max_by_key(|b| b.stamp())
+                .cloned()
+                .expect("found is not empty")
+        };
         if found.len() >= self.read_quorum() {
-            return Ok(found[0].clone());
+            return Ok(newest());
         }
         if found.is_empty() && errors <= self.m() {
             return Err(Error::NoSuchBucket);
@@ -21,7 +30,7 @@ impl ErasureSet {
         if !found.is_empty() && errors == 0 {
             // Fewer copies than a quorum but every drive answered: a bucket created while
             // drives were away. It exists; the missing copies are healed on the next create.
-            return Ok(found[0].clone());
+            return Ok(newest());
         }
         Err(Error::Quorum(format!(
             "bucket {name}: {} copies, {errors} drives failed",
@@ -43,6 +52,7 @@ impl ErasureSet {
             versioning: None,
             tags: Default::default(),
             policy: None,
+            updated_ns: 0,
         };
         let answers = self.on_drives(|d| d.put_bucket(&rec)).await;
         let ok = self.count_ok("write bucket record", &answers);
@@ -82,6 +92,8 @@ impl ErasureSet {
     ) -> Result<BucketRecord> {
         let mut rec = self.get_bucket(name).await?;
         change(&mut rec);
+        // Later than the copy it replaces, even on a clock that is behind the last writer's.
+        rec.updated_ns = now_ns().max(rec.stamp() + 1);
         let ok = self
             .on_drives(|d| d.put_bucket(&rec))
             .await
@@ -121,7 +133,11 @@ impl ErasureSet {
         }
         let mut all: std::collections::BTreeMap<String, (BucketRecord, usize)> = Default::default();
         for rec in answers.into_iter().flatten().flatten() {
-            all.entry(rec.name.clone()).or_insert((rec, 0)).1 += 1;
+            let e = all.entry(rec.name.clone()).or_insert((rec.clone(), 0));
+            e.1 += 1;
+            if rec.stamp() > e.0.stamp() {
+                e.0 = rec;
+            }
         }
         let need = if errors == 0 { 1 } else { self.read_quorum() };
         Ok(all

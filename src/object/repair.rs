@@ -665,22 +665,29 @@ impl Repairer {
         super::heal::persist_hint(&self.set.drives, hint).await;
     }
 
-    /// Writes every bucket record that a read quorum holds to the drives that lack it.
+    /// Writes every bucket record that a read quorum holds, as it was written last, to the
+    /// drives that lack it or hold an older copy (they missed a change while away).
     async fn heal_buckets(&self) {
         let lists = join_all(self.set.drives.iter().map(|d| d.list_buckets())).await;
         let mut count: BTreeMap<String, (usize, crate::drive::BucketRecord)> = BTreeMap::new();
         for b in lists.iter().flatten().flatten() {
-            count.entry(b.name.clone()).or_insert((0, b.clone())).0 += 1;
+            let e = count.entry(b.name.clone()).or_insert((0, b.clone()));
+            e.0 += 1;
+            if b.stamp() > e.1.stamp() {
+                e.1 = b.clone();
+            }
         }
         for (name, (n, rec)) in count {
             if n < self.set.read_quorum() {
                 continue;
             }
             for (d, list) in self.set.drives.iter().zip(&lists) {
-                if let Ok(list) = list {
-                    if !list.iter().any(|b| b.name == name) && d.put_bucket(&rec).await.is_ok() {
-                        tracing::info!(drive = %d.endpoint(), bucket = %name, "healed bucket record");
-                    }
+                let Ok(list) = list else { continue };
+                let current = list
+                    .iter()
+                    .any(|b| b.name == name && b.stamp() >= rec.stamp());
+                if !current && d.put_bucket(&rec).await.is_ok() {
+                    tracing::info!(drive = %d.endpoint(), bucket = %name, "healed bucket record");
                 }
             }
         }
@@ -1070,5 +1077,37 @@ mod tests {
         assert_eq!(drives[5].list_hints(b"", 10).await.unwrap(), vec![again]);
         assert_eq!(r.work_hints().await, 1);
         assert!(drives[5].list_hints(b"", 10).await.unwrap().is_empty());
+    }
+
+    /// A bucket change that a drive missed (it was away) is read from the drives that took
+    /// it, whatever their order, and the scanner's pass brings the drive's copy up to date.
+    #[tokio::test]
+    async fn a_bucket_change_a_drive_missed_is_read_and_healed() {
+        let dirs: Vec<tempfile::TempDir> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
+        let drives: Vec<Arc<dyn crate::drive::Drive>> = dirs
+            .iter()
+            .map(|d| Arc::new(crate::drive::LocalDrive::open(d.path()).unwrap()) as _)
+            .collect();
+        let codec = crate::erasure::Codec::new(4, 2, 1 << 20).unwrap();
+        let set = Arc::new(ErasureSet::new(drives.clone(), codec, 0));
+        set.create_bucket("b", None).await.unwrap();
+        let before = drives[0].get_bucket("b").await.unwrap().unwrap();
+        set.set_versioning("b", "Enabled").await.unwrap();
+        // Drive 0, the first asked, was away: it still holds the record from before.
+        drives[0].put_bucket(&before).await.unwrap();
+        let rec = set.get_bucket("b").await.unwrap();
+        assert_eq!(rec.versioning.as_deref(), Some("Enabled"));
+        let listed = set.list_buckets().await.unwrap();
+        assert_eq!(listed[0].versioning.as_deref(), Some("Enabled"));
+        let r = Repairer::new(
+            set,
+            0,
+            RepairConfig::default(),
+            Arc::new(|| true),
+            Arc::new(|| false),
+        );
+        r.heal_buckets().await;
+        let healed = drives[0].get_bucket("b").await.unwrap().unwrap();
+        assert_eq!(healed, rec);
     }
 }
