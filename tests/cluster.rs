@@ -366,14 +366,44 @@ async fn nodes_answer_listings_to_gateways_of_either_version() {
 
 /// Versioning enabled while a node is down stays enabled once the node is back, though its
 /// drive, the first of the set, still holds the bucket's record from before; and a PUT then
-/// keeps the version it replaces.
+/// keeps the version it replaces. Tags set on objects meanwhile hold too.
 #[tokio::test]
 async fn a_bucket_change_made_while_a_node_was_down_holds_once_it_is_back() {
     let mut cl = TestCluster::start(6, 1, 1);
     cl.wait_ready(0).await;
     let c = cl.client(0);
     c.create_bucket().bucket("vers").send().await.unwrap();
+    // Keys enough that node0's drive is among the first asked for some.
+    let keys: Vec<String> = (0..8).map(|i| format!("tagged-{i}")).collect();
+    for k in &keys {
+        c.put_object()
+            .bucket("vers")
+            .key(k)
+            .body(ByteStream::from_static(b"tag me"))
+            .send()
+            .await
+            .unwrap();
+    }
     cl.nodes[0].kill();
+    let tagging = aws_sdk_s3::types::Tagging::builder()
+        .tag_set(
+            aws_sdk_s3::types::Tag::builder()
+                .key("color")
+                .value("blue")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    for k in &keys {
+        c.put_object_tagging()
+            .bucket("vers")
+            .key(k)
+            .tagging(tagging.clone())
+            .send()
+            .await
+            .unwrap();
+    }
     c.put_bucket_versioning()
         .bucket("vers")
         .versioning_configuration(
@@ -409,6 +439,16 @@ async fn a_bucket_change_made_while_a_node_was_down_holds_once_it_is_back() {
         v.status(),
         Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled)
     );
+    for k in &keys {
+        let t = c
+            .get_object_tagging()
+            .bucket("vers")
+            .key(k)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(t.tag_set(), tagging.tag_set(), "{k}");
+    }
     for body in [&b"one"[..], b"two"] {
         c.put_object()
             .bucket("vers")
@@ -421,6 +461,7 @@ async fn a_bucket_change_made_while_a_node_was_down_holds_once_it_is_back() {
     let versions = c
         .list_object_versions()
         .bucket("vers")
+        .prefix("k")
         .send()
         .await
         .unwrap();

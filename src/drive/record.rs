@@ -125,6 +125,11 @@ pub struct VersionRecord {
     /// Object tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// When its tags last changed, nanoseconds since the Unix epoch; 0 if never. Of the copies
+    /// of one version, the one with the greatest is current: a drive away during a change
+    /// holds an older copy until repair rewrites it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub meta_ns: i128,
 }
 
 /// What a listing shows of a key's newest version: the fields of [`VersionRecord`] that
@@ -182,6 +187,7 @@ pub(crate) fn sample_version(version_id: &str) -> VersionRecord {
         upload_id: None,
         delete_marker: false,
         tags: Default::default(),
+        meta_ns: 0,
     }
 }
 

@@ -248,3 +248,55 @@ async fn a_meeting_quorum_meets_every_write_quorum() {
         assert!(read <= k + m && read >= write, "{k}+{m}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_change_two_drives_missed_is_read_and_healed() {
+    let f = Fixture::new().await;
+    let tags: std::collections::BTreeMap<String, String> =
+        [("color".to_string(), "blue".to_string())].into();
+    // An inline object (its bytes live in the records) and one in shard files.
+    for (key, size) in [("small", 1000usize), ("large", 3 << 20)] {
+        f.put(key, &pattern(size, 251)).await.unwrap();
+        // Drives 0 and 1 were away: the change lands on the four others, a write quorum.
+        f.fail_records_on(2);
+        let t = tags.clone();
+        f.set
+            .update_version("b", key, None, move |v| v.tags = t.clone())
+            .await
+            .unwrap();
+        f.fail_records_on(0);
+        for d in &f.drives[..2] {
+            let stale = d.get_version("b", key, "null").await.unwrap().unwrap();
+            assert!(stale.tags.is_empty(), "{key}");
+        }
+        // Whichever `k` drives a read asks, and when it asks them all, the change shows.
+        assert_eq!(
+            f.set.open_object("b", key, None).await.unwrap().info.tags,
+            tags,
+            "{key}"
+        );
+        let (rec, _) = f.set.quorum_version("b", key, None).await.unwrap();
+        assert_eq!(rec.tags, tags, "{key}");
+        // The drives that missed it are named in a hint, and the heal brings them up to date,
+        // each copy keeping its own shard.
+        let hints = f.drives[2].list_hints(b"", 10).await.unwrap();
+        assert!(hints.iter().any(|h| h.key == key), "{key}: {hints:?}");
+        let before: Vec<_> = f.drives[..2]
+            .iter()
+            .map(|d| async { d.get_version("b", key, "null").await.unwrap().unwrap() })
+            .collect();
+        let before = futures::future::join_all(before).await;
+        let report = f.set.heal_object("b", key, "null", false).await.unwrap();
+        assert!(
+            report.complete && report.records_written == 2,
+            "{key}: {report:?}"
+        );
+        for (d, old) in f.drives[..2].iter().zip(before) {
+            let healed = d.get_version("b", key, "null").await.unwrap().unwrap();
+            assert_eq!(healed.tags, tags, "{key}");
+            assert_eq!(healed.layout.shard_index, old.layout.shard_index, "{key}");
+            assert_eq!(healed.inline, old.inline, "{key}");
+        }
+        assert_eq!(f.get(key).await.unwrap(), pattern(size, 251), "{key}");
+    }
+}

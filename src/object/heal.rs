@@ -12,7 +12,7 @@ use futures::future::join_all;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::{segments, ErasureSet, Error, Result, Segment};
-use crate::drive::{Drive, HealHint, ShardWriter};
+use crate::drive::{Drive, HealHint, ShardWriter, VersionRecord};
 use crate::erasure::{frame, Codec};
 
 /// What a heal did.
@@ -149,13 +149,28 @@ impl ErasureSet {
                 }
             }
         }
-        let writes = (0..n).filter(|i| rewrite[*i]).map(|i| {
-            let mut r = rec.clone();
-            r.layout.shard_index = i as u8;
-            r.inline = inline[i].take();
-            let drive = self.drives[dist[i]].clone();
-            async move { (i, drive.put_version(bucket, key, &r).await.is_ok()) }
-        });
+        // A copy from before the last change of tags (its drive was away) takes the change,
+        // keeping its own shard index and inline shard.
+        let stale = |i: usize| copies[dist[i]].as_ref().filter(|c| c.meta_ns < rec.meta_ns);
+        let writes = (0..n)
+            .filter(|&i| rewrite[i] || stale(i).is_some())
+            .map(|i| {
+                let r = match stale(i) {
+                    Some(c) if !rewrite[i] => VersionRecord {
+                        tags: rec.tags.clone(),
+                        meta_ns: rec.meta_ns,
+                        ..c.clone()
+                    },
+                    _ => {
+                        let mut r = rec.clone();
+                        r.layout.shard_index = i as u8;
+                        r.inline = inline[i].take();
+                        r
+                    }
+                };
+                let drive = self.drives[dist[i]].clone();
+                async move { (i, drive.put_version(bucket, key, &r).await.is_ok()) }
+            });
         let written: Vec<(usize, bool)> = join_all(writes).await;
         report.records_written = written.iter().filter(|(_, ok)| *ok).count();
         for (i, ok) in written {

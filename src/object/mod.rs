@@ -300,8 +300,15 @@ impl ErasureSet {
             }
         }
         match best {
-            Some(rec) => {
-                let rec = rec.clone();
+            Some(best) => {
+                // The copy whose tags changed last: drives away during a change hold older.
+                let rec = per_drive
+                    .iter()
+                    .flatten()
+                    .filter(|c| same_version(c, best))
+                    .min_by_key(|c| std::cmp::Reverse(c.meta_ns))
+                    .unwrap_or(best)
+                    .clone();
                 let copies = per_drive
                     .into_iter()
                     .map(|vs| vs.into_iter().find(|c| same_version(c, &rec)))
@@ -382,7 +389,13 @@ impl ErasureSet {
         for (&p, vs) in asked.iter().zip(&answers) {
             copies[p] = Some(newest(vs)?);
         }
-        let first = copies[asked[0]].clone()?;
+        // Of agreeing copies, the one whose tags changed last: `k` drives share at least one
+        // drive with the write quorum that took the latest change.
+        let first = asked
+            .iter()
+            .filter_map(|&p| copies[p].as_ref())
+            .min_by_key(|c| std::cmp::Reverse(c.meta_ns))?
+            .clone();
         let unanimous = asked.iter().all(|&p| {
             copies[p].as_ref().is_some_and(|c| {
                 same_version(c, &first)

@@ -285,6 +285,7 @@ impl ErasureSet {
             upload_id: Some(upload_id.to_string()),
             delete_marker: false,
             tags: upload.tags.clone(),
+            meta_ns: 0,
         };
         let n = self.drives.len();
         let rec = self

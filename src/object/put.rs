@@ -124,6 +124,7 @@ impl ErasureSet {
             upload_id: None,
             delete_marker: false,
             tags: opts.tags,
+            meta_ns: 0,
         };
         let Some(witness) = witness else {
             return self
@@ -550,6 +551,7 @@ impl ErasureSet {
                 upload_id: None,
                 delete_marker: true,
                 tags: BTreeMap::new(),
+                meta_ns: 0,
             };
             let n = self.drives.len();
             let rec = self

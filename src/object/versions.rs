@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 
-use super::{ErasureSet, Error, Result};
+use super::{now_ns, ErasureSet, Error, Result};
 use crate::drive::{DriveError, VersionRecord};
 
 /// One page of ListObjectVersions.
@@ -54,10 +54,14 @@ impl ErasureSet {
                 requested: version_id.is_some(),
             });
         }
+        // Later than the copies it replaces, even on a clock behind the last writer's.
+        let stamp = now_ns().max(rec.meta_ns + 1);
+        let n = copies.len();
         let writes = copies.into_iter().enumerate().map(|(pos, copy)| {
             let drive = self.drives[pos].clone();
             let copy = copy.map(|mut c| {
                 change(&mut c);
+                c.meta_ns = stamp;
                 c
             });
             async move {
@@ -71,7 +75,12 @@ impl ErasureSet {
         if ok < self.write_quorum() {
             return Err(Error::Quorum(format!("record updated on {ok} drives")));
         }
+        if ok < n {
+            // The drives that missed the change hold the copy from before it.
+            self.persist_hint(bucket, key, &rec.version_id, false).await;
+        }
         change(&mut rec);
+        rec.meta_ns = stamp;
         rec.inline = None;
         Ok(rec)
     }
