@@ -366,14 +366,15 @@ async fn nodes_answer_listings_to_gateways_of_either_version() {
 
 /// Versioning enabled while a node is down stays enabled once the node is back, though its
 /// drive, the first of the set, still holds the bucket's record from before; and a PUT then
-/// keeps the version it replaces. Tags set on objects meanwhile hold too.
+/// keeps the version it replaces. Tags set on objects meanwhile hold too (here the restarted
+/// node may already have healed its copies from the change's hint; the unit test
+/// `a_tag_change_two_drives_missed_is_read_and_healed` pins the reads themselves).
 #[tokio::test]
 async fn a_bucket_change_made_while_a_node_was_down_holds_once_it_is_back() {
     let mut cl = TestCluster::start(6, 1, 1);
     cl.wait_ready(0).await;
     let c = cl.client(0);
     c.create_bucket().bucket("vers").send().await.unwrap();
-    // Keys enough that node0's drive is among the first asked for some.
     let keys: Vec<String> = (0..8).map(|i| format!("tagged-{i}")).collect();
     for k in &keys {
         c.put_object()

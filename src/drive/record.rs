@@ -56,9 +56,11 @@ fn is_zero(n: &i128) -> bool {
 
 impl BucketRecord {
     /// Orders the copies of a bucket's record: the one written last is the greatest. A drive
-    /// that missed a change (it was away) holds an older copy until repair rewrites it.
-    pub fn stamp(&self) -> i128 {
-        self.created_ns.max(self.updated_ns)
+    /// that missed a change (it was away) holds an older copy until repair rewrites it. The
+    /// creation comes first: a copy left from before the bucket was deleted and made again
+    /// is older, however many changes it saw.
+    pub fn stamp(&self) -> (i128, i128) {
+        (self.created_ns, self.updated_ns)
     }
 }
 

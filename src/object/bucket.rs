@@ -93,7 +93,7 @@ impl ErasureSet {
         let mut rec = self.get_bucket(name).await?;
         change(&mut rec);
         // Later than the copy it replaces, even on a clock that is behind the last writer's.
-        rec.updated_ns = now_ns().max(rec.stamp() + 1);
+        rec.updated_ns = now_ns().max(rec.updated_ns + 1);
         let ok = self
             .on_drives(|d| d.put_bucket(&rec))
             .await

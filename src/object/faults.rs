@@ -257,16 +257,27 @@ async fn a_tag_change_two_drives_missed_is_read_and_healed() {
     // An inline object (its bytes live in the records) and one in shard files.
     for (key, size) in [("small", 1000usize), ("large", 3 << 20)] {
         f.put(key, &pattern(size, 251)).await.unwrap();
-        // Drives 0 and 1 were away: the change lands on the four others, a write quorum.
-        f.fail_records_on(2);
+        // The first two drives a read of the key asks were away: the change lands on the
+        // four others, a write quorum.
+        let away: Vec<usize> = f.set.distribution("b", key)[..2]
+            .iter()
+            .map(|&p| usize::from(p))
+            .collect();
+        for (i, d) in f.drives.iter().enumerate() {
+            d.fail_record_writes(away.contains(&i));
+        }
         let t = tags.clone();
         f.set
             .update_version("b", key, None, move |v| v.tags = t.clone())
             .await
             .unwrap();
         f.fail_records_on(0);
-        for d in &f.drives[..2] {
-            let stale = d.get_version("b", key, "null").await.unwrap().unwrap();
+        for &i in &away {
+            let stale = f.drives[i]
+                .get_version("b", key, "null")
+                .await
+                .unwrap()
+                .unwrap();
             assert!(stale.tags.is_empty(), "{key}");
         }
         // Whichever `k` drives a read asks, and when it asks them all, the change shows.
@@ -279,11 +290,19 @@ async fn a_tag_change_two_drives_missed_is_read_and_healed() {
         assert_eq!(rec.tags, tags, "{key}");
         // The drives that missed it are named in a hint, and the heal brings them up to date,
         // each copy keeping its own shard.
-        let hints = f.drives[2].list_hints(b"", 10).await.unwrap();
+        let took = (0..6).find(|i| !away.contains(i)).unwrap();
+        let hints = f.drives[took].list_hints(b"", 10).await.unwrap();
         assert!(hints.iter().any(|h| h.key == key), "{key}: {hints:?}");
-        let before: Vec<_> = f.drives[..2]
+        let drives = &f.drives;
+        let before: Vec<_> = away
             .iter()
-            .map(|d| async { d.get_version("b", key, "null").await.unwrap().unwrap() })
+            .map(|&i| async move {
+                drives[i]
+                    .get_version("b", key, "null")
+                    .await
+                    .unwrap()
+                    .unwrap()
+            })
             .collect();
         let before = futures::future::join_all(before).await;
         let report = f.set.heal_object("b", key, "null", false).await.unwrap();
@@ -291,8 +310,12 @@ async fn a_tag_change_two_drives_missed_is_read_and_healed() {
             report.complete && report.records_written == 2,
             "{key}: {report:?}"
         );
-        for (d, old) in f.drives[..2].iter().zip(before) {
-            let healed = d.get_version("b", key, "null").await.unwrap().unwrap();
+        for (&i, old) in away.iter().zip(before) {
+            let healed = f.drives[i]
+                .get_version("b", key, "null")
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(healed.tags, tags, "{key}");
             assert_eq!(healed.layout.shard_index, old.layout.shard_index, "{key}");
             assert_eq!(healed.inline, old.inline, "{key}");

@@ -72,12 +72,14 @@ impl ErasureSet {
             }
         });
         let ok = join_all(writes).await.into_iter().filter(|w| *w).count();
+        if 0 < ok && ok < n {
+            // The drives that missed the change hold the copy from before it. A change short
+            // of its quorum is not undone: the heal takes it to every drive, so that reads
+            // of `k` drives and of all of them agree.
+            self.persist_hint(bucket, key, &rec.version_id, false).await;
+        }
         if ok < self.write_quorum() {
             return Err(Error::Quorum(format!("record updated on {ok} drives")));
-        }
-        if ok < n {
-            // The drives that missed the change hold the copy from before it.
-            self.persist_hint(bucket, key, &rec.version_id, false).await;
         }
         change(&mut rec);
         rec.meta_ns = stamp;
