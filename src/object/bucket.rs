@@ -1,5 +1,7 @@
 //! Bucket records: written to every drive of the set, read with a quorum.
 
+use std::collections::BTreeMap;
+
 use super::{now_ns, ErasureSet, Error, Result};
 use crate::drive::BucketRecord;
 
@@ -131,19 +133,27 @@ impl ErasureSet {
                 "{errors} drives failed listing buckets"
             )));
         }
-        let mut all: std::collections::BTreeMap<String, (BucketRecord, usize)> = Default::default();
-        for rec in answers.into_iter().flatten().flatten() {
-            let e = all.entry(rec.name.clone()).or_insert((rec.clone(), 0));
-            e.1 += 1;
-            if rec.stamp() > e.0.stamp() {
-                e.0 = rec;
-            }
-        }
         let need = if errors == 0 { 1 } else { self.read_quorum() };
-        Ok(all
+        Ok(newest_copies(answers.iter().flatten().flatten())
             .into_values()
             .filter(|(_, n)| *n >= need)
             .map(|(r, _)| r)
             .collect())
     }
+}
+
+/// Per bucket name, the copy written last ([`BucketRecord::stamp`]) among `copies`, and how
+/// many copies there are.
+pub(super) fn newest_copies<'a>(
+    copies: impl Iterator<Item = &'a BucketRecord>,
+) -> BTreeMap<String, (BucketRecord, usize)> {
+    let mut all: BTreeMap<String, (BucketRecord, usize)> = BTreeMap::new();
+    for rec in copies {
+        let e = all.entry(rec.name.clone()).or_insert((rec.clone(), 0));
+        e.1 += 1;
+        if rec.stamp() > e.0.stamp() {
+            e.0 = rec.clone();
+        }
+    }
+    all
 }

@@ -669,15 +669,8 @@ impl Repairer {
     /// drives that lack it or hold an older copy (they missed a change while away).
     async fn heal_buckets(&self) {
         let lists = join_all(self.set.drives.iter().map(|d| d.list_buckets())).await;
-        let mut count: BTreeMap<String, (usize, crate::drive::BucketRecord)> = BTreeMap::new();
-        for b in lists.iter().flatten().flatten() {
-            let e = count.entry(b.name.clone()).or_insert((0, b.clone()));
-            e.0 += 1;
-            if b.stamp() > e.1.stamp() {
-                e.1 = b.clone();
-            }
-        }
-        for (name, (n, rec)) in count {
+        let newest = super::bucket::newest_copies(lists.iter().flatten().flatten());
+        for (name, (rec, n)) in newest {
             if n < self.set.read_quorum() {
                 continue;
             }
@@ -1042,10 +1035,12 @@ mod tests {
         assert_eq!(backoff_ms(30), 300_000);
     }
 
-    /// A heal removes the hint as it was listed. A copy stored again meanwhile by a writer
-    /// whose clock runs a minute behind the leader's stays, and the next round takes it.
-    #[tokio::test]
-    async fn a_heal_removes_the_hint_it_listed_and_leaves_one_stored_since() {
+    /// Six drives in temporary folders and their 4+2 set.
+    fn six_drives() -> (
+        Vec<tempfile::TempDir>,
+        Vec<Arc<dyn crate::drive::Drive>>,
+        Arc<ErasureSet>,
+    ) {
         let dirs: Vec<tempfile::TempDir> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
         let drives: Vec<Arc<dyn crate::drive::Drive>> = dirs
             .iter()
@@ -1053,6 +1048,25 @@ mod tests {
             .collect();
         let codec = crate::erasure::Codec::new(4, 2, 1 << 20).unwrap();
         let set = Arc::new(ErasureSet::new(drives.clone(), codec, 0));
+        (dirs, drives, set)
+    }
+
+    /// The repair worker of `set`, leading it, with nothing in flight.
+    fn leader(set: Arc<ErasureSet>) -> Repairer {
+        Repairer::new(
+            set,
+            0,
+            RepairConfig::default(),
+            Arc::new(|| true),
+            Arc::new(|| false),
+        )
+    }
+
+    /// A heal removes the hint as it was listed. A copy stored again meanwhile by a writer
+    /// whose clock runs a minute behind the leader's stays, and the next round takes it.
+    #[tokio::test]
+    async fn a_heal_removes_the_hint_it_listed_and_leaves_one_stored_since() {
+        let (_dirs, drives, set) = six_drives();
         // Its version does not exist: the heal finds nothing to do, and removes the hint.
         let hint = HealHint::version("b", "k", "v", false);
         for d in &drives[..5] {
@@ -1063,13 +1077,7 @@ mod tests {
             ..hint.clone()
         };
         drives[5].put_hint(&again).await.unwrap();
-        let mut r = Repairer::new(
-            set,
-            0,
-            RepairConfig::default(),
-            Arc::new(|| true),
-            Arc::new(|| false),
-        );
+        let mut r = leader(set);
         assert_eq!(r.work_hints().await, 1);
         for d in &drives[..5] {
             assert!(d.list_hints(b"", 10).await.unwrap().is_empty());
@@ -1083,13 +1091,7 @@ mod tests {
     /// it, whatever their order, and the scanner's pass brings the drive's copy up to date.
     #[tokio::test]
     async fn a_bucket_change_a_drive_missed_is_read_and_healed() {
-        let dirs: Vec<tempfile::TempDir> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
-        let drives: Vec<Arc<dyn crate::drive::Drive>> = dirs
-            .iter()
-            .map(|d| Arc::new(crate::drive::LocalDrive::open(d.path()).unwrap()) as _)
-            .collect();
-        let codec = crate::erasure::Codec::new(4, 2, 1 << 20).unwrap();
-        let set = Arc::new(ErasureSet::new(drives.clone(), codec, 0));
+        let (_dirs, drives, set) = six_drives();
         set.create_bucket("b", None).await.unwrap();
         let before = drives[0].get_bucket("b").await.unwrap().unwrap();
         set.set_versioning("b", "Enabled").await.unwrap();
@@ -1099,13 +1101,7 @@ mod tests {
         assert_eq!(rec.versioning.as_deref(), Some("Enabled"));
         let listed = set.list_buckets().await.unwrap();
         assert_eq!(listed[0].versioning.as_deref(), Some("Enabled"));
-        let r = Repairer::new(
-            set,
-            0,
-            RepairConfig::default(),
-            Arc::new(|| true),
-            Arc::new(|| false),
-        );
+        let r = leader(set);
         r.heal_buckets().await;
         let healed = drives[0].get_bucket("b").await.unwrap().unwrap();
         assert_eq!(healed, rec);
