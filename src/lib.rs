@@ -15,6 +15,7 @@ pub mod iam;
 pub mod limits;
 pub mod load;
 pub mod md5lanes;
+pub mod md5sum;
 pub mod metrics;
 pub mod node;
 pub mod object;

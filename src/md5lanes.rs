@@ -1,13 +1,14 @@
 //! MD5 of many streams at once, sixteen to a vector.
 //!
 //! A single-part object's ETag is the MD5 of its bytes, and MD5 is one sequential chain per
-//! stream: on the machines of docs/performance.md it runs at about 450 MiB/s on one core and
-//! takes half of a large PUT's CPU. AVX-512 holds sixteen 32-bit lanes, so sixteen independent
-//! MD5 chains can advance in one instruction stream for about the cost of one. One thread (the
-//! "engine", one per 8 cores) hashes every large PUT's body this way: each PUT is a lane, and
-//! whatever lanes have data when the engine looks are hashed together. A lane alone runs at
-//! about the speed of the scalar code; four streams at once hash 3.9x as fast as the md-5
-//! crate hashes one (`benches/primitives.rs`).
+//! stream: on the machines of docs/performance.md it runs at 450-650 MiB/s on one core
+//! (`crate::md5sum`) and takes half of a large PUT's CPU. AVX-512 holds sixteen 32-bit lanes,
+//! so sixteen independent MD5 chains can advance in one instruction stream for about the cost
+//! of one. One thread (the "engine", one per 8 cores) hashes every large PUT's body this way:
+//! each PUT is a lane, and whatever lanes have data when the engine looks are hashed together.
+//! One lane of the vector runs at about the speed of the md-5 crate's portable code, slower
+//! than `crate::md5sum`, so a lane alone in a round is hashed by `crate::md5sum`; four streams
+//! at once hash 3.9x as fast as the md-5 crate hashes one (`benches/primitives.rs`).
 //!
 //! On a CPU without AVX-512 `Md5Lanes::open` answers `None` and callers hash on their own.
 
@@ -16,6 +17,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+
+use crate::md5sum::{self, INIT};
 
 /// Lanes of one vector.
 const LANES: usize = 16;
@@ -148,8 +151,6 @@ struct Lane {
     served: u64,
 }
 
-const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
-
 impl Lane {
     fn new(round: u64) -> Self {
         Self {
@@ -177,7 +178,7 @@ impl Lane {
                 self.at += take;
                 self.len += take as u64;
                 if self.partial.len() == 64 {
-                    kernel::compress_one(&mut self.state, &self.partial);
+                    md5sum::compress(&mut self.state, &self.partial);
                     self.partial.clear();
                 }
                 if self.at == front.len() {
@@ -190,6 +191,18 @@ impl Lane {
         }
     }
 
+    /// Takes `state` as the hash after `bytes` more of the front chunk, hashed in `round`.
+    fn hashed(&mut self, state: [u32; 4], bytes: usize, round: u64) {
+        self.state = state;
+        self.served = round;
+        self.at += bytes;
+        self.len += bytes as u64;
+        if self.at == self.queue[0].0.len() {
+            self.queue.pop_front();
+            self.at = 0;
+        }
+    }
+
     /// Pads and finishes the hash; the queue must be empty.
     fn digest(&mut self) -> [u8; 16] {
         let bits = self.len.wrapping_mul(8);
@@ -199,9 +212,7 @@ impl Lane {
             tail.push(0);
         }
         tail.extend_from_slice(&bits.to_le_bytes());
-        for block in tail.chunks(64) {
-            kernel::compress_one(&mut self.state, block);
-        }
+        md5sum::compress(&mut self.state, &tail);
         let mut out = [0u8; 16];
         for (o, w) in out.chunks_mut(4).zip(self.state) {
             o.copy_from_slice(&w.to_le_bytes());
@@ -251,8 +262,15 @@ fn run(rx: mpsc::Receiver<Msg>) {
         ready.sort_unstable_by_key(|&(id, _, served)| (served, id));
         ready.truncate(LANES);
         // Each lane its own number of blocks (up to ROUND_BLOCKS): a lane that runs out
-        // early drops out of the vector for the rest of the round.
-        if !ready.is_empty() {
+        // early drops out of the vector for the rest of the round. A lane alone is hashed by
+        // the scalar code, which runs one chain faster than one lane of the vector.
+        if let [(id, n, _)] = ready[..] {
+            let l = lanes.get_mut(&id).expect("lane");
+            let bytes = n.min(ROUND_BLOCKS) * 64;
+            let mut state = l.state;
+            md5sum::compress(&mut state, &l.queue[0].0[l.at..l.at + bytes]);
+            l.hashed(state, bytes, round);
+        } else if !ready.is_empty() {
             let mut states = [INIT; LANES];
             let mut data: Vec<&[u8]> = Vec::with_capacity(LANES);
             for (i, &(id, n, _)) in ready.iter().enumerate() {
@@ -265,15 +283,7 @@ fn run(rx: mpsc::Receiver<Msg>) {
             drop(data);
             for (i, &(id, n, _)) in ready.iter().enumerate() {
                 let l = lanes.get_mut(&id).expect("lane");
-                let bytes = n.min(ROUND_BLOCKS) * 64;
-                l.state = states[i];
-                l.served = round;
-                l.at += bytes;
-                l.len += bytes as u64;
-                if l.at == l.queue[0].0.len() {
-                    l.queue.pop_front();
-                    l.at = 0;
-                }
+                l.hashed(states[i], n.min(ROUND_BLOCKS) * 64, round);
             }
         }
         // Streams whose end has come and whose bytes are all in.
@@ -296,75 +306,6 @@ fn run(rx: mpsc::Receiver<Msg>) {
 mod kernel {
     //! The compression function, sixteen lanes at a time.
 
-    /// Per-step additive constants (RFC 1321).
-    #[allow(dead_code)] // used only where the vector code builds
-    const K: [u32; 64] = [
-        0xd76a_a478,
-        0xe8c7_b756,
-        0x2420_70db,
-        0xc1bd_ceee,
-        0xf57c_0faf,
-        0x4787_c62a,
-        0xa830_4613,
-        0xfd46_9501,
-        0x6980_98d8,
-        0x8b44_f7af,
-        0xffff_5bb1,
-        0x895c_d7be,
-        0x6b90_1122,
-        0xfd98_7193,
-        0xa679_438e,
-        0x49b4_0821,
-        0xf61e_2562,
-        0xc040_b340,
-        0x265e_5a51,
-        0xe9b6_c7aa,
-        0xd62f_105d,
-        0x0244_1453,
-        0xd8a1_e681,
-        0xe7d3_fbc8,
-        0x21e1_cde6,
-        0xc337_07d6,
-        0xf4d5_0d87,
-        0x455a_14ed,
-        0xa9e3_e905,
-        0xfcef_a3f8,
-        0x676f_02d9,
-        0x8d2a_4c8a,
-        0xfffa_3942,
-        0x8771_f681,
-        0x6d9d_6122,
-        0xfde5_380c,
-        0xa4be_ea44,
-        0x4bde_cfa9,
-        0xf6bb_4b60,
-        0xbebf_bc70,
-        0x289b_7ec6,
-        0xeaa1_27fa,
-        0xd4ef_3085,
-        0x0488_1d05,
-        0xd9d4_d039,
-        0xe6db_99e5,
-        0x1fa2_7cf8,
-        0xc4ac_5665,
-        0xf429_2244,
-        0x432a_ff97,
-        0xab94_23a7,
-        0xfc93_a039,
-        0x655b_59c3,
-        0x8f0c_cc92,
-        0xffef_f47d,
-        0x8584_5dd1,
-        0x6fa8_7e4f,
-        0xfe2c_e6e0,
-        0xa301_4314,
-        0x4e08_11a1,
-        0xf753_7e82,
-        0xbd3a_f235,
-        0x2ad7_d2bb,
-        0xeb86_d391,
-    ];
-
     #[cfg(target_arch = "x86_64")]
     pub fn available() -> bool {
         std::is_x86_feature_detected!("avx512f")
@@ -373,13 +314,6 @@ mod kernel {
     #[cfg(not(target_arch = "x86_64"))]
     pub fn available() -> bool {
         false
-    }
-
-    /// One block of one stream.
-    pub fn compress_one(state: &mut [u32; 4], block: &[u8]) {
-        let mut states = [*state; super::LANES];
-        compress_lanes(&mut states, &[block]);
-        *state = states[0];
     }
 
     /// The whole blocks of each stream in `data` (at most 16 streams, each a multiple of 64
@@ -410,7 +344,7 @@ mod kernel {
     // take raw pointers (the measured reason is above `compress_lanes`).
     #[allow(unsafe_code)]
     mod avx512 {
-        use super::K;
+        use crate::md5sum::K;
         use std::arch::x86_64::*;
 
         /// # Safety

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use md5::{Digest, Md5};
+use crate::md5sum::Md5;
 
 use super::put::{BodyStream, PutOptions};
 use super::{now_ns, ErasureSet, Error, Result};

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::md5sum::Md5;
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use md5::{Digest, Md5};
 
 use super::{new_version_id, now_ns, BoxError, ErasureSet, Error, Result};
 use crate::drive::{ErasureLayout, ShardWriter, VersionRecord};
@@ -697,7 +697,7 @@ impl Md5Stage {
             while let Some(b) = rx.blocking_recv() {
                 h.update(&b);
             }
-            h.finalize().into()
+            h.finalize()
         });
         Md5Stage::Pipe { tx: Some(tx), done }
     }
@@ -749,10 +749,7 @@ impl Md5Stage {
     /// The MD5 of everything encoded.
     async fn finish(self) -> Result<[u8; 16]> {
         match self {
-            Md5Stage::Inline(h) => Ok(h
-                .ok_or_else(|| Error::Internal("md5".into()))?
-                .finalize()
-                .into()),
+            Md5Stage::Inline(h) => Ok(h.ok_or_else(|| Error::Internal("md5".into()))?.finalize()),
             Md5Stage::Pipe { tx, done } => {
                 drop(tx);
                 done.await.map_err(|e| Error::Internal(e.to_string()))
@@ -848,7 +845,7 @@ mod tests {
             }
             assert_eq!(stage.finish().await.unwrap(), want, "{name}");
         }
-        let mut one = Md5Stage::Inline(Some(md5::Md5::new()));
+        let mut one = Md5Stage::Inline(Some(crate::md5sum::Md5::new()));
         let stripe = Bytes::copy_from_slice(&body[..1 << 16]);
         let job = one.encode(&codec, stripe.clone()).await.unwrap();
         one.encoded(job).await.unwrap();

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::md5sum::Md5;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use futures::StreamExt;
-use md5::{Digest, Md5};
 use serde::Deserialize;
 
 use super::body;
@@ -583,7 +583,7 @@ struct DeleteEntry {
 pub async fn delete_objects(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result<Response> {
     let raw = small_body(ctx, body, 2 << 20).await?;
     if let Some(want) = content_md5(ctx.headers)? {
-        let got: [u8; 16] = Md5::digest(&raw).into();
+        let got = Md5::digest(&raw);
         if got != want {
             return Err(S3Error::bad(
                 "BadDigest",
