@@ -677,7 +677,7 @@ enum Md5Stage {
         done: tokio::task::JoinHandle<[u8; 16]>,
     },
     /// A lane of the process's vector MD5 engine, beside the other large PUTs (where the CPU
-    /// has AVX-512); at most 4 stripes wait for it.
+    /// has AVX2 or AVX-512); at most 4 stripes wait for it.
     Lanes(crate::md5lanes::Md5Lanes),
 }
 
@@ -689,7 +689,7 @@ impl Md5Stage {
         }
     }
 
-    /// A thread of this PUT's own (where the CPU has no AVX-512).
+    /// A thread of this PUT's own (where the CPU has neither AVX2 nor AVX-512).
     fn thread() -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
         let done = tokio::task::spawn_blocking(move || {
