@@ -91,7 +91,7 @@ fn md5_lanes(c: &mut Criterion) {
     let stripe = Bytes::from(data(MIB));
     let mut g = c.benchmark_group("md5-lanes");
     g.measurement_time(Duration::from_secs(3));
-    for streams in [1usize, 4, 16] {
+    for streams in [1usize, 2, 4, 8, 16] {
         g.throughput(Throughput::Bytes((streams * 8 * MIB) as u64));
         g.bench_function(BenchmarkId::new("streams", streams), |b| {
             b.iter(|| {

@@ -1,4 +1,4 @@
-//! MD5 of many streams at once, sixteen to a vector.
+//! MD5 of many streams at once, a vector of lanes at a time.
 //!
 //! A single-part object's ETag is the MD5 of its bytes, and MD5 is one sequential chain per
 //! stream: on the machines of docs/performance.md it runs at 450-650 MiB/s on one core
@@ -10,11 +10,11 @@
 //! than `crate::md5sum`, so a lane alone in a round is hashed by `crate::md5sum`; four streams
 //! at once hash 3.9x as fast as the md-5 crate hashes one (`benches/primitives.rs`).
 //!
-//! Where the CPU has AVX2 but not AVX-512 (AMD before Zen 4, most Intel desktop parts), the
-//! sixteen lanes are two vectors of eight, with rotates and functions of several operations:
-//! on an AMD EPYC (Zen 3) four streams hash 2.3x and sixteen 4.2x as fast as `crate::md5sum`
-//! hashes one. On a CPU with neither, `Md5Lanes::open` answers `None` and callers hash on their
-//! own.
+//! Where the CPU has AVX2 but not AVX-512 (AMD before Zen 4, most Intel desktop parts), a
+//! vector holds eight lanes, and rotates and the step functions take several operations each:
+//! on an AMD EPYC (Zen 3) four streams hash 2.3x and eight 4.1x as fast as `crate::md5sum`
+//! hashes one, and a machine gets one engine per 2 cores (`cores_per_engine`). On a CPU with
+//! neither, `Md5Lanes::open` answers `None` and callers hash on their own.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc;
@@ -41,9 +41,19 @@ enum Msg {
     Close(u64),
 }
 
-/// Cores per engine: one engine hashes about 4.7 GiB/s with all sixteen lanes busy
-/// (`benches/primitives.rs`), so a machine gets one per 8 cores (and a 2-core one, one).
-const CORES_PER_ENGINE: usize = 8;
+/// Cores per engine. With AVX-512, one engine hashes about 4.7 GiB/s with all sixteen lanes
+/// busy (`benches/primitives.rs`), so a machine gets one per 8 cores (and a 2-core one, one).
+/// With AVX2 a round costs about the same however few lanes it holds, and two to four streams
+/// sharing an engine each hash at about 0.36 GiB/s, below the 0.6 of one chain on a thread of
+/// its own: one engine per 2 cores, so that PUTs share an engine where they would share cores
+/// anyway (a 2-core machine gets one).
+fn cores_per_engine() -> usize {
+    if kernel::width() == LANES {
+        8
+    } else {
+        2
+    }
+}
 
 /// An engine: one thread, started on first use, and the channel to it.
 struct Engine {
@@ -69,7 +79,7 @@ fn engines() -> &'static [Engine] {
             return Vec::new();
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (0..cores.div_ceil(CORES_PER_ENGINE))
+        (0..cores.div_ceil(cores_per_engine()))
             .filter_map(|i| {
                 let (tx, rx) = mpsc::channel();
                 let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -256,7 +266,7 @@ fn run(rx: mpsc::Receiver<Msg>) {
                 }
             }
         }
-        // Up to 16 lanes with whole blocks, hashed together.
+        // Up to a vector's lanes with whole blocks, hashed together.
         let mut ready: Vec<(u64, usize, u64)> = lanes
             .iter_mut()
             .filter_map(|(id, l)| {
@@ -265,7 +275,7 @@ fn run(rx: mpsc::Receiver<Msg>) {
             })
             .collect();
         ready.sort_unstable_by_key(|&(id, _, served)| (served, id));
-        ready.truncate(LANES);
+        ready.truncate(kernel::width());
         // Each lane its own number of blocks (up to ROUND_BLOCKS): a lane that runs out
         // early drops out of the vector for the rest of the round. A lane alone is hashed by
         // the scalar code, which runs one chain faster than one lane of the vector.
@@ -308,13 +318,13 @@ fn run(rx: mpsc::Receiver<Msg>) {
     }
 }
 
-/// A kernel: the states of sixteen lanes advanced by their blocks.
+/// A kernel: the states of up to sixteen lanes advanced by their blocks.
 #[cfg(test)]
 type KernelFn = fn(&mut [[u32; 4]; LANES], &[&[u8]]);
 
 mod kernel {
-    //! The compression function, sixteen lanes at a time: one AVX-512 vector, or two AVX2
-    //! vectors of eight.
+    //! The compression function, a vector of lanes at a time: sixteen in AVX-512, eight in
+    //! AVX2.
 
     #[cfg(target_arch = "x86_64")]
     pub fn available() -> bool {
@@ -326,19 +336,37 @@ mod kernel {
         std::is_x86_feature_detected!("avx512f")
     }
 
+    /// Lanes of the vector `compress_lanes` uses. Two AVX2 vectors of eight, stepped
+    /// together, hashed 16 streams at 2.41 GiB/s against 2.53 for one vector of eight: a
+    /// round takes eight lanes, and the others have their turn next round.
+    #[cfg(target_arch = "x86_64")]
+    pub fn width() -> usize {
+        if avx512() {
+            16
+        } else {
+            8
+        }
+    }
+
     #[cfg(not(target_arch = "x86_64"))]
     pub fn available() -> bool {
         false
     }
 
-    /// The whole blocks of each stream in `data` (at most 16 streams, each a multiple of 64
-    /// bytes long, not necessarily all the same length), advancing `states[i]` by `data[i]`.
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn width() -> usize {
+        super::LANES
+    }
+
+    /// The whole blocks of each stream in `data` (at most `width()` streams, each a multiple
+    /// of 64 bytes long, not necessarily all the same length), advancing `states[i]` by
+    /// `data[i]`.
     // `unsafe`, measured (docs/decisions.md, "MD5 of many PUTs at once"): with the MD5 of
     // four 64 MiB PUTs hashed in one vector, they ran at 580 MB/s instead of 210-420, and the
     // server spent 0.77x the CPU per GiB under `aws s3 cp`. Safe Rust has no vector MD5.
     #[allow(unsafe_code)]
     pub fn compress_lanes(states: &mut [[u32; 4]; super::LANES], data: &[&[u8]]) {
-        assert!(data.len() <= super::LANES);
+        assert!(data.len() <= width());
         assert!(data.iter().all(|d| d.len() % 64 == 0));
         #[cfg(target_arch = "x86_64")]
         {
@@ -348,7 +376,8 @@ mod kernel {
                 unsafe { avx512::compress(states, data) }
             } else {
                 assert!(available(), "md5 lanes need AVX2 or AVX-512");
-                // SAFETY: the CPU has AVX2 (checked above); as above.
+                // SAFETY: the CPU has AVX2 (checked above), and `data` holds at most 8
+                // slices (`width()`, asserted above); as above.
                 unsafe { avx2::compress(states, data) }
             }
         }
@@ -363,22 +392,22 @@ mod kernel {
     /// runs only the widest).
     #[cfg(all(test, target_arch = "x86_64"))]
     #[allow(unsafe_code)]
-    pub fn each() -> Vec<(&'static str, super::KernelFn)> {
-        let mut kernels: Vec<(&'static str, super::KernelFn)> = Vec::new();
+    pub fn each() -> Vec<(&'static str, super::KernelFn, usize)> {
+        let mut kernels: Vec<(&'static str, super::KernelFn, usize)> = Vec::new();
         if avx512() {
-            // SAFETY: the CPU has AVX-512F (checked here); the caller keeps to 16 slices of
-            // whole blocks, as `compress_lanes` asserts.
-            kernels.push(("avx512", |s, d| unsafe { avx512::compress(s, d) }));
+            // SAFETY: the CPU has AVX-512F (checked here); the caller keeps to the 16 slices
+            // of whole blocks named beside it.
+            kernels.push(("avx512", |s, d| unsafe { avx512::compress(s, d) }, 16));
         }
         if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked here); as above.
-            kernels.push(("avx2", |s, d| unsafe { avx2::compress(s, d) }));
+            // SAFETY: the CPU has AVX2 (checked here); the caller keeps to 8 slices.
+            kernels.push(("avx2", |s, d| unsafe { avx2::compress(s, d) }, 8));
         }
         kernels
     }
 
     #[cfg(all(test, not(target_arch = "x86_64")))]
-    pub fn each() -> Vec<(&'static str, super::KernelFn)> {
+    pub fn each() -> Vec<(&'static str, super::KernelFn, usize)> {
         Vec::new()
     }
 
@@ -543,35 +572,19 @@ mod kernel {
 
     #[cfg(target_arch = "x86_64")]
     // AVX2 intrinsics, for the CPUs without AVX-512 (AMD before Zen 4, most Intel desktop
-    // parts): two vectors of eight lanes, advanced step by step together, so that each step's
-    // two chains fill the vector units while the other waits on its latency. AVX2 has no
-    // rotate and no ternary logic: a rotate is two shifts and an or, and each function two or
-    // three operations (the reason for `unsafe` is above `compress_lanes`).
+    // parts): one vector of eight lanes. AVX2 has no rotate and no ternary logic: a rotate is
+    // two shifts and an or, and each function two or three operations (the reason for
+    // `unsafe` is above `compress_lanes`).
     #[allow(unsafe_code)]
     mod avx2 {
         use crate::md5sum::K;
         use std::arch::x86_64::*;
 
         /// # Safety
-        /// The CPU must have AVX2. At most 16 slices in `data`, each a multiple of 64 bytes
-        /// long.
+        /// The CPU must have AVX2. At most 8 slices in `data`, each a multiple of 64 bytes
+        /// long. Lanes 8 and up are left as they are.
         #[target_feature(enable = "avx2")]
         pub unsafe fn compress(states: &mut [[u32; 4]; super::super::LANES], data: &[&[u8]]) {
-            // Up to eight streams fill one vector: the second would be work for nothing.
-            if data.len() <= 8 {
-                run::<1>(states, data)
-            } else {
-                run::<2>(states, data)
-            }
-        }
-
-        /// `compress` with `H` vectors of eight lanes (lanes `8 * H` and up are left as they
-        /// are).
-        #[target_feature(enable = "avx2")]
-        unsafe fn run<const H: usize>(
-            states: &mut [[u32; 4]; super::super::LANES],
-            data: &[&[u8]],
-        ) {
             let blocks = data.iter().map(|d| d.len() / 64).max().unwrap_or(0);
             let mut columns = [[0u32; 16]; 4];
             for (l, s) in states.iter().enumerate() {
@@ -579,34 +592,26 @@ mod kernel {
                     columns[j][l] = *w;
                 }
             }
-            // [lanes 0-7, lanes 8-15] of each state word (the first H of them).
-            let load = |w: &[u32; 16]| {
-                let mut v = [_mm256_setzero_si256(); H];
-                for (h, v) in v.iter_mut().enumerate() {
-                    *v = _mm256_loadu_si256(w[8 * h..].as_ptr().cast());
-                }
-                v
-            };
-            let mut a = load(&columns[0]);
-            let mut b = load(&columns[1]);
-            let mut c = load(&columns[2]);
-            let mut d = load(&columns[3]);
+            let mut a = _mm256_loadu_si256(columns[0].as_ptr().cast());
+            let mut b = _mm256_loadu_si256(columns[1].as_ptr().cast());
+            let mut c = _mm256_loadu_si256(columns[2].as_ptr().cast());
+            let mut d = _mm256_loadu_si256(columns[3].as_ptr().cast());
             let ones = _mm256_set1_epi32(-1);
             let mut words = [[0u32; 16]; 16];
-            let mut m = [[_mm256_setzero_si256(); H]; 16];
+            let mut m = [_mm256_setzero_si256(); 16];
             for n in 0..blocks {
                 let active = super::gather(data, n, &mut words);
                 for (v, w) in m.iter_mut().zip(&words) {
-                    *v = load(w);
+                    *v = _mm256_loadu_si256(w.as_ptr().cast());
                 }
                 // All ones in the 32 bits of each lane with a block.
-                let mut mask = [0u32; 16];
+                let mut mask = [0u32; 8];
                 for (l, x) in mask.iter_mut().enumerate() {
                     if active & (1 << l) != 0 {
                         *x = u32::MAX;
                     }
                 }
-                let mask = load(&mask);
+                let mask = _mm256_loadu_si256(mask.as_ptr().cast());
                 let (a0, b0, c0, d0) = (a, b, c, d);
                 macro_rules! f {
                     (F, $b:expr, $c:expr, $d:expr) => {
@@ -624,40 +629,33 @@ mod kernel {
                 }
                 macro_rules! step {
                     ($f:ident, $a:ident, $b:ident, $c:ident, $d:ident, $i:literal, $g:literal, $s:literal) => {
-                        let k = _mm256_set1_epi32(K[$i] as i32);
-                        for h in 0..H {
-                            let t = _mm256_add_epi32(
-                                _mm256_add_epi32($a[h], f!($f, $b[h], $c[h], $d[h])),
-                                _mm256_add_epi32(k, m[$g][h]),
-                            );
-                            let r = _mm256_or_si256(
-                                _mm256_slli_epi32::<$s>(t),
-                                _mm256_srli_epi32::<{ 32 - $s }>(t),
-                            );
-                            $a[h] = _mm256_add_epi32($b[h], r);
-                        }
+                        let t = _mm256_add_epi32(
+                            _mm256_add_epi32($a, f!($f, $b, $c, $d)),
+                            _mm256_add_epi32(_mm256_set1_epi32(K[$i] as i32), m[$g]),
+                        );
+                        let r = _mm256_or_si256(
+                            _mm256_slli_epi32::<$s>(t),
+                            _mm256_srli_epi32::<{ 32 - $s }>(t),
+                        );
+                        $a = _mm256_add_epi32($b, r);
                     };
                 }
                 md5_steps!(step, a, b, c, d);
 
                 // Lanes in `mask` add the block's result; the others keep their state.
-                for h in 0..H {
-                    let keep = |new: __m256i, old: __m256i| {
-                        _mm256_blendv_epi8(old, _mm256_add_epi32(new, old), mask[h])
-                    };
-                    a[h] = keep(a[h], a0[h]);
-                    b[h] = keep(b[h], b0[h]);
-                    c[h] = keep(c[h], c0[h]);
-                    d[h] = keep(d[h], d0[h]);
-                }
+                let keep = |new: __m256i, old: __m256i| {
+                    _mm256_blendv_epi8(old, _mm256_add_epi32(new, old), mask)
+                };
+                a = keep(a, a0);
+                b = keep(b, b0);
+                c = keep(c, c0);
+                d = keep(d, d0);
             }
-            let mut out = [[0u32; 16]; 4];
+            let mut out = [[0u32; 8]; 4];
             for (o, v) in out.iter_mut().zip([a, b, c, d]) {
-                for (h, v) in v.iter().enumerate() {
-                    _mm256_storeu_si256(o[8 * h..].as_mut_ptr().cast(), *v);
-                }
+                _mm256_storeu_si256(o.as_mut_ptr().cast(), v);
             }
-            for (l, s) in states.iter_mut().enumerate().take(8 * H) {
+            for (l, s) in states.iter_mut().enumerate().take(8) {
                 *s = [out[0][l], out[1][l], out[2][l], out[3][l]];
             }
         }
@@ -692,18 +690,26 @@ mod tests {
             eprintln!("no AVX2 or AVX-512 here: PUTs hash on their own threads");
             return;
         }
-        // Lanes of 0 to 15 blocks: each drops out of the vector when its blocks run out. As
-        // many streams as fill one AVX2 vector, or part of the second, or all sixteen.
+        // Lanes of 0 to 16 blocks: each drops out of the vector when its blocks run out. One
+        // stream, part of a vector, a whole AVX2 vector, and more where the vector is wider.
+        // Each stream is hashed in two calls, so that the second starts from a different state
+        // in every lane.
         let mut kernels = kernel::each();
-        kernels.push(("widest", kernel::compress_lanes));
-        for (name, compress) in kernels {
-            for count in [1, 3, 8, 9, 16] {
+        if !kernels.iter().any(|(name, _, _)| *name == "avx512") {
+            eprintln!("no AVX-512 here: its kernel is not checked");
+        }
+        kernels.push(("in use", kernel::compress_lanes, kernel::width()));
+        for (name, compress, width) in kernels {
+            for count in [1, 3, 8, 9, 16].into_iter().filter(|&c| c <= width as u64) {
                 let streams: Vec<Vec<u8>> = (0..count)
-                    .map(|i| bytes(64 * ((i as usize * 7) % 16), i))
+                    .map(|i| bytes(64 * ((i as usize * 7 + 5) % 17), i))
                     .collect();
                 let mut states = [INIT; LANES];
-                let data: Vec<&[u8]> = streams.iter().map(Vec::as_slice).collect();
-                compress(&mut states, &data);
+                let split = |s: &Vec<u8>| s.len() / 128 * 64;
+                let firsts: Vec<&[u8]> = streams.iter().map(|s| &s[..split(s)]).collect();
+                compress(&mut states, &firsts);
+                let seconds: Vec<&[u8]> = streams.iter().map(|s| &s[split(s)..]).collect();
+                compress(&mut states, &seconds);
                 for (i, s) in streams.iter().enumerate() {
                     let mut lane = Lane::new(0);
                     lane.state = states[i];
@@ -711,6 +717,11 @@ mod tests {
                     let want = <[u8; 16]>::from(Md5::digest(s));
                     assert_eq!(lane.digest(), want, "{name}: lane {i} of {count}");
                 }
+                // Lanes beyond the streams are left as they were.
+                assert!(
+                    states[count as usize..].iter().all(|s| *s == INIT),
+                    "{name}"
+                );
             }
         }
     }

@@ -11,8 +11,9 @@
 //! - H is `b ^ (c ^ d)`, I is `c ^ (b | !d)`.
 //!
 //! That leaves four or five single-cycle operations per step. On the machines of
-//! docs/performance.md it hashes 1.3x as fast as the md-5 crate's portable code (650 against
-//! 495 MB/s on an AMD EPYC, `benches/primitives.rs`), as fast as OpenSSL's assembly there.
+//! docs/performance.md it hashes 1.37x as fast as the md-5 crate's portable code (597 against
+//! 437 MiB/s on an AMD EPYC, `benches/primitives.rs`), about as fast as OpenSSL's assembly
+//! there.
 
 /// The initial state (RFC 1321, 3.3).
 pub(crate) const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
@@ -107,7 +108,7 @@ pub(crate) fn compress(state: &mut [u32; 4], blocks: &[u8]) {
     debug_assert_eq!(blocks.len() % 64, 0);
     // The constants are read from memory, not folded into the code: as constants, LLVM
     // reassociates `a + (m + K) + f` into `(a + m + f) + K`, putting one more add on each
-    // step's critical path, and the hash ran at 0.8x (550 against 690 MB/s).
+    // step's critical path, and the hash ran at 0.8x.
     let k = std::hint::black_box(&K);
     for block in blocks.chunks_exact(64) {
         let mut m = [0u32; 16];
