@@ -903,8 +903,9 @@ impl Drive for LocalDrive {
         let k = object_key(bucket, key, &rec.version_id);
         let v = record::encode(rec)?;
         // Last writer wins: a record never replaces a newer one of the same version id
-        // (two writers racing on the `null` version converge on every drive).
-        let order = (rec.mod_time_ns, rec.data_dir.clone());
+        // (two writers racing on the `null` version converge on every drive), nor a copy of
+        // its own version with later tags.
+        let order = (rec.mod_time_ns, rec.data_dir.clone(), rec.meta_ns);
         let r = self.committer.put(self.current_db()?, k, v, order).await;
         self.note_corruption(&r);
         r
@@ -1437,6 +1438,28 @@ mod tests {
             d.get_version("b", "k", "null").await.unwrap().unwrap(),
             tagged
         );
+    }
+
+    /// A copy of a version from before its last tag change (a heal that read before the
+    /// change writes one) does not put the old tags back; a later change replaces it.
+    #[tokio::test]
+    async fn a_copy_from_before_a_tag_change_never_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = LocalDrive::open(dir.path()).unwrap();
+        let tagged = |meta_ns: i128, value: &str| {
+            let mut r = rec("null");
+            r.meta_ns = meta_ns;
+            r.tags.insert("t".into(), value.into());
+            r
+        };
+        d.put_version("b", "k", &tagged(50, "new")).await.unwrap();
+        let found = d.put_version("b", "k", &tagged(40, "old")).await.unwrap();
+        assert_eq!(found, Some(tagged(50, "new")));
+        let got = d.get_version("b", "k", "null").await.unwrap().unwrap();
+        assert_eq!(got, tagged(50, "new"));
+        d.put_version("b", "k", &tagged(60, "newer")).await.unwrap();
+        let got = d.get_version("b", "k", "null").await.unwrap().unwrap();
+        assert_eq!(got, tagged(60, "newer"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -839,8 +839,13 @@ impl Repairer {
                             frame::decode(&bytes::Bytes::from(f.clone())).is_none()
                         })
                 });
+                // A copy that missed a tag change (its drive was away, and the hint that names
+                // it is lost) differs from the others in `meta_ns`.
+                let stale_copy = copies
+                    .iter()
+                    .any(|(_, c)| same_version(c, &rec) && c.meta_ns != rec.meta_ns);
                 let has_files = !rec.delete_marker && !rec.data_dirs().is_empty();
-                let damaged = missing_record || inline_bad || (deep && has_files);
+                let damaged = missing_record || inline_bad || stale_copy || (deep && has_files);
                 let tag = todo.len();
                 let cost = if has_files { HEAL_LARGE } else { 1 };
                 todo.push((key.clone(), rec.version_id.clone(), damaged, cost));
@@ -1085,6 +1090,36 @@ mod tests {
         assert_eq!(drives[5].list_hints(b"", 10).await.unwrap(), vec![again]);
         assert_eq!(r.work_hints().await, 1);
         assert!(drives[5].list_hints(b"", 10).await.unwrap().is_empty());
+    }
+
+    /// A copy that missed a tag change, with no hint left to name it, is found by the
+    /// scanner's pass and brought up to date, keeping its own shard.
+    #[tokio::test]
+    async fn the_scanner_heals_a_copy_that_missed_a_tag_change() {
+        let (_dirs, drives, set) = six_drives();
+        set.create_bucket("b", None).await.unwrap();
+        let data = bytes::Bytes::from(vec![7u8; 3000]);
+        let body = futures::stream::once(async move { Ok(data) }).boxed();
+        set.put_object("b", "k", Default::default(), body)
+            .await
+            .unwrap();
+        let old = drives[0].get_version("b", "k", "null").await.unwrap();
+        let old = old.unwrap();
+        set.update_version("b", "k", None, |v| {
+            v.tags.insert("t".into(), "v".into());
+        })
+        .await
+        .unwrap();
+        // Drive 0 still holds the copy from before (it was away, and its hint is gone).
+        drives[0].delete_version("b", "k", "null").await.unwrap();
+        drives[0].put_version("b", "k", &old).await.unwrap();
+        let mut r = leader(set);
+        r.scan_page("b", "", b"", false).await;
+        let healed = drives[0].get_version("b", "k", "null").await.unwrap();
+        let healed = healed.unwrap();
+        assert_eq!(healed.tags.get("t").map(String::as_str), Some("v"));
+        assert_eq!(healed.layout.shard_index, old.layout.shard_index);
+        assert_eq!(healed.inline, old.inline);
     }
 
     /// A bucket change that a drive missed (it was away) is read from the drives that took

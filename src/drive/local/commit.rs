@@ -16,8 +16,9 @@ use crate::drive::record::VersionRecord;
 /// Most records written in one batch.
 const MAX_BATCH: usize = 256;
 
-/// A record's [`VersionRecord::write_order`], owned.
-type Order = (i128, String);
+/// A record's [`VersionRecord::write_order`], owned, then its `meta_ns`: of two copies of one
+/// version, the one whose tags changed last.
+type Order = (i128, String, i128);
 
 struct Request {
     db: Arc<DB>,
@@ -46,7 +47,9 @@ impl Committer {
     }
 
     /// Writes `value` under `key` in the objects column family of `db`, synced, unless the
-    /// record there is newer than `order` (last writer wins; then nothing is written).
+    /// record there is newer than `order` (last writer wins; then nothing is written). A copy
+    /// of the same version from before a tag change, as a heal that read before the change
+    /// would write, is older: it never puts the old tags back.
     /// Returns the record that was there before, inline bytes and all (a write that fails
     /// its quorum puts it back).
     pub(super) async fn put(
@@ -123,10 +126,10 @@ fn write(db: &DB, requests: &[Request]) -> Vec<Result<Option<VersionRecord>, Dri
             None => stored(db, cf, &r.key),
         };
         if let Ok(prior) = &found {
-            if prior
-                .as_ref()
-                .is_none_or(|p| p.write_order() <= (r.order.0, r.order.1.as_str()))
-            {
+            if prior.as_ref().is_none_or(|p| {
+                let (t, dir) = p.write_order();
+                (t, dir, p.meta_ns) <= (r.order.0, r.order.1.as_str(), r.order.2)
+            }) {
                 batch.put_cf(cf, &r.key, &r.value);
                 staged.insert(&r.key, r);
             }
