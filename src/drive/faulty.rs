@@ -22,6 +22,8 @@ pub struct FaultyDrive {
     records_left: AtomicU64,
     /// The next record written is deleted right after, as by a DELETE landing just then.
     delete_after_write: AtomicBool,
+    /// Stored just before the next record written, as a write landing just then would be.
+    put_before_write: std::sync::Mutex<Option<VersionRecord>>,
     /// Shard reads made on this drive.
     shard_reads: AtomicU64,
     /// Calls abandoned as too slow ([`Drive::note_slow`]).
@@ -34,6 +36,7 @@ impl FaultyDrive {
             inner,
             records_left: AtomicU64::new(u64::MAX),
             delete_after_write: AtomicBool::new(false),
+            put_before_write: std::sync::Mutex::new(None),
             shard_reads: AtomicU64::new(0),
             slow_notes: AtomicU64::new(0),
         }
@@ -59,6 +62,12 @@ impl FaultyDrive {
     /// the key landing just then would.
     pub fn delete_after_next_record_write(&self) {
         self.delete_after_write.store(true, Ordering::SeqCst);
+    }
+
+    /// `rec` is stored just before the next version record written (under that write's key),
+    /// as another writer's record landing just then would be.
+    pub fn put_before_next_record_write(&self, rec: VersionRecord) {
+        *self.put_before_write.lock().expect("lock") = Some(rec);
     }
 
     /// The next `n` version record writes succeed, and the ones after them fail.
@@ -112,6 +121,10 @@ impl Drive for FaultyDrive {
             });
         if took.is_err() {
             return Err(DriveError::Db("injected: record write failed".into()));
+        }
+        let before = self.put_before_write.lock().expect("lock").take();
+        if let Some(before) = before {
+            self.inner.put_version(bucket, key, &before).await?;
         }
         let found = self.inner.put_version(bucket, key, rec).await?;
         if self.delete_after_write.swap(false, Ordering::SeqCst) {

@@ -205,7 +205,8 @@ impl VersionRecord {
 
     /// Which of two records of one version id a drive keeps (last writer wins): the one
     /// with the greater order, that is the later modification, then the larger data folder
-    /// name. Every drive decides alike.
+    /// name; of two copies of one version, the one with the greater `meta_ns` (its tags
+    /// changed last). Every drive decides alike.
     pub fn write_order(&self) -> (i128, &str) {
         (self.mod_time_ns, &self.data_dir)
     }

@@ -249,6 +249,57 @@ async fn a_meeting_quorum_meets_every_write_quorum() {
     }
 }
 
+/// A heal whose write a drive refuses, because a tag change reached that drive after the heal
+/// read the copies, is not complete: the drive keeps its corrupt shard with the new tags, and
+/// the repair keeps the hint. The next heal takes the rebuilt shard there under the new tags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heal_that_a_tag_change_overtook_is_not_complete() {
+    let f = Fixture::new().await;
+    f.put("small", &pattern(1000, 251)).await.unwrap();
+    let good = f.drives[0].get_version("b", "small", "null").await.unwrap();
+    let good = good.unwrap();
+    // Drive 0's inline shard is corrupt.
+    let mut bad = good.clone();
+    let frame = bad.inline.as_mut().expect("an inline object");
+    let last = frame.len() - 1;
+    frame[last] ^= 0xff;
+    f.drives[0]
+        .delete_version("b", "small", "null")
+        .await
+        .unwrap();
+    f.drives[0].put_version("b", "small", &bad).await.unwrap();
+    // Just before the heal's write reaches drive 0, a tag change lands there.
+    let mut tagged = bad.clone();
+    tagged.tags.insert("t".into(), "v".into());
+    tagged.meta_ns = super::now_ns();
+    f.drives[0].put_before_next_record_write(tagged.clone());
+    let report = f
+        .set
+        .heal_object("b", "small", "null", false)
+        .await
+        .unwrap();
+    assert!(!report.complete, "{report:?}");
+    let kept = f.drives[0].get_version("b", "small", "null").await.unwrap();
+    assert_eq!(kept.unwrap(), tagged);
+    // The next heal reads the change, and every drive ends with the tags and a whole shard.
+    let report = f
+        .set
+        .heal_object("b", "small", "null", false)
+        .await
+        .unwrap();
+    assert!(report.complete, "{report:?}");
+    for d in &f.drives {
+        let c = d.get_version("b", "small", "null").await.unwrap().unwrap();
+        assert_eq!(
+            (c.tags.clone(), c.meta_ns),
+            (tagged.tags.clone(), tagged.meta_ns)
+        );
+    }
+    let healed = f.drives[0].get_version("b", "small", "null").await.unwrap();
+    assert_eq!(healed.unwrap().inline, good.inline);
+    assert_eq!(f.get("small").await.unwrap(), pattern(1000, 251));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_change_two_drives_missed_is_read_and_healed() {
     let f = Fixture::new().await;

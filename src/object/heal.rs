@@ -169,7 +169,19 @@ impl ErasureSet {
                     }
                 };
                 let drive = self.drives[dist[i]].clone();
-                async move { (i, drive.put_version(bucket, key, &r).await.is_ok()) }
+                async move {
+                    // A drive that kept a copy with later tags (a change that landed after
+                    // the copies were read) did not take this write: the version is not
+                    // whole yet, and its hint stays for the next round.
+                    let took = match drive.put_version(bucket, key, &r).await {
+                        Ok(Some(kept)) => {
+                            !(super::same_version(&kept, &r) && kept.meta_ns > r.meta_ns)
+                        }
+                        Ok(None) => true,
+                        Err(_) => false,
+                    };
+                    (i, took)
+                }
             });
         let written: Vec<(usize, bool)> = join_all(writes).await;
         report.records_written = written.iter().filter(|(_, ok)| *ok).count();

@@ -1093,33 +1093,48 @@ mod tests {
     }
 
     /// A copy that missed a tag change, with no hint left to name it, is found by the
-    /// scanner's pass and brought up to date, keeping its own shard.
+    /// scanner's pass and brought up to date, keeping its own shard (inline, or in a shard
+    /// file); the pass after it finds nothing left to heal.
     #[tokio::test]
     async fn the_scanner_heals_a_copy_that_missed_a_tag_change() {
-        let (_dirs, drives, set) = six_drives();
-        set.create_bucket("b", None).await.unwrap();
-        let data = bytes::Bytes::from(vec![7u8; 3000]);
-        let body = futures::stream::once(async move { Ok(data) }).boxed();
-        set.put_object("b", "k", Default::default(), body)
+        let (_dirs, drives, _) = six_drives();
+        for (key, inline_limit) in [("in-files", 0), ("inline", 64 << 10)] {
+            let codec = crate::erasure::Codec::new(4, 2, 1 << 20).unwrap();
+            let set = Arc::new(ErasureSet::new(drives.clone(), codec, inline_limit));
+            if key == "in-files" {
+                set.create_bucket("b", None).await.unwrap();
+            }
+            let data = bytes::Bytes::from(vec![7u8; 3000]);
+            let body = futures::stream::once(async move { Ok(data) }).boxed();
+            set.put_object("b", key, Default::default(), body)
+                .await
+                .unwrap();
+            let old = drives[0].get_version("b", key, "null").await.unwrap();
+            let old = old.unwrap();
+            assert_eq!(old.inline.is_some(), inline_limit > 0, "{key}");
+            set.update_version("b", key, None, |v| {
+                v.tags.insert("t".into(), "v".into());
+            })
             .await
             .unwrap();
-        let old = drives[0].get_version("b", "k", "null").await.unwrap();
-        let old = old.unwrap();
-        set.update_version("b", "k", None, |v| {
-            v.tags.insert("t".into(), "v".into());
-        })
-        .await
-        .unwrap();
-        // Drive 0 still holds the copy from before (it was away, and its hint is gone).
-        drives[0].delete_version("b", "k", "null").await.unwrap();
-        drives[0].put_version("b", "k", &old).await.unwrap();
-        let mut r = leader(set);
-        r.scan_page("b", "", b"", false).await;
-        let healed = drives[0].get_version("b", "k", "null").await.unwrap();
-        let healed = healed.unwrap();
-        assert_eq!(healed.tags.get("t").map(String::as_str), Some("v"));
-        assert_eq!(healed.layout.shard_index, old.layout.shard_index);
-        assert_eq!(healed.inline, old.inline);
+            let current = drives[1].get_version("b", key, "null").await.unwrap();
+            let current = current.unwrap();
+            // Drive 0 still holds the copy from before (it was away, and its hint is gone).
+            drives[0].delete_version("b", key, "null").await.unwrap();
+            drives[0].put_version("b", key, &old).await.unwrap();
+            let mut r = leader(set);
+            r.scan_page("b", "", b"", false).await;
+            let healed = drives[0].get_version("b", key, "null").await.unwrap();
+            let healed = healed.unwrap();
+            assert_eq!(healed.tags, current.tags, "{key}");
+            assert_eq!(healed.meta_ns, current.meta_ns, "{key}");
+            assert_eq!(healed.layout.shard_index, old.layout.shard_index, "{key}");
+            assert_eq!(healed.inline, old.inline, "{key}");
+            let done = r.snapshot().healed;
+            assert!(done >= 1, "{key}");
+            r.scan_page("b", "", b"", false).await;
+            assert_eq!(r.snapshot().healed, done, "{key}: healed again");
+        }
     }
 
     /// A bucket change that a drive missed (it was away) is read from the drives that took
