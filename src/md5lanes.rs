@@ -411,6 +411,26 @@ mod kernel {
         Vec::new()
     }
 
+    /// The lanes' states as columns: `columns[j][l]` is word `j` of lane `l`'s state.
+    #[cfg(target_arch = "x86_64")]
+    fn columns(states: &[[u32; 4]; super::LANES]) -> [[u32; 16]; 4] {
+        let mut columns = [[0u32; 16]; 4];
+        for (l, s) in states.iter().enumerate() {
+            for (j, w) in s.iter().enumerate() {
+                columns[j][l] = *w;
+            }
+        }
+        columns
+    }
+
+    /// The first `lanes` states back from columns (the others are left as they are).
+    #[cfg(target_arch = "x86_64")]
+    fn set_columns(states: &mut [[u32; 4]; super::LANES], columns: &[[u32; 16]; 4], lanes: usize) {
+        for (l, s) in states.iter_mut().enumerate().take(lanes) {
+            *s = [columns[0][l], columns[1][l], columns[2][l], columns[3][l]];
+        }
+    }
+
     /// Word `j` of each lane's block `n`, and which lanes have a block `n`. A lane with no
     /// block left keeps whatever was in `words`: its result is discarded.
     #[cfg(target_arch = "x86_64")]
@@ -517,12 +537,7 @@ mod kernel {
         #[target_feature(enable = "avx512f")]
         pub unsafe fn compress(states: &mut [[u32; 4]; super::super::LANES], data: &[&[u8]]) {
             let blocks = data.iter().map(|d| d.len() / 64).max().unwrap_or(0);
-            let mut columns = [[0u32; 16]; 4];
-            for (l, s) in states.iter().enumerate() {
-                for (j, w) in s.iter().enumerate() {
-                    columns[j][l] = *w;
-                }
-            }
+            let columns = super::columns(states);
             let mut a = _mm512_loadu_si512(columns[0].as_ptr().cast());
             let mut b = _mm512_loadu_si512(columns[1].as_ptr().cast());
             let mut c = _mm512_loadu_si512(columns[2].as_ptr().cast());
@@ -564,9 +579,7 @@ mod kernel {
             for (o, v) in out.iter_mut().zip([a, b, c, d]) {
                 _mm512_storeu_si512(o.as_mut_ptr().cast(), v);
             }
-            for (l, s) in states.iter_mut().enumerate() {
-                *s = [out[0][l], out[1][l], out[2][l], out[3][l]];
-            }
+            super::set_columns(states, &out, 16);
         }
     }
 
@@ -586,12 +599,7 @@ mod kernel {
         #[target_feature(enable = "avx2")]
         pub unsafe fn compress(states: &mut [[u32; 4]; super::super::LANES], data: &[&[u8]]) {
             let blocks = data.iter().map(|d| d.len() / 64).max().unwrap_or(0);
-            let mut columns = [[0u32; 16]; 4];
-            for (l, s) in states.iter().enumerate() {
-                for (j, w) in s.iter().enumerate() {
-                    columns[j][l] = *w;
-                }
-            }
+            let columns = super::columns(states);
             let mut a = _mm256_loadu_si256(columns[0].as_ptr().cast());
             let mut b = _mm256_loadu_si256(columns[1].as_ptr().cast());
             let mut c = _mm256_loadu_si256(columns[2].as_ptr().cast());
@@ -651,13 +659,11 @@ mod kernel {
                 c = keep(c, c0);
                 d = keep(d, d0);
             }
-            let mut out = [[0u32; 8]; 4];
+            let mut out = [[0u32; 16]; 4];
             for (o, v) in out.iter_mut().zip([a, b, c, d]) {
                 _mm256_storeu_si256(o.as_mut_ptr().cast(), v);
             }
-            for (l, s) in states.iter_mut().enumerate().take(8) {
-                *s = [out[0][l], out[1][l], out[2][l], out[3][l]];
-            }
+            super::set_columns(states, &out, 8);
         }
     }
 }
