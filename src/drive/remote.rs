@@ -78,7 +78,7 @@ pub fn rpc_client(ca: Option<&std::path::Path>) -> anyhow::Result<RpcClient> {
         .http2_adaptive_window(true)
         .http2_initial_stream_window_size(4 << 20)
         .http2_initial_connection_window_size(16 << 20)
-        .http2_max_frame_size(1 << 20)
+        .http2_max_frame_size(crate::drive::proto::RPC_MAX_FRAME)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .http2_keep_alive_timeout(Duration::from_secs(5))
         .timer(hyper_util::rt::TokioTimer::new())

@@ -139,7 +139,7 @@ impl Node {
                     .adaptive_window(true)
                     .initial_stream_window_size(4 << 20)
                     .initial_connection_window_size(16 << 20)
-                    .max_frame_size(1 << 20);
+                    .max_frame_size(crate::drive::proto::RPC_MAX_FRAME);
                 let result = match tls {
                     None => {
                         let io = hyper_util::rt::TokioIo::new(tcp);

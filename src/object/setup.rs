@@ -144,9 +144,10 @@ pub struct WatchedDrive {
 /// time to finish.
 ///
 /// Every [`IDLE_CHECK`] ticks it also flushes the memtables and empties the block caches of
-/// the drives that nobody wrote to since the last check; a tick later (RocksDB frees some of
-/// that memory from its own threads) it hands the allocator's free memory back to the
-/// system, so that an idle process shrinks back after a burst of requests.
+/// the drives that nobody wrote to since the last check, and drops the pooled buffers of
+/// direct reads if none was taken for a while; a tick later (RocksDB frees some of that memory
+/// from its own threads) it hands the allocator's free memory back to the system, so that an
+/// idle process shrinks back after a burst of requests.
 pub fn spawn_drive_watch(drives: Vec<WatchedDrive>) {
     tokio::spawn(async move {
         let local: Arc<[Arc<LocalDrive>]> = drives.iter().map(|w| w.drive.clone()).collect();
@@ -160,7 +161,8 @@ pub fn spawn_drive_watch(drives: Vec<WatchedDrive>) {
             if tick % IDLE_CHECK == 0 {
                 let ds = local.clone();
                 trim = tokio::task::spawn_blocking(move || {
-                    ds.iter().fold(false, |any, d| match d.release_if_idle() {
+                    let unread = crate::drive::local::release_read_buffers();
+                    ds.iter().fold(unread, |any, d| match d.release_if_idle() {
                         Ok(done) => any | done,
                         Err(e) => {
                             tracing::warn!(drive = %d.endpoint(), error = %e, "idle flush failed");
