@@ -366,7 +366,8 @@ async fn nodes_answer_listings_to_gateways_of_either_version() {
 
 /// Versioning enabled while a node is down stays enabled once the node is back, though its
 /// drive, the first of the set, still holds the bucket's record from before; and a PUT then
-/// keeps the version it replaces. Tags set on objects meanwhile hold too (here the restarted
+/// keeps the version it replaces. A bucket deleted meanwhile stays deleted, though that drive
+/// still holds its record. Tags set on objects meanwhile hold too (here the restarted
 /// node may already have healed its copies from the change's hint; the unit test
 /// `a_tag_change_two_drives_missed_is_read_and_healed` pins the reads themselves).
 #[tokio::test]
@@ -375,6 +376,7 @@ async fn a_bucket_change_made_while_a_node_was_down_holds_once_it_is_back() {
     cl.wait_ready(0).await;
     let c = cl.client(0);
     c.create_bucket().bucket("vers").send().await.unwrap();
+    c.create_bucket().bucket("gone").send().await.unwrap();
     let keys: Vec<String> = (0..8).map(|i| format!("tagged-{i}")).collect();
     for k in &keys {
         c.put_object()
@@ -415,6 +417,7 @@ async fn a_bucket_change_made_while_a_node_was_down_holds_once_it_is_back() {
         .send()
         .await
         .unwrap();
+    c.delete_bucket().bucket("gone").send().await.unwrap();
     cl.start_node(0);
     // Back once the gateway counts all six drives online again (bounded: 30 s).
     let url = format!("{}/health/ready", cl.admin_url(0));
@@ -440,6 +443,13 @@ async fn a_bucket_change_made_while_a_node_was_down_holds_once_it_is_back() {
         v.status(),
         Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled)
     );
+    let head = c.head_bucket().bucket("gone").send().await;
+    assert_eq!(
+        head.map_err(|e| common::status(&e)).err(),
+        Some(404),
+        "deleted bucket is back"
+    );
+    assert_eq!(common::bucket_names(&c).await, ["vers"]);
     for k in &keys {
         let t = c
             .get_object_tagging()

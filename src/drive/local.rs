@@ -625,6 +625,15 @@ impl ShardOut {
     }
 }
 
+/// Removes the folder `dir` and all it holds, if it is there.
+fn remove_dir_if_any(dir: &Path) -> Result<(), DriveError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Opens `path` as `options` say, with direct I/O (`O_DIRECT`).
 fn open_direct(path: &Path, options: &mut std::fs::OpenOptions) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -984,9 +993,14 @@ impl Drive for LocalDrive {
     async fn put_bucket(&self, rec: &BucketRecord) -> Result<(), DriveError> {
         let v = record::encode(rec)?;
         let k = rec.name.clone().into_bytes();
+        // A tombstone: the bucket's shard folder goes too, as on `delete_bucket`.
+        let dir = rec
+            .is_deleted()
+            .then(|| self.root.join("shards").join(&rec.name));
         self.blocking(move |db| {
             db.put_cf_opt(cf(db, CF_BUCKETS)?, k, v, &sync_opts())
-                .map_err(db_err)
+                .map_err(db_err)?;
+            dir.map_or(Ok(()), |d| remove_dir_if_any(&d))
         })
         .await
     }
@@ -1001,11 +1015,7 @@ impl Drive for LocalDrive {
         self.blocking(move |db| {
             db.delete_cf_opt(cf(db, CF_BUCKETS)?, k, &sync_opts())
                 .map_err(db_err)?;
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e.into()),
-            }
+            remove_dir_if_any(&dir)
         })
         .await
     }

@@ -48,6 +48,12 @@ pub struct BucketRecord {
     /// epoch; 0 in records from before this field and in those never changed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub updated_ns: i128,
+    /// Nonzero in a tombstone: the bucket was deleted then (and `updated_ns` is that time
+    /// too, so the tombstone is the newest copy). A delete leaves this record on every drive
+    /// instead of removing it, so that a drive that was away keeps no live copy that could
+    /// bring the bucket back; a new bucket of the name is created later, and so is newer.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deleted_ns: i128,
 }
 
 fn is_zero(n: &i128) -> bool {
@@ -61,6 +67,11 @@ impl BucketRecord {
     /// is older, however many changes it saw.
     pub fn stamp(&self) -> (i128, i128) {
         (self.created_ns, self.updated_ns)
+    }
+
+    /// Whether this is the tombstone of a deleted bucket.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_ns != 0
     }
 }
 

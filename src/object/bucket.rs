@@ -6,8 +6,18 @@ use super::{now_ns, ErasureSet, Error, Result};
 use crate::drive::BucketRecord;
 
 impl ErasureSet {
-    /// The bucket's record, `NoSuchBucket` when a quorum says it does not exist.
+    /// The bucket's record, `NoSuchBucket` when a quorum says it does not exist or its
+    /// newest copy is a tombstone.
     pub async fn get_bucket(&self, name: &str) -> Result<BucketRecord> {
+        match self.newest_bucket_copy(name).await? {
+            Some(rec) if !rec.is_deleted() => Ok(rec),
+            _ => Err(Error::NoSuchBucket),
+        }
+    }
+
+    /// The newest copy of the bucket's record, tombstones included; `None` when a quorum
+    /// holds none.
+    async fn newest_bucket_copy(&self, name: &str) -> Result<Option<BucketRecord>> {
         let answers = self.on_drives(|d| d.get_bucket(name)).await;
         let errors = answers.iter().filter(|a| a.is_err()).count();
         let found: Vec<BucketRecord> = answers
@@ -15,19 +25,14 @@ impl ErasureSet {
             .filter_map(|a| a.ok().flatten())
             .collect();
         // The copy written last: a drive that was away during a change still holds the copy
-        // from before it, which would turn versioning or a policy back.
-        let newest = || {
-            found
-                .iter()
-                .max_by_key(|b| b.stamp())
-                .cloned()
-                .expect("found is not empty")
-        };
+        // from before it, which would turn versioning or a policy back, or, from before a
+        // delete, bring the bucket back.
+        let newest = || found.iter().max_by_key(|b| b.stamp()).cloned();
         if found.len() >= self.read_quorum() {
             return Ok(newest());
         }
         if found.is_empty() && errors <= self.m() {
-            return Err(Error::NoSuchBucket);
+            return Ok(None);
         }
         if !found.is_empty() && errors == 0 {
             // Fewer copies than a quorum but every drive answered: a bucket created while
@@ -42,19 +47,21 @@ impl ErasureSet {
 
     /// Creates a bucket on every drive; `BucketExists` when it is there already.
     pub async fn create_bucket(&self, name: &str, location: Option<String>) -> Result<()> {
-        match self.get_bucket(name).await {
-            Ok(_) => return Err(Error::BucketExists),
-            Err(Error::NoSuchBucket) => {}
-            Err(e) => return Err(e),
-        }
+        let before = match self.newest_bucket_copy(name).await? {
+            Some(rec) if !rec.is_deleted() => return Err(Error::BucketExists),
+            tombstone => tombstone,
+        };
         let rec = BucketRecord {
             name: name.to_string(),
-            created_ns: now_ns(),
+            // Newer than the tombstone of a bucket of the name deleted before, even on a
+            // clock that is behind the one that made it.
+            created_ns: now_ns().max(before.map_or(0, |t| t.created_ns + 1)),
             location,
             versioning: None,
             tags: Default::default(),
             policy: None,
             updated_ns: 0,
+            deleted_ns: 0,
         };
         let answers = self.on_drives(|d| d.put_bucket(&rec)).await;
         let ok = self.count_ok("write bucket record", &answers);
@@ -66,23 +73,21 @@ impl ErasureSet {
         Ok(())
     }
 
-    /// Deletes an empty bucket; `BucketNotEmpty` while any object remains.
+    /// Deletes an empty bucket; `BucketNotEmpty` while any object remains. Its record is
+    /// replaced by a tombstone on every drive (see [`BucketRecord::deleted_ns`]).
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
         self.get_bucket(name).await?;
         if !self.bucket_is_empty(name).await? {
             return Err(Error::BucketNotEmpty);
         }
-        let ok = self
-            .on_drives(|d| d.delete_bucket(name))
-            .await
-            .into_iter()
-            .filter(|r| r.is_ok())
-            .count();
-        if ok < self.write_quorum() {
-            return Err(Error::Quorum(format!(
-                "bucket {name} deleted on {ok} drives"
-            )));
-        }
+        self.update_bucket(name, |rec| {
+            rec.versioning = None;
+            rec.tags.clear();
+            rec.policy = None;
+            // Any nonzero value marks the tombstone; `update_bucket` stamps it.
+            rec.deleted_ns = 1;
+        })
+        .await?;
         Ok(())
     }
 
@@ -96,6 +101,9 @@ impl ErasureSet {
         change(&mut rec);
         // Later than the copy it replaces, even on a clock that is behind the last writer's.
         rec.updated_ns = now_ns().max(rec.updated_ns + 1);
+        if rec.is_deleted() {
+            rec.deleted_ns = rec.updated_ns;
+        }
         let ok = self
             .on_drives(|d| d.put_bucket(&rec))
             .await
@@ -136,7 +144,7 @@ impl ErasureSet {
         let need = if errors == 0 { 1 } else { self.read_quorum() };
         Ok(newest_copies(answers.iter().flatten().flatten())
             .into_values()
-            .filter(|(_, n)| *n >= need)
+            .filter(|(r, n)| *n >= need && !r.is_deleted())
             .map(|(r, _)| r)
             .collect())
     }

@@ -666,7 +666,8 @@ impl Repairer {
     }
 
     /// Writes every bucket record that a read quorum holds, as it was written last, to the
-    /// drives that lack it or hold an older copy (they missed a change while away).
+    /// drives that lack it or hold an older copy (they missed a change while away). A
+    /// tombstone is spread the same way, over the copies of the deleted bucket.
     async fn heal_buckets(&self) {
         let lists = join_all(self.set.drives.iter().map(|d| d.list_buckets())).await;
         let newest = super::bucket::newest_copies(lists.iter().flatten().flatten());
@@ -686,18 +687,15 @@ impl Repairer {
         }
     }
 
-    /// Bucket names that any answering drive holds, sorted.
+    /// Bucket names that any answering drive holds, sorted, but for those whose newest copy
+    /// is a tombstone.
     async fn bucket_names(&self) -> Vec<String> {
         let lists = join_all(self.set.drives.iter().map(|d| d.list_buckets())).await;
-        let mut names: Vec<String> = lists
+        super::bucket::newest_copies(lists.iter().flatten().flatten())
             .into_iter()
-            .flatten()
-            .flatten()
-            .map(|b| b.name)
-            .collect();
-        names.sort();
-        names.dedup();
-        names
+            .filter(|(_, (rec, _))| !rec.is_deleted())
+            .map(|(name, _)| name)
+            .collect()
     }
 
     /// One step of the pass: a page of versions, or the orphan sweep of a bucket.
@@ -1155,5 +1153,51 @@ mod tests {
         r.heal_buckets().await;
         let healed = drives[0].get_bucket("b").await.unwrap().unwrap();
         assert_eq!(healed, rec);
+    }
+
+    /// A bucket deleted while a drive was away stays deleted when the drive is back with its
+    /// old copy: the delete left tombstones, which the scanner spreads over that copy. A
+    /// bucket of the name made again later is newer than the tombstones.
+    #[tokio::test]
+    async fn a_bucket_deleted_while_a_drive_was_away_does_not_come_back() {
+        let (_dirs, drives, set) = six_drives();
+        set.create_bucket("b", None).await.unwrap();
+        set.set_versioning("b", "Enabled").await.unwrap();
+        let live = drives[0].get_bucket("b").await.unwrap().unwrap();
+        set.delete_bucket("b").await.unwrap();
+        for d in &drives {
+            let tomb = d.get_bucket("b").await.unwrap().unwrap();
+            assert!(tomb.is_deleted() && tomb.stamp() > live.stamp(), "{tomb:?}");
+        }
+        // Drive 0, the first asked, was away: it still holds the live copy, and drive 5
+        // holds no copy at all (replaced by a blank one), so only four tombstones answer.
+        drives[0].put_bucket(&live).await.unwrap();
+        drives[5].delete_bucket("b").await.unwrap();
+        assert!(matches!(
+            set.get_bucket("b").await,
+            Err(Error::NoSuchBucket)
+        ));
+        assert!(set.list_buckets().await.unwrap().is_empty());
+        let r = leader(set.clone());
+        assert!(r.bucket_names().await.is_empty());
+        let body = futures::stream::once(async { Ok(bytes::Bytes::from_static(b"x")) }).boxed();
+        assert!(matches!(
+            set.put_object("b", "k", Default::default(), body).await,
+            Err(Error::NoSuchBucket)
+        ));
+        r.heal_buckets().await;
+        for d in &drives {
+            assert!(d.get_bucket("b").await.unwrap().unwrap().is_deleted());
+        }
+        // Made again: a new record, newer than the tombstones, without the old settings.
+        set.create_bucket("b", None).await.unwrap();
+        let again = set.get_bucket("b").await.unwrap();
+        assert!(!again.is_deleted() && again.created_ns > live.created_ns);
+        assert_eq!(again.versioning, None);
+        assert!(matches!(
+            set.create_bucket("b", None).await,
+            Err(Error::BucketExists)
+        ));
+        assert_eq!(r.bucket_names().await, vec!["b".to_string()]);
     }
 }

@@ -227,6 +227,18 @@ where
     }
 }
 
+/// The names `ListBuckets` gives, in its order.
+pub async fn bucket_names(c: &aws_sdk_s3::Client) -> Vec<String> {
+    c.list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .buckets()
+        .iter()
+        .map(|b| b.name().unwrap().to_string())
+        .collect()
+}
+
 /// The HTTP status of a failed SDK call.
 pub fn status<E>(
     err: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
