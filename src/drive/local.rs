@@ -58,6 +58,8 @@ pub struct LocalDrive {
     hints_maybe: std::sync::atomic::AtomicBool,
     /// Held while a hint is stored, and while one is checked and removed.
     hint_lock: Arc<std::sync::Mutex<()>>,
+    /// Held while a bucket record is compared with the stored one and written.
+    bucket_lock: Arc<std::sync::Mutex<()>>,
     /// The database's last sequence number at the last idle check, and whether the drive
     /// was flushed since.
     idle: std::sync::Mutex<(u64, bool)>,
@@ -82,6 +84,7 @@ impl LocalDrive {
             cache,
             hints_maybe: std::sync::atomic::AtomicBool::new(true),
             hint_lock: Arc::default(),
+            bucket_lock: Arc::default(),
             idle: std::sync::Mutex::new((0, false)),
         })
     }
@@ -917,7 +920,12 @@ impl Drive for LocalDrive {
         // Last writer wins: a record never replaces a newer one of the same version id
         // (two writers racing on the `null` version converge on every drive), nor a copy of
         // its own version with later tags.
-        let order = (rec.mod_time_ns, rec.data_dir.clone(), rec.meta_ns);
+        let order = (
+            rec.mod_time_ns,
+            rec.data_dir.clone(),
+            rec.meta_ns,
+            rec.tags.clone(),
+        );
         let r = self.committer.put(self.current_db()?, k, v, order).await;
         self.note_corruption(&r);
         r
@@ -990,17 +998,31 @@ impl Drive for LocalDrive {
             .await
     }
 
+    /// Stores the record unless the drive holds a newer copy
+    /// ([`BucketRecord::precedence_cmp`]): a heal or a delete that read the copies before a
+    /// change, and lands after it, must not turn it back.
     async fn put_bucket(&self, rec: &BucketRecord) -> Result<(), DriveError> {
         let v = record::encode(rec)?;
-        let k = rec.name.clone().into_bytes();
-        // A tombstone: the bucket's shard folder goes too, as on `delete_bucket`.
-        let dir = rec
-            .is_deleted()
-            .then(|| self.root.join("shards").join(&rec.name));
+        let rec = rec.clone();
+        // A tombstone: the bucket's shard folder goes too, as on `delete_bucket`; never that
+        // of a bucket made again since.
+        let dir = self.root.join("shards").join(&rec.name);
+        let lock = self.bucket_lock.clone();
         self.blocking(move |db| {
-            db.put_cf_opt(cf(db, CF_BUCKETS)?, k, v, &sync_opts())
-                .map_err(db_err)?;
-            dir.map_or(Ok(()), |d| remove_dir_if_any(&d))
+            let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let h = cf(db, CF_BUCKETS)?;
+            let k = rec.name.as_bytes();
+            if let Some(raw) = db.get_cf(h, k).map_err(db_err)? {
+                let stored: BucketRecord = record::decode(&raw)?;
+                if stored.precedence_cmp(&rec).is_gt() {
+                    return Ok(());
+                }
+            }
+            db.put_cf_opt(h, k, v, &sync_opts()).map_err(db_err)?;
+            if rec.is_deleted() {
+                remove_dir_if_any(&dir)?;
+            }
+            Ok(())
         })
         .await
     }
@@ -1473,6 +1495,15 @@ mod tests {
         d.put_version("b", "k", &tagged(60, "newer")).await.unwrap();
         let got = d.get_version("b", "k", "null").await.unwrap().unwrap();
         assert_eq!(got, tagged(60, "newer"));
+        // Two changes stamped alike: the greater tags are kept, in whichever order they come.
+        for first in ["x", "y"] {
+            let (a, b) = if first == "x" { ("x", "y") } else { ("y", "x") };
+            let key = format!("k-{first}");
+            d.put_version("b", &key, &tagged(70, a)).await.unwrap();
+            d.put_version("b", &key, &tagged(70, b)).await.unwrap();
+            let got = d.get_version("b", &key, "null").await.unwrap().unwrap();
+            assert_eq!(got, tagged(70, "y"), "{key}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -145,7 +145,8 @@ pub trait Drive: Send + Sync + 'static {
     async fn key_versions(&self, bucket: &str, key: &str)
         -> Result<Vec<VersionRecord>, DriveError>;
 
-    /// Writes a bucket record.
+    /// Writes a bucket record, unless the drive holds a newer copy of it
+    /// ([`BucketRecord::precedence_cmp`]).
     async fn put_bucket(&self, rec: &BucketRecord) -> Result<(), DriveError>;
     /// Reads a bucket record.
     async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, DriveError>;

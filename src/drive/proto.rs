@@ -186,13 +186,14 @@ impl From<WireError> for DriveError {
     }
 }
 
-/// Largest HTTP/2 frame a node or a gateway accepts on the RPC connection: the most HTTP/2
-/// allows. A shard read of a GET batch (a little over 1 MiB at 4+2) then comes as one DATA
-/// frame, which the gateway takes as it is; split in two, as with frames of at most 1 MiB,
-/// the body's chunks had to be copied into one buffer (the gateway's `memmove` and its page
-/// faults were 5% of a cluster GET's samples; docs/performance.md). A frame is buffered
-/// whole before it is handed on, so this also bounds that buffer.
-pub const RPC_MAX_FRAME: u32 = (1 << 24) - 1;
+/// Largest HTTP/2 frame a node or a gateway accepts on the RPC connection: the stream's
+/// initial flow-control window, which caps a DATA frame anyway. A shard read of a GET batch
+/// (a little over 1 MiB at 4+2) then comes as one DATA frame, which the gateway takes as it
+/// is; split in two, as with frames of at most 1 MiB, the body's chunks had to be copied
+/// into one buffer (the gateway's `memmove` and its page faults were 5% of a cluster GET's
+/// samples; docs/performance.md). A frame is buffered whole before it is handed on, so this
+/// also bounds that buffer per connection, before a request's signature is checked.
+pub const RPC_MAX_FRAME: u32 = 4 << 20;
 
 /// Largest frame of a shard upload: a block of a shard file, which holds at most one stripe's
 /// share (the stripe size is at most 16 MiB) plus its hash.

@@ -65,8 +65,27 @@ impl BucketRecord {
     /// that missed a change (it was away) holds an older copy until repair rewrites it. The
     /// creation comes first: a copy left from before the bucket was deleted and made again
     /// is older, however many changes it saw.
-    pub fn stamp(&self) -> (i128, i128) {
-        (self.created_ns, self.updated_ns)
+    pub fn stamp(&self) -> (i128, i128, bool) {
+        (self.created_ns, self.updated_ns, self.is_deleted())
+    }
+
+    /// Which of two copies of a bucket's record is the current one: the greater stamp
+    /// ([`Self::stamp`]; a tombstone wins over a live copy stamped alike, such as one that a
+    /// node of an earlier version wrote back without `deleted_ns`), then, of two changes
+    /// stamped alike (gateways whose clocks are behind the last stamp), the greater settings.
+    /// Drives, reads, listings and the scanner all decide by this order, so they decide alike.
+    pub fn precedence_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let settings = |r: &Self| {
+            (
+                r.versioning.clone(),
+                r.policy.clone(),
+                r.tags.clone(),
+                r.location.clone(),
+            )
+        };
+        self.stamp()
+            .cmp(&other.stamp())
+            .then_with(|| settings(self).cmp(&settings(other)))
     }
 
     /// Whether this is the tombstone of a deleted bucket.
@@ -216,10 +235,20 @@ impl VersionRecord {
 
     /// Which of two records of one version id a drive keeps (last writer wins): the one
     /// with the greater order, that is the later modification, then the larger data folder
-    /// name; of two copies of one version, the one with the greater `meta_ns` (its tags
-    /// changed last). Every drive decides alike.
+    /// name; of two copies of one version, the one with the greater [`Self::meta_order`] (its
+    /// tags changed last). Every drive decides alike.
     pub fn write_order(&self) -> (i128, &str) {
         (self.mod_time_ns, &self.data_dir)
+    }
+
+    /// Of two copies of one version, the greater holds the metadata as changed last: the
+    /// greater `meta_ns`, then, of two changes stamped alike, the greater tags. Each change
+    /// is stamped past the copy it read, but two gateways can read the same copy and, where a
+    /// clock is behind the last stamp, both stamp it plus one; without the tags in the order,
+    /// drives kept whichever came last, and reads of different drives served different tags.
+    /// Drives, reads and heals all decide by this order, so they decide alike.
+    pub fn meta_order(&self) -> (i128, &BTreeMap<String, String>) {
+        (self.meta_ns, &self.tags)
     }
 }
 

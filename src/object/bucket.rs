@@ -27,7 +27,7 @@ impl ErasureSet {
         // The copy written last: a drive that was away during a change still holds the copy
         // from before it, which would turn versioning or a policy back, or, from before a
         // delete, bring the bucket back.
-        let newest = || found.iter().max_by_key(|b| b.stamp()).cloned();
+        let newest = || found.iter().max_by(|a, b| a.precedence_cmp(b)).cloned();
         if found.len() >= self.read_quorum() {
             return Ok(newest());
         }
@@ -150,7 +150,7 @@ impl ErasureSet {
     }
 }
 
-/// Per bucket name, the copy written last ([`BucketRecord::stamp`]) among `copies`, and how
+/// Per bucket name, the copy written last ([`BucketRecord::precedence_cmp`]) among `copies`, and how
 /// many copies there are.
 pub(super) fn newest_copies<'a>(
     copies: impl Iterator<Item = &'a BucketRecord>,
@@ -159,7 +159,7 @@ pub(super) fn newest_copies<'a>(
     for rec in copies {
         let e = all.entry(rec.name.clone()).or_insert((rec.clone(), 0));
         e.1 += 1;
-        if rec.stamp() > e.0.stamp() {
+        if rec.precedence_cmp(&e.0).is_gt() {
             e.0 = rec.clone();
         }
     }

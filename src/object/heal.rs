@@ -151,7 +151,11 @@ impl ErasureSet {
         }
         // A copy from before the last change of tags (its drive was away) takes the change,
         // keeping its own shard index and inline shard.
-        let stale = |i: usize| copies[dist[i]].as_ref().filter(|c| c.meta_ns < rec.meta_ns);
+        let stale = |i: usize| {
+            copies[dist[i]]
+                .as_ref()
+                .filter(|c| c.meta_order() < rec.meta_order())
+        };
         let writes = (0..n)
             .filter(|&i| rewrite[i] || stale(i).is_some())
             .map(|i| {
@@ -175,7 +179,7 @@ impl ErasureSet {
                     // whole yet, and its hint stays for the next round.
                     let took = match drive.put_version(bucket, key, &r).await {
                         Ok(Some(kept)) => {
-                            !(super::same_version(&kept, &r) && kept.meta_ns > r.meta_ns)
+                            !(super::same_version(&kept, &r) && kept.meta_order() > r.meta_order())
                         }
                         Ok(None) => true,
                         Err(_) => false,

@@ -306,7 +306,7 @@ impl ErasureSet {
                     .iter()
                     .flatten()
                     .filter(|c| same_version(c, best))
-                    .min_by_key(|c| std::cmp::Reverse(c.meta_ns))
+                    .max_by(|a, b| a.meta_order().cmp(&b.meta_order()))
                     .unwrap_or(best)
                     .clone();
                 let copies = per_drive
@@ -394,7 +394,7 @@ impl ErasureSet {
         let first = asked
             .iter()
             .filter_map(|&p| copies[p].as_ref())
-            .min_by_key(|c| std::cmp::Reverse(c.meta_ns))?
+            .max_by(|a, b| a.meta_order().cmp(&b.meta_order()))?
             .clone();
         let unanimous = asked.iter().all(|&p| {
             copies[p].as_ref().is_some_and(|c| {

@@ -679,7 +679,7 @@ impl Repairer {
                 let Ok(list) = list else { continue };
                 let current = list
                     .iter()
-                    .any(|b| b.name == name && b.stamp() >= rec.stamp());
+                    .any(|b| b.name == name && b.precedence_cmp(&rec).is_ge());
                 if !current && d.put_bucket(&rec).await.is_ok() {
                     tracing::info!(drive = %d.endpoint(), bucket = %name, "healed bucket record");
                 }
@@ -838,10 +838,10 @@ impl Repairer {
                         })
                 });
                 // A copy that missed a tag change (its drive was away, and the hint that names
-                // it is lost) differs from the others in `meta_ns`.
+                // it is lost) differs from the others in `meta_order`.
                 let stale_copy = copies
                     .iter()
-                    .any(|(_, c)| same_version(c, &rec) && c.meta_ns != rec.meta_ns);
+                    .any(|(_, c)| same_version(c, &rec) && c.meta_order() != rec.meta_order());
                 let has_files = !rec.delete_marker && !rec.data_dirs().is_empty();
                 let damaged = missing_record || inline_bad || stale_copy || (deep && has_files);
                 let tag = todo.len();
@@ -1090,6 +1090,26 @@ mod tests {
         assert!(drives[5].list_hints(b"", 10).await.unwrap().is_empty());
     }
 
+    /// A set over `drives` that keeps objects up to `inline_limit` inline, holding bucket `b`
+    /// and in it a 3000-byte object `key` (in shard files when `inline_limit` is 0).
+    async fn set_with_object(
+        drives: &[Arc<dyn crate::drive::Drive>],
+        key: &str,
+        inline_limit: usize,
+    ) -> Arc<ErasureSet> {
+        let codec = crate::erasure::Codec::new(4, 2, 1 << 20).unwrap();
+        let set = Arc::new(ErasureSet::new(drives.to_vec(), codec, inline_limit));
+        if set.get_bucket("b").await.is_err() {
+            set.create_bucket("b", None).await.unwrap();
+        }
+        let data = bytes::Bytes::from(vec![7u8; 3000]);
+        let body = futures::stream::once(async move { Ok(data) }).boxed();
+        set.put_object("b", key, Default::default(), body)
+            .await
+            .unwrap();
+        set
+    }
+
     /// A copy that missed a tag change, with no hint left to name it, is found by the
     /// scanner's pass and brought up to date, keeping its own shard (inline, or in a shard
     /// file); the pass after it finds nothing left to heal.
@@ -1097,16 +1117,7 @@ mod tests {
     async fn the_scanner_heals_a_copy_that_missed_a_tag_change() {
         let (_dirs, drives, _) = six_drives();
         for (key, inline_limit) in [("in-files", 0), ("inline", 64 << 10)] {
-            let codec = crate::erasure::Codec::new(4, 2, 1 << 20).unwrap();
-            let set = Arc::new(ErasureSet::new(drives.clone(), codec, inline_limit));
-            if key == "in-files" {
-                set.create_bucket("b", None).await.unwrap();
-            }
-            let data = bytes::Bytes::from(vec![7u8; 3000]);
-            let body = futures::stream::once(async move { Ok(data) }).boxed();
-            set.put_object("b", key, Default::default(), body)
-                .await
-                .unwrap();
+            let set = set_with_object(&drives, key, inline_limit).await;
             let old = drives[0].get_version("b", key, "null").await.unwrap();
             let old = old.unwrap();
             assert_eq!(old.inline.is_some(), inline_limit > 0, "{key}");
@@ -1130,6 +1141,68 @@ mod tests {
             assert_eq!(healed.inline, old.inline, "{key}");
             let done = r.snapshot().healed;
             assert!(done >= 1, "{key}");
+            r.scan_page("b", "", b"", false).await;
+            assert_eq!(r.snapshot().healed, done, "{key}: healed again");
+        }
+    }
+
+    /// Two tag changes stamped alike (two gateways read the same copy, on clocks behind its
+    /// stamp) that reached different drives: every read serves the greater tags, whichever
+    /// drives it asks, and the scanner heals the other copies to them.
+    #[tokio::test]
+    async fn tag_changes_stamped_alike_are_read_and_healed_alike() {
+        let (_dirs, drives, _) = six_drives();
+        for (key, inline_limit) in [("in-files", 0), ("inline", 64 << 10)] {
+            let set = set_with_object(&drives, key, inline_limit).await;
+            let a = set
+                .update_version("b", key, None, |v| {
+                    v.tags.insert("t".into(), "a".into());
+                })
+                .await
+                .unwrap();
+            // The other change, with the same stamp, reached the last three drives.
+            for d in &drives[3..] {
+                let mut c = d.get_version("b", key, "null").await.unwrap().unwrap();
+                c.tags.insert("t".into(), "z".into());
+                d.put_version("b", key, &c).await.unwrap();
+                let kept = d.get_version("b", key, "null").await.unwrap().unwrap();
+                assert_eq!((kept.tags["t"].as_str(), kept.meta_ns), ("z", a.meta_ns));
+            }
+            let (all, _) = set.quorum_version("b", key, None).await.unwrap();
+            assert_eq!(all.tags["t"], "z", "{key}: read of all drives");
+            if let Some(fast) = set.version_from_k("b", key, None).await {
+                assert_eq!(fast.unwrap().0.tags["t"], "z", "{key}: read of k drives");
+            }
+            // A copy with the lesser tags and the same stamp is refused.
+            let mut back = drives[3]
+                .get_version("b", key, "null")
+                .await
+                .unwrap()
+                .unwrap();
+            back.tags.insert("t".into(), "a".into());
+            drives[3].put_version("b", key, &back).await.unwrap();
+            let kept = drives[3]
+                .get_version("b", key, "null")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(kept.tags["t"], "z", "{key}");
+            let mut before = Vec::new();
+            for d in &drives {
+                before.push(d.get_version("b", key, "null").await.unwrap().unwrap());
+            }
+            let mut r = leader(set);
+            r.scan_page("b", "", b"", false).await;
+            for (i, (d, b)) in drives.iter().zip(before).enumerate() {
+                let c = d.get_version("b", key, "null").await.unwrap().unwrap();
+                assert_eq!(c.tags["t"], "z", "{key}: drive {i}");
+                assert_eq!(
+                    (c.layout.shard_index, c.inline),
+                    (b.layout.shard_index, b.inline),
+                    "{key}: drive {i}"
+                );
+            }
+            let done = r.snapshot().healed;
             r.scan_page("b", "", b"", false).await;
             assert_eq!(r.snapshot().healed, done, "{key}: healed again");
         }
@@ -1160,7 +1233,7 @@ mod tests {
     /// bucket of the name made again later is newer than the tombstones.
     #[tokio::test]
     async fn a_bucket_deleted_while_a_drive_was_away_does_not_come_back() {
-        let (_dirs, drives, set) = six_drives();
+        let (dirs, drives, set) = six_drives();
         set.create_bucket("b", None).await.unwrap();
         set.set_versioning("b", "Enabled").await.unwrap();
         let live = drives[0].get_bucket("b").await.unwrap().unwrap();
@@ -1169,9 +1242,21 @@ mod tests {
             let tomb = d.get_bucket("b").await.unwrap().unwrap();
             assert!(tomb.is_deleted() && tomb.stamp() > live.stamp(), "{tomb:?}");
         }
-        // Drive 0, the first asked, was away: it still holds the live copy, and drive 5
+        // Drive 0 was away: it still holds the live copy (and a shard folder), and drive 5
         // holds no copy at all (replaced by a blank one), so only four tombstones answer.
+        // Drive 0 refuses the live copy over its tombstone; taken out, it takes it.
         drives[0].put_bucket(&live).await.unwrap();
+        assert!(drives[0]
+            .get_bucket("b")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_deleted());
+        drives[0].delete_bucket("b").await.unwrap();
+        drives[0].put_bucket(&live).await.unwrap();
+        let folder = dirs[0].path().join("shards").join("b");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("left"), b"x").unwrap();
         drives[5].delete_bucket("b").await.unwrap();
         assert!(matches!(
             set.get_bucket("b").await,
@@ -1186,18 +1271,38 @@ mod tests {
             Err(Error::NoSuchBucket)
         ));
         r.heal_buckets().await;
+        let mut tombs = Vec::new();
         for d in &drives {
-            assert!(d.get_bucket("b").await.unwrap().unwrap().is_deleted());
+            tombs.push(d.get_bucket("b").await.unwrap().unwrap());
         }
-        // Made again: a new record, newer than the tombstones, without the old settings.
+        assert!(tombs.iter().all(|t| *t == tombs[0] && t.is_deleted()));
+        assert!(
+            !folder.exists(),
+            "the tombstone's heal left the shard folder"
+        );
+        // Made by a gateway whose clock ran an hour ahead, so the tombstone is stamped in
+        // this clock's future: a bucket made again is still newer.
+        let mut ahead = tombs[0].clone();
+        ahead.created_ns += 3_600_000_000_000;
+        ahead.updated_ns += 3_600_000_000_000;
+        ahead.deleted_ns = ahead.updated_ns;
+        for d in &drives {
+            d.put_bucket(&ahead).await.unwrap();
+        }
         set.create_bucket("b", None).await.unwrap();
         let again = set.get_bucket("b").await.unwrap();
-        assert!(!again.is_deleted() && again.created_ns > live.created_ns);
+        assert!(!again.is_deleted() && again.created_ns > ahead.created_ns);
         assert_eq!(again.versioning, None);
         assert!(matches!(
             set.create_bucket("b", None).await,
             Err(Error::BucketExists)
         ));
         assert_eq!(r.bucket_names().await, vec!["b".to_string()]);
+        // A heal or a delete that read the tombstones before the bucket was made again, and
+        // lands after, is refused: the new record and its shard folder stay.
+        std::fs::create_dir_all(&folder).unwrap();
+        drives[0].put_bucket(&ahead).await.unwrap();
+        assert_eq!(drives[0].get_bucket("b").await.unwrap().unwrap(), again);
+        assert!(folder.exists());
     }
 }

@@ -3,7 +3,7 @@
 //! with one fsync. Under concurrent small PUTs (six records each, one per drive) this takes
 //! the place of one blocking-pool hand-off and one write-group join per record.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -16,9 +16,9 @@ use crate::drive::record::VersionRecord;
 /// Most records written in one batch.
 const MAX_BATCH: usize = 256;
 
-/// A record's [`VersionRecord::write_order`], owned, then its `meta_ns`: of two copies of one
-/// version, the one whose tags changed last.
-type Order = (i128, String, i128);
+/// A record's [`VersionRecord::write_order`], then its [`VersionRecord::meta_order`], owned: of
+/// two copies of one version, the one whose tags changed last.
+type Order = (i128, String, i128, BTreeMap<String, String>);
 
 struct Request {
     db: Arc<DB>,
@@ -128,7 +128,8 @@ fn write(db: &DB, requests: &[Request]) -> Vec<Result<Option<VersionRecord>, Dri
         if let Ok(prior) = &found {
             if prior.as_ref().is_none_or(|p| {
                 let (t, dir) = p.write_order();
-                (t, dir, p.meta_ns) <= (r.order.0, r.order.1.as_str(), r.order.2)
+                let (o, meta) = (&r.order, (r.order.2, &r.order.3));
+                (t, dir, p.meta_order()) <= (o.0, o.1.as_str(), meta)
             }) {
                 batch.put_cf(cf, &r.key, &r.value);
                 staged.insert(&r.key, r);
