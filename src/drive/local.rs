@@ -1012,11 +1012,11 @@ impl Drive for LocalDrive {
             let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
             let h = cf(db, CF_BUCKETS)?;
             let k = rec.name.as_bytes();
-            if let Some(raw) = db.get_cf(h, k).map_err(db_err)? {
-                let stored: BucketRecord = record::decode(&raw)?;
-                if stored.precedence_cmp(&rec).is_gt() {
-                    return Ok(());
-                }
+            // A stored copy that does not decode is replaced, as before this check.
+            let stored = db.get_cf(h, k).map_err(db_err)?;
+            let stored = stored.and_then(|raw| record::decode::<BucketRecord>(&raw).ok());
+            if stored.is_some_and(|s| s.precedence_cmp(&rec).is_gt()) {
+                return Ok(());
             }
             db.put_cf_opt(h, k, v, &sync_opts()).map_err(db_err)?;
             if rec.is_deleted() {
@@ -1034,7 +1034,9 @@ impl Drive for LocalDrive {
     async fn delete_bucket(&self, name: &str) -> Result<(), DriveError> {
         let k = name.as_bytes().to_vec();
         let dir = self.root.join("shards").join(name);
+        let lock = self.bucket_lock.clone();
         self.blocking(move |db| {
+            let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
             db.delete_cf_opt(cf(db, CF_BUCKETS)?, k, &sync_opts())
                 .map_err(db_err)?;
             remove_dir_if_any(&dir)
@@ -1504,6 +1506,57 @@ mod tests {
             let got = d.get_version("b", &key, "null").await.unwrap().unwrap();
             assert_eq!(got, tagged(70, "y"), "{key}");
         }
+    }
+
+    /// Of two copies of a bucket record stamped alike, the drive keeps the same one whatever
+    /// their order: a tombstone over a live copy (as a node of an earlier version writes one
+    /// back, without `deleted_ns`), then the greater settings. An older copy never replaces a
+    /// newer one; a stored copy that does not decode is replaced.
+    #[tokio::test]
+    async fn bucket_copies_are_kept_by_their_precedence_in_any_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = LocalDrive::open(dir.path()).unwrap();
+        let live = BucketRecord {
+            name: "b".into(),
+            created_ns: 10,
+            location: None,
+            versioning: None,
+            tags: Default::default(),
+            policy: None,
+            updated_ns: 20,
+            deleted_ns: 0,
+        };
+        let tomb = BucketRecord {
+            deleted_ns: 20,
+            ..live.clone()
+        };
+        let versioned = BucketRecord {
+            versioning: Some("Enabled".into()),
+            ..live.clone()
+        };
+        let older = BucketRecord {
+            updated_ns: 19,
+            versioning: Some("Suspended".into()),
+            ..live.clone()
+        };
+        for (a, b, kept) in [
+            (&live, &tomb, &tomb),
+            (&tomb, &live, &tomb),
+            (&live, &versioned, &versioned),
+            (&versioned, &live, &versioned),
+            (&versioned, &older, &versioned),
+        ] {
+            d.delete_bucket("b").await.unwrap();
+            d.put_bucket(a).await.unwrap();
+            d.put_bucket(b).await.unwrap();
+            assert_eq!(d.get_bucket("b").await.unwrap().as_ref(), Some(kept));
+        }
+        let db = d.current_db().unwrap();
+        db.put_cf(cf(&db, CF_BUCKETS).unwrap(), b"b", b"\x01not json")
+            .unwrap();
+        assert!(d.get_bucket("b").await.is_err());
+        d.put_bucket(&older).await.unwrap();
+        assert_eq!(d.get_bucket("b").await.unwrap(), Some(older));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

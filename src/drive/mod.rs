@@ -97,8 +97,9 @@ pub trait Drive: Send + Sync + 'static {
     async fn delete_shard(&self, bucket: &str, data_dir: &str) -> Result<(), DriveError>;
 
     /// Writes (or replaces) a version record, durably, unless the drive holds a newer record
-    /// of the same version id ([`VersionRecord::write_order`], then `meta_ns`: a copy of the
-    /// same version with later tags; then it keeps that one).
+    /// of the same version id ([`VersionRecord::write_order`], then
+    /// [`VersionRecord::meta_order`]: a copy of the same version with later tags; then it keeps
+    /// that one).
     /// Returns the record the version id held before, with its inline bytes (a write that
     /// misses its quorum restores it), whichever was kept.
     async fn put_version(

@@ -75,14 +75,9 @@ impl BucketRecord {
     /// stamped alike (gateways whose clocks are behind the last stamp), the greater settings.
     /// Drives, reads, listings and the scanner all decide by this order, so they decide alike.
     pub fn precedence_cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let settings = |r: &Self| {
-            (
-                r.versioning.clone(),
-                r.policy.clone(),
-                r.tags.clone(),
-                r.location.clone(),
-            )
-        };
+        fn settings(r: &BucketRecord) -> impl Ord + '_ {
+            (&r.versioning, &r.policy, &r.tags, &r.location)
+        }
         self.stamp()
             .cmp(&other.stamp())
             .then_with(|| settings(self).cmp(&settings(other)))

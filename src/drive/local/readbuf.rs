@@ -68,7 +68,8 @@ fn take_from(pool: Shared, len: usize) -> ReadBuf {
             .iter()
             .position(|b| b.len() >= want && b.len() <= 2 * want);
         at.map(|i| {
-            let b = p.free.swap_remove(i);
+            // `remove`, not `swap_remove`: the pool stays in the order buffers came back.
+            let b = p.free.remove(i);
             p.bytes -= b.len();
             b
         })
