@@ -92,13 +92,12 @@ impl Nonces {
     /// Records `nonce`, seen at `now`; false if it was seen before.
     fn first_seen(&mut self, nonce: &str, now: i64) -> bool {
         let age = now - self.started;
-        if age >= 2 * MAX_SKEW {
-            self.previous = if age >= 4 * MAX_SKEW {
-                HashSet::new()
-            } else {
-                std::mem::take(&mut self.current)
-            };
+        if age >= 4 * MAX_SKEW {
+            self.previous.clear();
             self.current.clear();
+            self.started = now;
+        } else if age >= 2 * MAX_SKEW {
+            self.previous = std::mem::take(&mut self.current);
             self.started = now;
         }
         let h = self.hasher.hash_one(nonce);

@@ -647,10 +647,11 @@ fn open_direct(path: &Path, options: &mut std::fs::OpenOptions) -> std::io::Resu
 const DIRECT_READ_MIN: usize = 512 << 10;
 
 /// Reads `want` bytes at `offset` with direct I/O, into one aligned buffer that the returned
-/// bytes are a slice of (from `readbuf`'s pool, so not zeroed or faulted in anew). `None` where the file system refuses direct I/O. No read-ahead hint follows, as the
-/// page cache is not used. The page cache costs more CPU per byte than the disk on these
-/// machines: `fio` read 2 GiB from a cold cache at 458-812 MiB/s on 75-96% of a core, and
-/// with direct I/O at 1,730 MiB/s on 9%.
+/// bytes are a slice of (from `readbuf`'s pool, so not zeroed or faulted in anew). `None`
+/// where the file system refuses direct I/O. No read-ahead hint follows, as the page cache
+/// is not used. The page cache costs more CPU per byte than the disk on these machines:
+/// `fio` read 2 GiB from a cold cache at 458-812 MiB/s on 75-96% of a core, and with direct
+/// I/O at 1,730 MiB/s on 9%.
 fn read_direct(path: &Path, offset: u64, want: usize) -> Result<Option<Bytes>, DriveError> {
     let f = match open_direct(path, std::fs::OpenOptions::new().read(true)) {
         Ok(f) => f,

@@ -150,8 +150,8 @@ impl ErasureSet {
     }
 }
 
-/// Per bucket name, the copy written last ([`BucketRecord::precedence_cmp`]) among `copies`, and how
-/// many copies there are.
+/// Per bucket name, the copy written last ([`BucketRecord::precedence_cmp`]) among `copies`,
+/// and how many copies there are.
 pub(super) fn newest_copies<'a>(
     copies: impl Iterator<Item = &'a BucketRecord>,
 ) -> BTreeMap<String, (BucketRecord, usize)> {
