@@ -28,6 +28,9 @@ pub struct FaultyDrive {
     shard_reads: AtomicU64,
     /// Calls abandoned as too slow ([`Drive::note_slow`]).
     slow_notes: AtomicU64,
+    /// Marked offline: repair's state calls fail, as a remote drive's do while its node is
+    /// down.
+    offline: AtomicBool,
 }
 
 impl FaultyDrive {
@@ -39,7 +42,20 @@ impl FaultyDrive {
             put_before_write: std::sync::Mutex::new(None),
             shard_reads: AtomicU64::new(0),
             slow_notes: AtomicU64::new(0),
+            offline: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the drive offline (or, with `false`, back online).
+    pub fn set_offline(&self, offline: bool) {
+        self.offline.store(offline, Ordering::SeqCst);
+    }
+
+    fn check_online(&self) -> Result<(), DriveError> {
+        if self.offline.load(Ordering::SeqCst) {
+            return Err(DriveError::Offline("marked offline by the test".into()));
+        }
+        Ok(())
     }
 
     /// Shard reads made on this drive so far.
@@ -245,9 +261,11 @@ impl Drive for FaultyDrive {
         self.inner.delete_hint(id, which).await
     }
     async fn put_state(&self, name: &str, value: &[u8]) -> Result<(), DriveError> {
+        self.check_online()?;
         self.inner.put_state(name, value).await
     }
     async fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, DriveError> {
+        self.check_online()?;
         self.inner.get_state(name).await
     }
     async fn stat_shards(
@@ -266,7 +284,7 @@ impl Drive for FaultyDrive {
         self.inner.list_shard_files(bucket, after, limit).await
     }
     fn is_online(&self) -> bool {
-        self.inner.is_online()
+        !self.offline.load(Ordering::SeqCst) && self.inner.is_online()
     }
     fn note_slow(&self) {
         self.slow_notes.fetch_add(1, Ordering::SeqCst);

@@ -257,6 +257,10 @@ pub struct Repairer {
     /// (so the orphan sweep knows every reference).
     refs: Option<(String, HashSet<String>)>,
     hint_cursor: Vec<u8>,
+    /// Per drive of the set: whether it holds the checkpoint as last saved (or as loaded). A
+    /// drive that was offline at a save gets it once it is back, so that a new leader finds
+    /// where the last one was, whichever drives it can still reach.
+    holds_checkpoint: Vec<bool>,
     /// When the repair I/O already let through has used up the bandwidth: heals that run at
     /// once take their turns on this one timeline.
     paced_until: Mutex<Option<tokio::time::Instant>>,
@@ -284,6 +288,7 @@ impl Repairer {
             commands: Arc::default(),
             refs: None,
             hint_cursor: Vec::new(),
+            holds_checkpoint: Vec::new(),
             paced_until: Mutex::new(None),
         }
     }
@@ -358,6 +363,7 @@ impl Repairer {
             if worked {
                 tokio::task::yield_now().await;
             } else {
+                self.spread_checkpoint().await;
                 tokio::time::sleep(self.cfg.poll).await;
             }
         }
@@ -365,12 +371,24 @@ impl Repairer {
 
     /// Takes the newest checkpoint any drive holds.
     async fn load_checkpoint(&mut self) {
-        let found = join_all(self.set.drives.iter().map(|d| d.get_state(CHECKPOINT))).await;
-        let best = found
-            .into_iter()
-            .filter_map(|r| r.ok().flatten())
-            .filter_map(|raw| serde_json::from_slice::<RepairStatus>(&raw).ok())
-            .max_by_key(|s| s.saved_ms);
+        let found: Vec<Option<RepairStatus>> =
+            join_all(self.set.drives.iter().map(|d| d.get_state(CHECKPOINT)))
+                .await
+                .into_iter()
+                .map(|r| {
+                    let raw = r.ok().flatten()?;
+                    serde_json::from_slice::<RepairStatus>(&raw).ok()
+                })
+                .collect();
+        let best = found.iter().flatten().max_by_key(|s| s.saved_ms).cloned();
+        // With no checkpoint anywhere, nothing is there to spread until the first save.
+        self.holds_checkpoint = found
+            .iter()
+            .map(|f| match (f, &best) {
+                (Some(f), Some(b)) => f.saved_ms == b.saved_ms,
+                _ => best.is_none(),
+            })
+            .collect();
         let set = self.snapshot().set;
         let mut st = best.unwrap_or_else(|| RepairStatus {
             // A new deployment has nothing to re-read yet: the first deep pass comes after
@@ -385,19 +403,44 @@ impl Repairer {
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = st;
     }
 
-    async fn save_checkpoint(&self) {
+    async fn save_checkpoint(&mut self) {
         self.update(|s| s.saved_ms = now_ms());
-        let Ok(raw) = serde_json::to_vec(&self.snapshot()) else {
+        let all = vec![true; self.set.drives.len()];
+        self.holds_checkpoint = self.put_checkpoint(&all).await;
+    }
+
+    /// Writes the checkpoint, as it is now, to the drives of the set that missed the last save
+    /// (they were offline, or the write failed) and are online again. A checkpoint reached
+    /// only the drives online at the time: if those were later lost, a new leader would find
+    /// none and start a whole pass at once, beside the clients' requests of a degraded set.
+    async fn spread_checkpoint(&mut self) {
+        let todo: Vec<bool> = self
+            .set
+            .drives
+            .iter()
+            .zip(&self.holds_checkpoint)
+            .map(|(d, held)| !held && d.is_online())
+            .collect();
+        if !todo.contains(&true) {
             return;
+        }
+        let done = self.put_checkpoint(&todo).await;
+        for ((held, asked), ok) in self.holds_checkpoint.iter_mut().zip(todo).zip(done) {
+            *held |= asked && ok;
+        }
+    }
+
+    /// Writes the checkpoint to the drives at the positions `which` marks, of those online;
+    /// returns, per position, whether it was written.
+    async fn put_checkpoint(&self, which: &[bool]) -> Vec<bool> {
+        let Ok(raw) = serde_json::to_vec(&self.snapshot()) else {
+            return vec![false; which.len()];
         };
-        join_all(
-            self.set
-                .drives
-                .iter()
-                .filter(|d| d.is_online())
-                .map(|d| d.put_state(CHECKPOINT, &raw)),
-        )
-        .await;
+        let raw = &raw;
+        join_all(self.set.drives.iter().zip(which).map(|(d, &w)| async move {
+            w && d.is_online() && d.put_state(CHECKPOINT, raw).await.is_ok()
+        }))
+        .await
     }
 
     /// Applies the operators' commands; true when any came.
@@ -507,14 +550,20 @@ impl Repairer {
         );
     }
 
+    /// Waits while foreground requests are in flight, at most [`MAX_YIELD`]: under a steady
+    /// load repair still moves, one step per wait.
+    async fn yield_to_clients(&self) {
+        let start = tokio::time::Instant::now();
+        while (self.busy)() && start.elapsed() < MAX_YIELD {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Waits while foreground requests are in flight (bounded), then for the bandwidth that
     /// `bytes` of repair I/O use: after the time those bytes take, counted from the end of the
     /// turns already taken, so that heals throttled at once share the bandwidth.
     async fn throttle(&self, bytes: u64) {
-        let start = std::time::Instant::now();
-        while (self.busy)() && start.elapsed() < MAX_YIELD {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.yield_to_clients().await;
         if self.cfg.bandwidth > 0 && bytes > 0 {
             let turn =
                 Duration::from_secs_f64((bytes as f64 / self.cfg.bandwidth as f64).min(10.0));
@@ -761,6 +810,10 @@ impl Repairer {
         after: &[u8],
         deep: bool,
     ) -> (Option<Vec<u8>>, u64) {
+        // A page costs every drive of the set a listing, and the shard files a stat each: it
+        // waits its turn like a heal does, or a pass that a new leader starts under load
+        // takes the clients' share of the cores for as long as it runs.
+        self.yield_to_clients().await;
         let set = self.set.clone();
         let n = set.drives.len();
         let k = set.read_quorum();
@@ -1318,5 +1371,80 @@ mod tests {
         drives[0].put_bucket(&ahead).await.unwrap();
         assert_eq!(drives[0].get_bucket("b").await.unwrap().unwrap(), again);
         assert!(folder.exists());
+    }
+
+    /// A checkpoint saved while two drives were away reaches them once they are back: a new
+    /// leader that can reach only those two then resumes from it (no pass due) instead of
+    /// starting a whole pass at once.
+    #[tokio::test]
+    async fn a_checkpoint_reaches_the_drives_that_were_away_at_its_save() {
+        let dirs: Vec<tempfile::TempDir> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
+        let faulty: Vec<Arc<crate::drive::faulty::FaultyDrive>> = dirs
+            .iter()
+            .map(|d| {
+                let local = crate::drive::LocalDrive::open(d.path()).unwrap();
+                Arc::new(crate::drive::faulty::FaultyDrive::new(Arc::new(local)))
+            })
+            .collect();
+        let drives: Vec<Arc<dyn crate::drive::Drive>> =
+            faulty.iter().map(|d| d.clone() as _).collect();
+        let codec = crate::erasure::Codec::new(4, 2, 1 << 20).unwrap();
+        let set = Arc::new(ErasureSet::new(drives.clone(), codec, 0));
+        set.create_bucket("b", None).await.unwrap();
+        faulty[0].set_offline(true);
+        faulty[1].set_offline(true);
+        let mut r = leader(set.clone());
+        r.load_checkpoint().await;
+        r.start_pass(false).await;
+        while r.snapshot().in_pass {
+            r.scan_step().await;
+            r.save_checkpoint().await;
+        }
+        let saved = r.snapshot();
+        assert_eq!(saved.pass, 1);
+        // Nothing to spread while they are away.
+        r.spread_checkpoint().await;
+        for (f, d) in faulty.iter().zip(&drives).take(2) {
+            f.set_offline(false);
+            assert_eq!(d.get_state(CHECKPOINT).await.unwrap(), None);
+        }
+        r.spread_checkpoint().await;
+        for d in &faulty[2..] {
+            d.set_offline(true);
+        }
+        let mut next = leader(set);
+        next.load_checkpoint().await;
+        let st = next.snapshot();
+        assert_eq!(
+            (st.pass, st.in_pass, st.last_pass_finished_ms, st.saved_ms),
+            (1, false, saved.last_pass_finished_ms, saved.saved_ms)
+        );
+        // Spread once, not again on every round.
+        assert!(next.holds_checkpoint[..2].iter().all(|h| *h));
+        r.spread_checkpoint().await;
+        assert!(r.holds_checkpoint.iter().all(|h| *h));
+    }
+
+    /// The scanner waits for clients like a heal does: a page under a steady foreground load
+    /// waits the bound of that wait and then goes on, so a pass is never starved.
+    #[tokio::test]
+    async fn a_scanner_page_waits_for_clients_within_a_bound() {
+        let (_dirs, _drives, set) = six_drives();
+        set.create_bucket("b", None).await.unwrap();
+        let body = futures::stream::once(async { Ok(bytes::Bytes::from_static(b"x")) }).boxed();
+        set.put_object("b", "k", Default::default(), body)
+            .await
+            .unwrap();
+        let mut r = Repairer::new(
+            set,
+            0,
+            RepairConfig::default(),
+            Arc::new(|| true),
+            Arc::new(|| true),
+        );
+        let started = tokio::time::Instant::now();
+        let (next, scanned) = r.scan_page("b", "", b"", false).await;
+        assert!(started.elapsed() >= MAX_YIELD, "{:?}", started.elapsed());
+        assert_eq!((next, scanned), (None, 1));
     }
 }
