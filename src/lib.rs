@@ -11,6 +11,7 @@ pub mod drive;
 pub mod erasure;
 pub mod fuzzing;
 pub mod gateway;
+pub mod heap;
 pub mod iam;
 pub mod limits;
 pub mod load;

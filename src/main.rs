@@ -234,8 +234,19 @@ fn init_logging() {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // Before the runtime starts its threads.
+    tessera::heap::tune();
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => {
+            eprintln!("tessera: cannot start the runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> std::process::ExitCode {
     init_logging();
     let cli = Cli::parse();
     match tessera::limits::Limits::from_env() {
@@ -423,5 +434,6 @@ async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     println!("  S3 API:    {scheme}://{}", gw.frontend.s3_addr);
     println!("  admin:     {scheme}://{}", gw.frontend.admin_addr);
     println!("ready");
+    tessera::heap::spawn_idle_release();
     gw.frontend.serve().await
 }

@@ -156,7 +156,7 @@ pub fn spawn_drive_watch(drives: Vec<WatchedDrive>) {
         let mut replaced_checks = vec![0u32; drives.len()];
         for tick in 1u64.. {
             if std::mem::take(&mut trim) {
-                let _ = tokio::task::spawn_blocking(release_free_memory).await;
+                let _ = tokio::task::spawn_blocking(crate::heap::release_free_memory).await;
             }
             if tick % IDLE_CHECK == 0 {
                 let ds = local.clone();
@@ -216,20 +216,6 @@ fn check_drive(d: &LocalDrive) -> bool {
 
 /// Seconds between idle checks of the drive watch.
 const IDLE_CHECK: u64 = 10;
-
-/// Returns the allocator's free memory to the system. glibc keeps freed memory in its arenas
-/// for reuse; after a burst of small requests that was 111 of an idle server's 255 MiB RSS
-/// (measured with `malloc_trim` called from gdb; docs/performance.md), which is the measured
-/// reason for the one `unsafe` block of the crate (docs/decisions.md).
-#[allow(unsafe_code)]
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointers; it only walks and trims the allocator's own
-    // free lists, under the allocator's locks, and is safe to call from any thread.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 /// Whether another drive of `w`'s set, among those online that answer within [`SET_READ`],
 /// holds a format of its deployment.
