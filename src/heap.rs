@@ -12,27 +12,37 @@ const MMAP_THRESHOLD: usize = 32 << 20;
 /// [`release_free_memory`] when idle).
 const TRIM_THRESHOLD: usize = 64 << 20;
 
-/// Fixes glibc's malloc thresholds; to be called before any other thread starts.
+/// Fixes glibc's malloc thresholds, for a gateway; returns whether glibc took them (always
+/// true elsewhere, where there is nothing to set). They override any an operator set in
+/// `GLIBC_TUNABLES`. Not for a process with drives: there they kept the top of every
+/// thread's arena resident, which `malloc_trim` does not hand back (docs/decisions.md).
 ///
 /// glibc maps allocations above a threshold that it raises as it sees them freed, and hands
 /// back free memory at the top of an arena beyond twice that. HTTP/2's read buffer takes a
 /// fresh allocation for every frame it receives, and under a gateway's GET load those
-/// allocations kept being mapped or handed back and faulted in again, page by page: 75,000
-/// page faults a second at 700 MB/s of 1 MiB GETs, whose zeroing and faulting took about a
-/// tenth of the cores. With these thresholds the gateway took 30-150x fewer faults, and the
-/// cluster's GETs were 4% (1 MiB, c16) and 9% (64 MiB, c1) faster in A/B
-/// (docs/performance.md); the memory stays in the arenas for the next request, and
-/// [`release_free_memory`] hands it back once the process is idle.
+/// allocations kept being mapped or handed back and faulted in again, page by page: 62,000
+/// to 84,000 page faults a second during 1 MiB GETs at c16, whose zeroing and faulting took
+/// about a tenth of the cores. With these thresholds the gateway took 13-33x fewer faults
+/// over 1 MiB PUTs and GETs and 100-300x fewer over 64 MiB ones, and the cluster's GETs
+/// were 4% (1 MiB, c16) and 9% (64 MiB, c1) faster in A/B (docs/performance.md). The memory
+/// stays in the arenas for the next request, and [`release_free_memory`] hands it back once
+/// the process is idle.
+///
+/// # Safety
+///
+/// No other thread may be running (glibc marks `mallopt` unsafe beside concurrent
+/// allocations): call it first thing in `main`, before the runtime starts.
 #[allow(unsafe_code)]
-pub fn tune() {
+pub unsafe fn tune() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt takes no pointers and sets two of the allocator's parameters. It is
-    // called first thing in `main`, before the runtime starts any thread (glibc marks it
-    // unsafe beside concurrent allocations).
+    // SAFETY: mallopt takes no pointers and sets two of the allocator's parameters; the
+    // caller guarantees that no other thread runs.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int) == 1
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    true
 }
 
 /// Returns the allocator's free memory to the system. glibc keeps freed memory in its arenas

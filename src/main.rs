@@ -234,11 +234,17 @@ fn init_logging() {
     }
 }
 
+#[allow(unsafe_code)]
 fn main() -> std::process::ExitCode {
-    // Before the runtime starts its threads.
-    tessera::heap::tune();
+    let cli = Cli::parse();
+    // Only a gateway: its node connections' frames were the faults the thresholds remove,
+    // while a process with drives keeps the tops of its many arenas at them, which
+    // `malloc_trim` does not hand back (docs/decisions.md).
+    // SAFETY: no other thread runs yet: the runtime starts below.
+    let tuned =
+        matches!(cli.command, Command::Gateway(_)).then(|| unsafe { tessera::heap::tune() });
     match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt.block_on(run()),
+        Ok(rt) => rt.block_on(run(cli, tuned)),
         Err(e) => {
             eprintln!("tessera: cannot start the runtime: {e}");
             std::process::ExitCode::FAILURE
@@ -246,9 +252,11 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run() -> std::process::ExitCode {
+async fn run(cli: Cli, heap_tuned: Option<bool>) -> std::process::ExitCode {
     init_logging();
-    let cli = Cli::parse();
+    if heap_tuned == Some(false) {
+        tracing::warn!("glibc refused the malloc thresholds: large buffers are mapped afresh");
+    }
     match tessera::limits::Limits::from_env() {
         Ok(l) => {
             l.install();

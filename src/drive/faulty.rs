@@ -28,6 +28,8 @@ pub struct FaultyDrive {
     shard_reads: AtomicU64,
     /// Calls abandoned as too slow ([`Drive::note_slow`]).
     slow_notes: AtomicU64,
+    /// State blobs written ([`Drive::put_state`]).
+    state_writes: AtomicU64,
     /// Marked offline: repair's state calls fail, as a remote drive's do while its node is
     /// down.
     offline: AtomicBool,
@@ -42,8 +44,14 @@ impl FaultyDrive {
             put_before_write: std::sync::Mutex::new(None),
             shard_reads: AtomicU64::new(0),
             slow_notes: AtomicU64::new(0),
+            state_writes: AtomicU64::new(0),
             offline: AtomicBool::new(false),
         }
+    }
+
+    /// State blobs written on this drive so far.
+    pub fn state_writes(&self) -> u64 {
+        self.state_writes.load(Ordering::SeqCst)
     }
 
     /// Marks the drive offline (or, with `false`, back online).
@@ -262,6 +270,7 @@ impl Drive for FaultyDrive {
     }
     async fn put_state(&self, name: &str, value: &[u8]) -> Result<(), DriveError> {
         self.check_online()?;
+        self.state_writes.fetch_add(1, Ordering::SeqCst);
         self.inner.put_state(name, value).await
     }
     async fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, DriveError> {

@@ -46,6 +46,8 @@ const HEAL_LARGE: u32 = HEAL_BUDGET / 2;
 const MAX_YIELD: Duration = Duration::from_millis(500);
 /// Name of the scanner's checkpoint on the drives.
 const CHECKPOINT: &str = "scan";
+/// The wait before spreading the checkpoint again after a drive did not take it.
+const SPREAD_RETRY: Duration = Duration::from_secs(30);
 
 /// The wait before retrying a hint after its `attempts`-th failure: 2 s, 4 s, 8 s ... up to
 /// 5 minutes.
@@ -261,6 +263,8 @@ pub struct Repairer {
     /// drive that was offline at a save gets it once it is back, so that a new leader finds
     /// where the last one was, whichever drives it can still reach.
     holds_checkpoint: Vec<bool>,
+    /// No spreading of the checkpoint before this (ms since the epoch): a write failed.
+    spread_not_before_ms: u64,
     /// When the repair I/O already let through has used up the bandwidth: heals that run at
     /// once take their turns on this one timeline.
     paced_until: Mutex<Option<tokio::time::Instant>>,
@@ -289,6 +293,7 @@ impl Repairer {
             refs: None,
             hint_cursor: Vec::new(),
             holds_checkpoint: Vec::new(),
+            spread_not_before_ms: 0,
             paced_until: Mutex::new(None),
         }
     }
@@ -340,6 +345,8 @@ impl Repairer {
                 self.save_checkpoint().await;
             }
             if self.snapshot().paused {
+                // Paused is kept on the drives too, for a later leader.
+                self.spread_checkpoint().await;
                 tokio::time::sleep(self.cfg.poll).await;
                 continue;
             }
@@ -405,41 +412,67 @@ impl Repairer {
 
     async fn save_checkpoint(&mut self) {
         self.update(|s| s.saved_ms = now_ms());
-        let all = vec![true; self.set.drives.len()];
-        self.holds_checkpoint = self.put_checkpoint(&all).await;
+        self.holds_checkpoint = self.put_checkpoint().await;
     }
 
     /// Writes the checkpoint, as it is now, to the drives of the set that missed the last save
     /// (they were offline, or the write failed) and are online again. A checkpoint reached
     /// only the drives online at the time: if those were later lost, a new leader would find
     /// none and start a whole pass at once, beside the clients' requests of a degraded set.
+    /// A drive that holds a newer checkpoint (another leader's, saved while this one could
+    /// not reach it) keeps it. After a failed write the next try waits [`SPREAD_RETRY`].
     async fn spread_checkpoint(&mut self) {
-        let todo: Vec<bool> = self
-            .set
-            .drives
-            .iter()
-            .zip(&self.holds_checkpoint)
-            .map(|(d, held)| !held && d.is_online())
-            .collect();
-        if !todo.contains(&true) {
+        if now_ms() < self.spread_not_before_ms {
             return;
         }
-        let done = self.put_checkpoint(&todo).await;
-        for ((held, asked), ok) in self.holds_checkpoint.iter_mut().zip(todo).zip(done) {
-            *held |= asked && ok;
+        let todo: Vec<usize> = (0..self.holds_checkpoint.len())
+            .filter(|&i| !self.holds_checkpoint[i] && self.set.drives[i].is_online())
+            .collect();
+        if todo.is_empty() {
+            return;
+        }
+        let st = self.snapshot();
+        let Ok(raw) = serde_json::to_vec(&st) else {
+            return;
+        };
+        let raw = &raw;
+        let drives = &self.set.drives;
+        let done = join_all(todo.iter().map(|&i| async move {
+            let held = drives[i].get_state(CHECKPOINT).await.map(|h| {
+                h.and_then(|h| serde_json::from_slice::<RepairStatus>(&h).ok())
+                    .is_some_and(|h| h.saved_ms > st.saved_ms)
+            });
+            match held {
+                Ok(true) => true,
+                Ok(false) => drives[i].put_state(CHECKPOINT, raw).await.is_ok(),
+                Err(_) => false,
+            }
+        }))
+        .await;
+        for (&i, ok) in todo.iter().zip(&done) {
+            self.holds_checkpoint[i] = *ok;
+        }
+        if done.contains(&false) {
+            tracing::debug!(
+                set = st.set,
+                "a drive did not take the repair checkpoint; retrying later"
+            );
+            self.spread_not_before_ms = now_ms() + SPREAD_RETRY.as_millis() as u64;
         }
     }
 
-    /// Writes the checkpoint to the drives at the positions `which` marks, of those online;
-    /// returns, per position, whether it was written.
-    async fn put_checkpoint(&self, which: &[bool]) -> Vec<bool> {
+    /// Writes the checkpoint to the drives of the set that are online; returns, per drive,
+    /// whether it was written.
+    async fn put_checkpoint(&self) -> Vec<bool> {
         let Ok(raw) = serde_json::to_vec(&self.snapshot()) else {
-            return vec![false; which.len()];
+            return vec![false; self.set.drives.len()];
         };
         let raw = &raw;
-        join_all(self.set.drives.iter().zip(which).map(|(d, &w)| async move {
-            w && d.is_online() && d.put_state(CHECKPOINT, raw).await.is_ok()
-        }))
+        join_all(
+            self.set.drives.iter().map(|d| async move {
+                d.is_online() && d.put_state(CHECKPOINT, raw).await.is_ok()
+            }),
+        )
         .await
     }
 
@@ -1375,7 +1408,8 @@ mod tests {
 
     /// A checkpoint saved while two drives were away reaches them once they are back: a new
     /// leader that can reach only those two then resumes from it (no pass due) instead of
-    /// starting a whole pass at once.
+    /// starting a whole pass at once. A drive is written once, and one holding a newer
+    /// checkpoint (another leader's) keeps it.
     #[tokio::test]
     async fn a_checkpoint_reaches_the_drives_that_were_away_at_its_save() {
         let dirs: Vec<tempfile::TempDir> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -1391,8 +1425,9 @@ mod tests {
         let codec = crate::erasure::Codec::new(4, 2, 1 << 20).unwrap();
         let set = Arc::new(ErasureSet::new(drives.clone(), codec, 0));
         set.create_bucket("b", None).await.unwrap();
-        faulty[0].set_offline(true);
-        faulty[1].set_offline(true);
+        for f in &faulty[..3] {
+            f.set_offline(true);
+        }
         let mut r = leader(set.clone());
         r.load_checkpoint().await;
         r.start_pass(false).await;
@@ -1404,13 +1439,32 @@ mod tests {
         assert_eq!(saved.pass, 1);
         // Nothing to spread while they are away.
         r.spread_checkpoint().await;
-        for (f, d) in faulty.iter().zip(&drives).take(2) {
+        for (f, d) in faulty.iter().zip(&drives).take(3) {
+            assert_eq!(f.state_writes(), 0);
             f.set_offline(false);
             assert_eq!(d.get_state(CHECKPOINT).await.unwrap(), None);
         }
+        // Drive 2 took a newer checkpoint meanwhile, from another leader.
+        let newer = RepairStatus {
+            pass: 7,
+            saved_ms: saved.saved_ms + 1,
+            ..saved.clone()
+        };
+        let newer_raw = serde_json::to_vec(&newer).unwrap();
+        drives[2].put_state(CHECKPOINT, &newer_raw).await.unwrap();
+        let writes: Vec<u64> = faulty.iter().map(|f| f.state_writes()).collect();
         r.spread_checkpoint().await;
-        for d in &faulty[2..] {
-            d.set_offline(true);
+        r.spread_checkpoint().await;
+        let added: Vec<u64> = faulty
+            .iter()
+            .zip(&writes)
+            .map(|(f, w)| f.state_writes() - w)
+            .collect();
+        assert_eq!(added, [1, 1, 0, 0, 0, 0]);
+        let kept = drives[2].get_state(CHECKPOINT).await.unwrap();
+        assert_eq!(kept, Some(newer_raw));
+        for f in &faulty[2..] {
+            f.set_offline(true);
         }
         let mut next = leader(set);
         next.load_checkpoint().await;
@@ -1419,10 +1473,6 @@ mod tests {
             (st.pass, st.in_pass, st.last_pass_finished_ms, st.saved_ms),
             (1, false, saved.last_pass_finished_ms, saved.saved_ms)
         );
-        // Spread once, not again on every round.
-        assert!(next.holds_checkpoint[..2].iter().all(|h| *h));
-        r.spread_checkpoint().await;
-        assert!(r.holds_checkpoint.iter().all(|h| *h));
     }
 
     /// The scanner waits for clients like a heal does: a page under a steady foreground load
