@@ -1,4 +1,5 @@
-//! Buffers for direct reads of shard files, reused instead of allocated and zeroed per read.
+//! Buffers for direct I/O of shard files, reused instead of allocated and zeroed per read
+//! or per file written.
 //!
 //! A direct read needs an aligned buffer that the kernel fills, and the bytes returned are a
 //! slice of it. Allocated fresh, each such buffer was zeroed first (a `Vec`'s spare capacity,
@@ -8,6 +9,10 @@
 //! initialised once, when it was made; a read overwrites what an earlier read left in it, and
 //! the bytes handed out are only those this read filled. It comes back when the last slice of
 //! it is dropped, wherever that is (the S3 response or the node's answer to a gateway).
+//!
+//! A shard file written with direct I/O assembles its runs in one of these buffers too, and
+//! gives it back when the file is done: a PUT need not zero and fault in a fresh megabyte
+//! for each of its shard files (each part of a multipart upload has six).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
