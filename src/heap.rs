@@ -62,8 +62,9 @@ pub fn release_free_memory() {
 /// Seconds between the idle checks of [`spawn_idle_release`].
 const IDLE_CHECK: Duration = Duration::from_secs(10);
 
-/// For a process without local drives (a gateway, whose drive watch would do it otherwise):
-/// every [`IDLE_CHECK`], when no foreground request started since the last check and none is
+/// For a process without local drives, a gateway: nodes and the server hand memory back from
+/// their drive watch when their drives go idle, and a gateway has no drive watch. Every
+/// [`IDLE_CHECK`], when no foreground request started since the last check and none is
 /// in flight, hands the allocator's free memory back once per idle spell.
 pub fn spawn_idle_release() {
     tokio::spawn(async move {
