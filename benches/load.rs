@@ -9,7 +9,8 @@
 //!     [--part-concurrency 10]
 //! ```
 //!
-//! With `--part-size`, a PUT of a larger object is a multipart upload, as aws-cli sends one:
+//! With `--part-size`, a PUT of an object of at least that size is a multipart upload, as
+//! aws-cli sends one:
 //! CreateMultipartUpload, the parts (`--part-concurrency` of them in flight), then
 //! CompleteMultipartUpload; its latency and MB/s are of the whole object.
 //! Requests are plain HTTP/1.1 over hyper with TCP_NODELAY and kept-alive connections, signed
@@ -103,9 +104,10 @@ struct Args {
     /// A label stored in the JSON (e.g. "server", "cluster", "degraded")
     #[arg(long, default_value = "")]
     label: String,
-    /// Send each PUT larger than this as a multipart upload of parts this size, as aws-cli does
-    /// (its threshold and part size are both 8 MiB); off unless given
-    #[arg(long, value_parser = parse_size)]
+    /// Send each PUT of at least this size as a multipart upload of parts this size, as
+    /// aws-cli does (its threshold and part size are both 8 MiB); at least 5 MiB, S3's
+    /// smallest part; off unless given
+    #[arg(long, value_parser = parse_part_size)]
     part_size: Option<u64>,
     /// Parts of one multipart upload in flight at once (aws-cli's default is 10)
     #[arg(long, default_value_t = 10)]
@@ -356,6 +358,13 @@ async fn put_multipart(
         .first()
         .map(|s| s.to_string())
         .ok_or_else(|| anyhow!("CreateMultipartUpload answered without an UploadId"))?;
+    // As `list_page` does for its token: the characters an upload id may hold that a query
+    // string must escape.
+    let id = id
+        .replace('%', "%25")
+        .replace('=', "%3D")
+        .replace('+', "%2B")
+        .replace('/', "%2F");
     let len = body.len() as u64;
     let uploads = (0..len.div_ceil(part)).map(|i| {
         let range = (i * part) as usize..((i + 1) * part).min(len) as usize;
@@ -455,7 +464,7 @@ async fn one(
         Op::Put => {
             let key = format!("{}/c{}-w{worker}-{i}", ctx.prefix, ctx.concurrency);
             match ctx.part_size {
-                Some(part) if size > part => {
+                Some(part) if size >= part => {
                     put_multipart(s3, &key, &ctx.payload, part, ctx.part_concurrency).await?
                 }
                 _ => {
@@ -698,7 +707,7 @@ async fn run_phase(
         concurrency,
         part_size: args
             .part_size
-            .filter(|&p| op == Op::Put && payload.len() as u64 > p),
+            .filter(|&p| op == Op::Put && payload.len() as u64 >= p),
         ops: all.latencies_us.len() as u64,
         errors: all.errors,
         seconds,
@@ -731,6 +740,15 @@ fn parse_size(s: &str) -> anyhow::Result<u64> {
         other => bail!("unknown size unit {other:?}"),
     };
     Ok(n * mult)
+}
+
+/// A `--part-size`: S3 takes no part but the last below 5 MiB.
+fn parse_part_size(s: &str) -> anyhow::Result<u64> {
+    let n = parse_size(s)?;
+    if n < 5 << 20 {
+        bail!("a part is at least 5 MiB (S3's smallest part but the last), not {s}");
+    }
+    Ok(n)
 }
 
 fn parse_duration(s: &str) -> anyhow::Result<Duration> {
