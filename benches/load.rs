@@ -10,9 +10,9 @@
 //! ```
 //!
 //! With `--part-size`, a PUT of an object of at least that size is a multipart upload, as
-//! aws-cli sends one:
-//! CreateMultipartUpload, the parts (`--part-concurrency` of them in flight), then
-//! CompleteMultipartUpload; its latency and MB/s are of the whole object.
+//! aws-cli sends one: CreateMultipartUpload, the parts (`--part-concurrency` of them in
+//! flight), then CompleteMultipartUpload; its latency and MB/s are of the whole object.
+//!
 //! Requests are plain HTTP/1.1 over hyper with TCP_NODELAY and kept-alive connections, signed
 //! with `aws-sigv4` using `UNSIGNED-PAYLOAD`, so the client hashes nothing and copies nothing:
 //! every PUT sends the same reference-counted buffer, every GET body is counted and dropped.
@@ -523,7 +523,7 @@ struct Phase {
     prefix: String,
     concurrency: usize,
     payload: Bytes,
-    /// PUTs larger than this go as multipart uploads of parts this size.
+    /// PUTs of at least this size go as multipart uploads of parts this size.
     part_size: Option<u64>,
     part_concurrency: usize,
     pool: Arc<Pool>,
