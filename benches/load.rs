@@ -332,12 +332,20 @@ async fn list_page(
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let next = elements(&text, "NextContinuationToken").first().map(|t| {
-        t.replace('=', "%3D")
-            .replace('+', "%2B")
-            .replace('/', "%2F")
-    });
+    let next = elements(&text, "NextContinuationToken")
+        .first()
+        .map(|t| query_value(t));
     Ok((keys, reply.body_len, next))
+}
+
+/// `value` escaped for a query string: the characters a continuation token or an upload id
+/// may hold that a query string must escape.
+fn query_value(value: &str) -> String {
+    value
+        .replace('%', "%25")
+        .replace('=', "%3D")
+        .replace('+', "%2B")
+        .replace('/', "%2F")
 }
 
 /// Uploads `body` to `key` as a multipart upload of `part`-byte parts, `parallel` of them in
@@ -356,15 +364,9 @@ async fn put_multipart(
     let text = String::from_utf8_lossy(reply.body.as_deref().unwrap_or_default()).into_owned();
     let id = elements(&text, "UploadId")
         .first()
-        .map(|s| s.to_string())
+        .map(|s| query_value(s))
         .ok_or_else(|| anyhow!("CreateMultipartUpload answered without an UploadId"))?;
-    // As `list_page` does for its token: the characters an upload id may hold that a query
-    // string must escape.
-    let id = id
-        .replace('%', "%25")
-        .replace('=', "%3D")
-        .replace('+', "%2B")
-        .replace('/', "%2F");
+    let upload = format!("/{key}?uploadId={id}");
     let len = body.len() as u64;
     let uploads = (0..len.div_ceil(part)).map(|i| {
         let range = (i * part) as usize..((i + 1) * part).min(len) as usize;
@@ -395,8 +397,7 @@ async fn put_multipart(
                 "<CompleteMultipartUpload>{}</CompleteMultipartUpload>",
                 parts.concat()
             );
-            let path = format!("/{key}?uploadId={id}");
-            match s3.call(Method::POST, &path, Bytes::from(xml), true).await {
+            match s3.call(Method::POST, &upload, Bytes::from(xml), true).await {
                 // S3 may answer 200 and still report an error in the body.
                 Ok(r) if r.status == StatusCode::OK => {
                     let text = String::from_utf8_lossy(r.body.as_deref().unwrap_or_default());
@@ -413,8 +414,7 @@ async fn put_multipart(
         Err(e) => Err(e),
     };
     if done.is_err() {
-        let path = format!("/{key}?uploadId={id}");
-        let _ = s3.call(Method::DELETE, &path, Bytes::new(), false).await;
+        let _ = s3.call(Method::DELETE, &upload, Bytes::new(), false).await;
     }
     done
 }
