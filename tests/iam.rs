@@ -206,6 +206,26 @@ async fn users_and_bucket_policies_allow_and_deny_as_written() {
     assert_eq!(got.policy(), Some(policy));
     assert_eq!(http_status(&public), 200);
     assert_eq!(http_status(&private), 403);
+    // An anonymous GET may not choose the response's headers (S3: 400 InvalidRequest), or
+    // anyone could serve the object as, say, text/html; a signed one may.
+    let (status, body) = http_request(
+        "GET",
+        &format!("{public}?response-content-type=text%2Fhtml"),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("<Code>InvalidRequest</Code>"), "{body}");
+    let signed = root
+        .get_object()
+        .bucket("alpha")
+        .key("public/a")
+        .response_content_type("text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.content_type(), Some("text/html"));
     put(&bob, "alpha", "bob/mine").await.unwrap();
     assert!(denied(put(&bob, "alpha", "not-bob").await));
     // A policy that is not valid is refused whole.

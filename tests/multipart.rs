@@ -24,6 +24,19 @@ async fn get(c: &aws_sdk_s3::Client, b: &str, k: &str, range: Option<&str>) -> V
     common::get_with(c, b, k, None, range).await
 }
 
+/// Starts an upload and returns its id.
+async fn create_upload(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
+    c.create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string()
+}
+
 async fn upload(
     c: &aws_sdk_s3::Client,
     bucket: &str,
@@ -193,16 +206,7 @@ async fn bad_completions_and_abort() {
     let (_d, s) = server();
     let c = s.client().await;
     c.create_bucket().bucket("mpu").send().await.unwrap();
-    let id = c
-        .create_multipart_upload()
-        .bucket("mpu")
-        .key("k")
-        .send()
-        .await
-        .unwrap()
-        .upload_id()
-        .unwrap()
-        .to_string();
+    let id = create_upload(&c, "mpu", "k").await;
     let p1 = upload(&c, "mpu", "k", &id, 1, data(MIB, 1)).await;
     let p2 = upload(&c, "mpu", "k", &id, 2, data(MIB, 2)).await;
     let complete = |parts: Vec<CompletedPart>| {
@@ -376,16 +380,7 @@ async fn abandoned_uploads_expire_and_free_their_shards() {
     );
     let c = s.client().await;
     c.create_bucket().bucket("expiry").send().await.unwrap();
-    let id = c
-        .create_multipart_upload()
-        .bucket("expiry")
-        .key("forgotten")
-        .send()
-        .await
-        .unwrap()
-        .upload_id()
-        .unwrap()
-        .to_string();
+    let id = create_upload(&c, "expiry", "forgotten").await;
     upload(&c, "expiry", "forgotten", &id, 1, data(MIB, 1)).await;
     assert!(shard_file_count(&s.data) > 0);
     // The expiry runs every 2 s here; poll (bounded) until it has run past the upload's age.
@@ -432,16 +427,7 @@ async fn failed_requests_leave_no_object_and_no_shards() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "BadDigest");
-    let id = c
-        .create_multipart_upload()
-        .bucket("clean")
-        .key("mp")
-        .send()
-        .await
-        .unwrap()
-        .upload_id()
-        .unwrap()
-        .to_string();
+    let id = create_upload(&c, "clean", "mp").await;
     let e = c
         .upload_part()
         .bucket("clean")
@@ -592,17 +578,57 @@ async fn full_object_and_composite_checksums() {
             };
             done.push(p.build());
         }
-        let out = c
-            .complete_multipart_upload()
-            .bucket("sums")
-            .key(&key)
-            .upload_id(&id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(done))
-                    .build(),
-            )
-            .send()
+        // The CRC of the whole object, computed independently here.
+        let want = match alg {
+            ChecksumAlgorithm::Crc64Nvme => {
+                let mut d = crc64fast_nvme::Digest::new();
+                d.write(&whole);
+                base64::engine::general_purpose::STANDARD.encode(d.sum64().to_be_bytes())
+            }
+            _ => base64::engine::general_purpose::STANDARD
+                .encode(crc32c::crc32c(&whole).to_be_bytes()),
+        };
+        let full = kind == aws_sdk_s3::types::ChecksumType::FullObject;
+        let complete = |parts: Vec<CompletedPart>, whole_sum: Option<&str>| {
+            let mut req = c
+                .complete_multipart_upload()
+                .bucket("sums")
+                .key(&key)
+                .upload_id(&id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                );
+            // The client's checksum of the whole object, in the header of its algorithm: the
+            // server checks it against the parts' (not against the XML body).
+            if let Some(v) = whole_sum {
+                req = match alg {
+                    ChecksumAlgorithm::Crc64Nvme => req.checksum_crc64_nvme(v),
+                    _ => req.checksum_crc32_c(v),
+                };
+            }
+            req.send()
+        };
+        if full {
+            let wrong = complete(done.clone(), Some("AAAAAAAAAAA="))
+                .await
+                .unwrap_err();
+            assert_eq!(code(&wrong), "BadDigest", "{key}");
+            // A part listed with a checksum that is not the one it was uploaded with.
+            let mut bad_part = done.clone();
+            let p = CompletedPart::builder()
+                .part_number(2)
+                .e_tag(done[1].e_tag().unwrap());
+            bad_part[1] = match alg {
+                ChecksumAlgorithm::Crc64Nvme => p.checksum_crc64_nvme("AAAAAAAAAAA="),
+                _ => p.checksum_crc32_c("AAAAAA=="),
+            }
+            .build();
+            let e = complete(bad_part, None).await.unwrap_err();
+            assert_eq!(code(&e), "InvalidPart", "{key}");
+        }
+        let out = complete(done, full.then_some(want.as_str()))
             .await
             .unwrap_or_else(|e| panic!("{key}: {e:?}"));
         let head = c
@@ -613,17 +639,7 @@ async fn full_object_and_composite_checksums() {
             .send()
             .await
             .unwrap();
-        if kind == aws_sdk_s3::types::ChecksumType::FullObject {
-            // The server's value is the CRC of the whole object, computed independently here.
-            let want = match alg {
-                ChecksumAlgorithm::Crc64Nvme => {
-                    let mut d = crc64fast_nvme::Digest::new();
-                    d.write(&whole);
-                    base64::engine::general_purpose::STANDARD.encode(d.sum64().to_be_bytes())
-                }
-                _ => base64::engine::general_purpose::STANDARD
-                    .encode(crc32c::crc32c(&whole).to_be_bytes()),
-            };
+        if full {
             let got = out
                 .checksum_crc64_nvme()
                 .or(out.checksum_crc32_c())
@@ -646,4 +662,159 @@ async fn full_object_and_composite_checksums() {
             .unwrap();
         assert!(got.body.collect().await.unwrap().into_bytes()[..] == whole[..]);
     }
+}
+
+/// A conditional completion (If-None-Match: *, If-Match) holds as a conditional PUT does; a
+/// part copy's range must lie within its source; ListMultipartUploads pages over common
+/// prefixes; a GET may not name both a part and a range.
+#[tokio::test]
+async fn conditional_completions_copy_ranges_and_upload_pages() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("mpu").send().await.unwrap();
+    let old = c
+        .put_object()
+        .bucket("mpu")
+        .key("taken")
+        .body(ByteStream::from_static(b"first"))
+        .send()
+        .await
+        .unwrap();
+    let start = |key: &'static str| {
+        let c = c.clone();
+        async move {
+            let id = create_upload(&c, "mpu", key).await;
+            let part = upload(&c, "mpu", key, &id, 1, data(1000, 5)).await;
+            (id, part)
+        }
+    };
+    let complete = |key: &'static str, id: String, part: CompletedPart| {
+        c.complete_multipart_upload()
+            .bucket("mpu")
+            .key(key)
+            .upload_id(id)
+            .multipart_upload(CompletedMultipartUpload::builder().parts(part).build())
+    };
+    let (id, part) = start("taken").await;
+    let e = complete("taken", id.clone(), part.clone())
+        .if_none_match("*")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "PreconditionFailed");
+    let e = complete("taken", id.clone(), part.clone())
+        .if_match("\"0123456789abcdef0123456789abcdef\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "PreconditionFailed");
+    assert_eq!(get(&c, "mpu", "taken", None).await, b"first");
+    complete("taken", id, part)
+        .if_match(old.e_tag().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get(&c, "mpu", "taken", None).await, data(1000, 5));
+    let (id, part) = start("fresh").await;
+    let e = complete("fresh", id.clone(), part.clone())
+        .if_match(old.e_tag().unwrap())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchKey");
+    complete("fresh", id, part)
+        .if_none_match("*")
+        .send()
+        .await
+        .unwrap();
+
+    // A part copy's range: only bytes=first-last, and within the source.
+    let (id, _) = start("copied").await;
+    for (range, want) in [
+        ("bytes=0-1000", "InvalidRange"),
+        ("bytes=2000-3000", "InvalidRange"),
+        ("bytes=-10", "InvalidArgument"),
+        ("bytes=10-", "InvalidArgument"),
+        ("bytes=9-3", "InvalidArgument"),
+    ] {
+        let e = c
+            .upload_part_copy()
+            .bucket("mpu")
+            .key("copied")
+            .upload_id(&id)
+            .part_number(2)
+            .copy_source("mpu/fresh")
+            .copy_source_range(range)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), want, "{range}");
+    }
+    c.upload_part_copy()
+        .bucket("mpu")
+        .key("copied")
+        .upload_id(&id)
+        .part_number(2)
+        .copy_source("mpu/fresh")
+        .copy_source_range("bytes=0-999")
+        .send()
+        .await
+        .unwrap();
+
+    // partNumber and Range together, or a part number out of 1..10000: refused.
+    let e = c
+        .get_object()
+        .bucket("mpu")
+        .key("fresh")
+        .part_number(1)
+        .range("bytes=0-9")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidRequest");
+    let e = c
+        .get_object()
+        .bucket("mpu")
+        .key("fresh")
+        .part_number(10001)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidArgument");
+
+    // Uploads under a/ and b/ fold into one prefix each; a page of one entry at a time
+    // walks a/, b/, then the upload of "c" (and of "copied"), each entry once.
+    for key in ["a/1", "a/2", "b/1", "c"] {
+        start(key).await;
+    }
+    let mut seen = Vec::new();
+    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+    for _ in 0..10 {
+        let page = c
+            .list_multipart_uploads()
+            .bucket("mpu")
+            .delimiter("/")
+            .max_uploads(1)
+            .set_key_marker(key_marker.clone())
+            .set_upload_id_marker(id_marker.clone())
+            .send()
+            .await
+            .unwrap();
+        for p in page.common_prefixes() {
+            seen.push(p.prefix().unwrap().to_string());
+        }
+        for u in page.uploads() {
+            seen.push(u.key().unwrap().to_string());
+        }
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_string);
+        id_marker = page.next_upload_id_marker().map(str::to_string);
+        assert!(
+            key_marker.is_some(),
+            "a truncated page names where to go on"
+        );
+    }
+    assert_eq!(seen, ["a/", "b/", "c", "copied"]);
 }

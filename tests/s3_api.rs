@@ -381,6 +381,8 @@ async fn listing_prefixes_delimiters_pages() {
         );
     }
     assert_eq!(v1, want);
+    // max-keys=0 is an empty page that is not truncated (a paginator must not loop), in
+    // both listings and in the versions' listing.
     let zero = c
         .list_objects_v2()
         .bucket("tree")
@@ -389,7 +391,26 @@ async fn listing_prefixes_delimiters_pages() {
         .await
         .unwrap();
     assert_eq!(zero.key_count(), Some(0));
-    assert_eq!(zero.is_truncated(), Some(true));
+    assert_eq!(zero.is_truncated(), Some(false));
+    assert_eq!(zero.next_continuation_token(), None);
+    let zero = c
+        .list_objects()
+        .bucket("tree")
+        .max_keys(0)
+        .send()
+        .await
+        .unwrap();
+    assert!(zero.contents().is_empty());
+    assert_eq!(zero.is_truncated(), Some(false));
+    let zero = c
+        .list_object_versions()
+        .bucket("tree")
+        .max_keys(0)
+        .send()
+        .await
+        .unwrap();
+    assert!(zero.versions().is_empty());
+    assert_eq!(zero.is_truncated(), Some(false));
 }
 
 /// Full pages: 1,000 keys is one page and says so; 1,001 is two, the first one truncated.
@@ -515,6 +536,17 @@ async fn copy_and_multi_delete() {
         .await
         .unwrap_err();
     assert_eq!(code(&missing), "NoSuchKey");
+    // A canned ACL that would grant others is refused on a copy as on a PUT.
+    let public = c
+        .copy_object()
+        .bucket("dst-bucket")
+        .key("public")
+        .copy_source("src-bucket/dir/orig%20file")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&public), "NotImplemented");
 
     for i in 0..5 {
         c.put_object()
@@ -633,7 +665,18 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "KeyTooLongError");
-    for k in ["md5", "crc"] {
+    // A storage class S3 does not have: InvalidStorageClass (one it has is taken).
+    let e = c
+        .put_object()
+        .bucket("strict")
+        .key("class")
+        .storage_class(aws_sdk_s3::types::StorageClass::from("BOGUS"))
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidStorageClass");
+    for k in ["md5", "crc", "class"] {
         let e = c
             .head_object()
             .bucket("strict")

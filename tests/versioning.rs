@@ -109,6 +109,16 @@ async fn versioned_bucket_full_life() {
         .await
         .unwrap_err();
     assert_eq!(status(&e), 405);
+    // A copy naming the marker as its source is a bad request, not 405.
+    let e = c
+        .copy_object()
+        .bucket("vers")
+        .key("from-marker")
+        .copy_source(format!("vers/doc?versionId={marker}"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!((status(&e), code(&e).as_str()), (400, "InvalidRequest"));
     let l = c.list_objects_v2().bucket("vers").send().await.unwrap();
     assert_eq!(l.key_count(), Some(0));
     let lv = c

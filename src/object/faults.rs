@@ -123,18 +123,19 @@ async fn a_completion_that_misses_its_quorum_keeps_the_parts_for_a_retry() {
     let parts = [CompletedPart {
         number: 1,
         etag: part.etag.clone(),
+        checksum: None,
     }];
     f.fail_records_on(3);
     let err = f
         .set
-        .complete_upload("b", "mp", &id, &parts, None)
+        .complete_upload("b", "mp", &id, &parts, None, None)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Quorum(_)), "{err:?}");
     f.fail_records_on(0);
     // The client retries, as the SDKs do after a 503: the parts it uploaded are still there.
     f.set
-        .complete_upload("b", "mp", &id, &parts, None)
+        .complete_upload("b", "mp", &id, &parts, None, None)
         .await
         .unwrap();
     assert_eq!(f.get("mp").await.unwrap(), data);

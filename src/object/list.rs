@@ -36,8 +36,8 @@ impl ErasureSet {
         let mut cursor = after.to_vec();
         let delimiter = delimiter.filter(|d| !d.is_empty());
         if max_keys == 0 {
-            let (batch, _) = self.merged_scan(bucket, prefix, &cursor, 1).await?;
-            page.truncated = !batch.is_empty();
+            // An empty page that is not truncated, as S3 answers `max-keys=0`: there is no
+            // key to continue after, and a token that restarts the listing would loop.
             page.next_after = cursor;
             return Ok(page);
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::md5sum::Md5;
 
-use super::put::{BodyStream, PutOptions};
+use super::put::{BodyStream, PutOptions, WriteCondition};
 use super::{now_ns, ErasureSet, Error, Result};
 use crate::drive::{PartRecord, PartRef, UploadRecord, VersionRecord};
 
@@ -20,6 +20,9 @@ pub struct CompletedPart {
     pub number: u32,
     /// The ETag the client got for it (quotes allowed).
     pub etag: String,
+    /// The part's checksum as the client listed it, `(algorithm, base64)`: where given and
+    /// the part was uploaded with one, the two must be the same.
+    pub checksum: Option<(String, String)>,
 }
 
 /// One page of ListMultipartUploads.
@@ -31,6 +34,10 @@ pub struct UploadsPage {
     pub prefixes: Vec<String>,
     /// More follow.
     pub truncated: bool,
+    /// Where the next page starts, `(key marker, upload id marker)`, when more follow: the
+    /// page's last upload, or its last common prefix and an empty upload id. Set by
+    /// [`crate::object::Store::list_uploads`], which merges the sets' pages.
+    pub next: Option<(String, String)>,
 }
 
 impl ErasureSet {
@@ -211,6 +218,7 @@ impl ErasureSet {
         upload_id: &str,
         requested: &[CompletedPart],
         expected: Option<(String, String)>,
+        condition: Option<&WriteCondition>,
     ) -> Result<VersionRecord> {
         let upload = match self.get_upload(bucket, key, upload_id).await {
             Err(Error::NoSuchUpload) => {
@@ -220,6 +228,16 @@ impl ErasureSet {
                 };
             }
             other => other?,
+        };
+        // A conditional completion (`If-None-Match: *`, `If-Match`) is checked and committed
+        // under the key's lock, as a conditional PUT commits.
+        let _guard = match condition {
+            Some(c) => {
+                let guard = self.key_lock(bucket, key).lock().await;
+                self.check_write_condition(bucket, key, c).await?;
+                Some(guard)
+            }
+            None => None,
         };
         let bucket_rec = self.get_bucket(bucket).await?;
         let parts = self.list_parts(bucket, key, upload_id).await?;
@@ -232,8 +250,14 @@ impl ErasureSet {
             }
             last = want.number;
             let etag = want.etag.trim().trim_matches('"');
+            let same_checksum = |p: &PartRecord| match (&want.checksum, &p.checksum) {
+                (None, _) => true,
+                (Some((a, v)), Some((pa, pv))) => a.eq_ignore_ascii_case(pa) && v == pv,
+                // Uploaded without one (a part copied from an object, say): nothing to check.
+                (Some(_), None) => true,
+            };
             match by_number.get(&want.number) {
-                Some(p) if p.etag == etag => chosen.push(p),
+                Some(p) if p.etag == etag && same_checksum(p) => chosen.push(p),
                 _ => return Err(Error::InvalidPart(format!("part {}", want.number))),
             }
         }
@@ -354,37 +378,78 @@ impl ErasureSet {
         max: usize,
     ) -> Result<UploadsPage> {
         self.get_bucket(bucket).await?;
-        // Uploads are few; each drive lists a bounded window and the set merges them.
-        let window = (max + 1).max(1000);
-        let answers = self
-            .on_drives(|d| d.list_uploads(bucket, prefix, after, window))
-            .await;
-        let mut merged: BTreeMap<(String, String), (UploadRecord, usize)> = BTreeMap::new();
-        for rec in answers.into_iter().flatten().flatten() {
-            merged
-                .entry((rec.key.clone(), rec.upload_id.clone()))
-                .or_insert((rec, 0))
-                .1 += 1;
-        }
+        let delimiter = delimiter.filter(|d| !d.is_empty());
         let mut page = UploadsPage::default();
-        for ((key, _), (rec, count)) in merged {
-            if count < self.read_quorum() {
-                continue;
-            }
-            if page.uploads.len() + page.prefixes.len() >= max {
-                page.truncated = true;
-                break;
-            }
-            if let Some(d) = delimiter.filter(|d| !d.is_empty()) {
-                if let Some(pos) = key[prefix.len()..].find(d) {
-                    let cp = key[..prefix.len() + pos + d.len()].to_string();
-                    if page.prefixes.last() != Some(&cp) {
-                        page.prefixes.push(cp);
+        if max == 0 {
+            return Ok(page);
+        }
+        // Uploads are few; each drive lists a bounded window after the cursor and the set
+        // merges them. Where a drive's window was full, only what comes before its last
+        // entry is complete: past that cutoff the next round lists again.
+        let window = (max + 1).max(1000);
+        let mut cursor = (after.0.to_string(), after.1.to_string());
+        'rounds: loop {
+            let answers = self
+                .on_drives(|d| d.list_uploads(bucket, prefix, (&cursor.0, &cursor.1), window))
+                .await;
+            let mut cutoff: Option<(String, String)> = None;
+            let mut merged: BTreeMap<(String, String), (UploadRecord, usize)> = BTreeMap::new();
+            for recs in answers.into_iter().flatten() {
+                if recs.len() >= window {
+                    if let Some(last) = recs.last() {
+                        let last = (last.key.clone(), last.upload_id.clone());
+                        if cutoff.as_ref().is_none_or(|c| last < *c) {
+                            cutoff = Some(last);
+                        }
                     }
-                    continue;
+                }
+                for rec in recs {
+                    merged
+                        .entry((rec.key.clone(), rec.upload_id.clone()))
+                        .or_insert((rec, 0))
+                        .1 += 1;
                 }
             }
-            page.uploads.push(rec);
+            if merged.is_empty() {
+                break;
+            }
+            for (id, (rec, count)) in merged {
+                if cutoff.as_ref().is_some_and(|c| id > *c) {
+                    break;
+                }
+                cursor = id;
+                if count < self.read_quorum() {
+                    continue;
+                }
+                if let Some(d) = delimiter {
+                    if let Some(pos) = rec.key[prefix.len()..].find(d) {
+                        let cp = rec.key[..prefix.len() + pos + d.len()].to_string();
+                        // A prefix at or before the key marker was on an earlier page.
+                        if cp.as_str() > after.0 && page.prefixes.last() != Some(&cp) {
+                            if page.uploads.len() + page.prefixes.len() == max {
+                                page.truncated = true;
+                                break 'rounds;
+                            }
+                            page.prefixes.push(cp.clone());
+                        }
+                        // The uploads under the prefix are skipped (the cursor only ever
+                        // moves forward, even for a key that runs past this bound).
+                        let skip = (format!("{cp}\u{10FFFF}"), "\u{10FFFF}".to_string());
+                        if skip > cursor {
+                            cursor = skip;
+                        }
+                        continue 'rounds;
+                    }
+                }
+                if page.uploads.len() + page.prefixes.len() == max {
+                    page.truncated = true;
+                    break 'rounds;
+                }
+                page.uploads.push(rec);
+            }
+            if cutoff.is_none() {
+                break;
+            }
         }
         Ok(page)
     }

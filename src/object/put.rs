@@ -152,7 +152,7 @@ impl ErasureSet {
         }
     }
 
-    async fn check_write_condition(
+    pub(super) async fn check_write_condition(
         &self,
         bucket: &str,
         key: &str,

@@ -9,7 +9,7 @@ use futures::future::join_all;
 
 use super::{
     BodyStream, CompletedPart, DeleteOutcome, ErasureSet, Error, ListPage, ObjectReader,
-    PutOptions, Result, UploadsPage, VersionsPage,
+    PutOptions, Result, UploadsPage, VersionsPage, WriteCondition,
 };
 use crate::drive::{BucketRecord, ListEntry, PartRecord, VersionRecord};
 
@@ -244,9 +244,10 @@ impl Store {
         upload_id: &str,
         parts: &[CompletedPart],
         expected: Option<(String, String)>,
+        condition: Option<&WriteCondition>,
     ) -> Result<VersionRecord> {
         self.set_for(bucket, key)
-            .complete_upload(bucket, key, upload_id, parts, expected)
+            .complete_upload(bucket, key, upload_id, parts, expected, condition)
             .await
     }
 
@@ -384,21 +385,38 @@ impl Store {
                 .map(|s| s.list_uploads(bucket, prefix, delimiter, after, max)),
         )
         .await;
-        let mut page = UploadsPage::default();
+        // (key, upload id) of each upload, (prefix, "") of each common prefix, merged in
+        // key order, as ListMultipartUploads pages them.
+        let mut entries: Vec<((String, String), Option<crate::drive::UploadRecord>)> = Vec::new();
+        let mut truncated = false;
         for p in pages {
             let p = p?;
-            page.truncated |= p.truncated;
-            page.uploads.extend(p.uploads);
-            page.prefixes.extend(p.prefixes);
+            truncated |= p.truncated;
+            entries.extend(
+                p.uploads
+                    .into_iter()
+                    .map(|u| ((u.key.clone(), u.upload_id.clone()), Some(u))),
+            );
+            entries.extend(p.prefixes.into_iter().map(|cp| ((cp, String::new()), None)));
         }
-        page.uploads
-            .sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
-        page.prefixes.sort();
-        page.prefixes.dedup();
-        if page.uploads.len() + page.prefixes.len() > max {
-            page.truncated = true;
-            page.uploads
-                .truncate(max.saturating_sub(page.prefixes.len().min(max)));
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|a, b| a.0 == b.0 && a.1.is_none() && b.1.is_none());
+        if entries.len() > max {
+            truncated = true;
+            entries.truncate(max);
+        }
+        let mut page = UploadsPage {
+            truncated,
+            ..Default::default()
+        };
+        if truncated {
+            page.next = entries.last().map(|(at, _)| at.clone());
+        }
+        for (at, u) in entries {
+            match u {
+                Some(u) => page.uploads.push(u),
+                None => page.prefixes.push(at.0),
+            }
         }
         Ok(page)
     }

@@ -100,6 +100,10 @@ impl ErasureSet {
         self.get_bucket(bucket).await?;
         let delimiter = delimiter.filter(|d| !d.is_empty());
         let mut page = VersionsPage::default();
+        if max == 0 {
+            // As for `max-keys=0` on a listing of objects: empty, and not truncated.
+            return Ok(page);
+        }
         // The rest of the marker key's versions, after the marker version.
         if let (Some(vm), false) = (version_marker, key_marker.is_empty()) {
             let answers = self.on_drives(|d| d.key_versions(bucket, key_marker)).await;

@@ -75,6 +75,9 @@ pub async fn list_objects(ctx: &Ctx<'_>, bucket: &str, v2: bool) -> S3Result<Res
         }
     } else {
         x.elem("Marker", &enc(&marker));
+        // S3 documents NextMarker only with a delimiter, but it is sent on every truncated
+        // page, as MinIO does: rclone's v1 listing with URL-encoded keys goes wrong without
+        // it (tests/clients/test_rclone.py), and no client is harmed by it.
         if page.truncated {
             let next = String::from_utf8_lossy(&page.next_after);
             x.elem("NextMarker", &enc(next.trim_end_matches('\u{FFFD}')));

@@ -11,7 +11,8 @@ use super::body;
 use super::checksum::ChecksumAlgorithm;
 use super::error::{S3Error, S3Result};
 use super::object::{
-    content_md5, open_copy_source, parse_range, set, stored_headers, user_meta, MAX_PUT,
+    check_put_length, check_write_headers, content_md5, open_copy_source, set, stored_headers,
+    user_meta, write_condition, MAX_PUT,
 };
 use super::xml::{self, Xml};
 use super::{small_body, xml_response, Ctx};
@@ -29,9 +30,7 @@ fn upload_id(ctx: &Ctx<'_>) -> S3Result<String> {
 
 /// `POST /bucket/key?uploads`.
 pub async fn create(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> {
-    if let Some(a) = ctx.header("x-amz-acl") {
-        super::acl::check_canned(a)?;
-    }
+    check_write_headers(ctx)?;
     let algorithm = match ctx.header("x-amz-checksum-algorithm") {
         Some(a) => Some(ChecksumAlgorithm::from_name(a).ok_or_else(|| {
             S3Error::invalid_argument(format!("Unsupported checksum algorithm {a}"))
@@ -125,16 +124,7 @@ pub async fn upload_part(
     if copy {
         return upload_part_copy(ctx, bucket, key, &id, number).await;
     }
-    let declared = ctx
-        .header("x-amz-decoded-content-length")
-        .or_else(|| ctx.header("content-length"))
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_PUT) {
-        return Err(S3Error::bad(
-            "EntityTooLarge",
-            "Your proposed upload exceeds the maximum allowed size.",
-        ));
-    }
+    check_put_length(ctx)?;
     let (stream, slot) = body::request_body(body, ctx.headers, ctx.auth)?;
     let opts = PutOptions {
         content_md5: content_md5(ctx.headers)?,
@@ -170,14 +160,7 @@ async fn upload_part_copy(
     let (_, _, reader) = open_copy_source(ctx).await?;
     let size = reader.info.size;
     let (start, end) = match ctx.header("x-amz-copy-source-range") {
-        Some(r) => match parse_range(r, size) {
-            Ok(Some(range)) => range,
-            _ => {
-                return Err(S3Error::invalid_argument(
-                    "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
-                ))
-            }
-        },
+        Some(r) => copy_source_range(r, size)?,
         None => (0, size),
     };
     if end - start > MAX_PUT {
@@ -201,6 +184,42 @@ async fn upload_part_copy(
     Ok(xml_response(x.finish()))
 }
 
+/// An `x-amz-copy-source-range` against a source of `size` bytes, as `(start, end)` with
+/// `end` exclusive. Unlike a GET's `Range`, only `bytes=first-last` is accepted, and a range
+/// that runs past the source's end is refused (`InvalidRange`) rather than cut short.
+fn copy_source_range(header: &str, size: u64) -> S3Result<(u64, u64)> {
+    let malformed = || {
+        S3Error::invalid_argument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+        )
+    };
+    let (first, last) = header
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|spec| spec.split_once('-'))
+        .ok_or_else(malformed)?;
+    let digits = |v: &str| {
+        let v = v.trim();
+        (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| v.parse::<u64>().ok())
+            .flatten()
+    };
+    let (Some(first), Some(last)) = (digits(first), digits(last)) else {
+        return Err(malformed());
+    };
+    if first > last {
+        return Err(malformed());
+    }
+    if last >= size {
+        return Err(S3Error::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "InvalidRange",
+            format!("Range specified is not valid for source object of size: {size}"),
+        ));
+    }
+    Ok((first, last + 1))
+}
+
 #[derive(Deserialize)]
 pub(crate) struct CompleteRequest {
     #[serde(rename = "Part", default)]
@@ -213,12 +232,52 @@ struct CompleteEntry {
     number: u32,
     #[serde(rename = "ETag")]
     etag: String,
+    #[serde(rename = "ChecksumCRC32")]
+    crc32: Option<String>,
+    #[serde(rename = "ChecksumCRC32C")]
+    crc32c: Option<String>,
+    #[serde(rename = "ChecksumCRC64NVME")]
+    crc64nvme: Option<String>,
+    #[serde(rename = "ChecksumSHA1")]
+    sha1: Option<String>,
+    #[serde(rename = "ChecksumSHA256")]
+    sha256: Option<String>,
+}
+
+impl CompleteEntry {
+    /// The part's checksum as the client listed it, `(algorithm, base64)`.
+    fn checksum(&self) -> Option<(String, String)> {
+        [
+            ("CRC32", &self.crc32),
+            ("CRC32C", &self.crc32c),
+            ("CRC64NVME", &self.crc64nvme),
+            ("SHA1", &self.sha1),
+            ("SHA256", &self.sha256),
+        ]
+        .into_iter()
+        .find_map(|(alg, v)| v.as_ref().map(|v| (alg.to_string(), v.trim().to_string())))
+    }
 }
 
 /// `POST /bucket/key?uploadId`.
 pub async fn complete(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3Result<Response> {
     let id = upload_id(ctx)?;
-    let raw = small_body(ctx, body, 4 << 20).await?;
+    let condition = write_condition(ctx)?;
+    // Here an `x-amz-checksum-*` header is the checksum of the whole object, checked below
+    // against the parts', not the checksum of this request's XML body.
+    let mut headers = ctx.headers.clone();
+    for alg in ChecksumAlgorithm::ALL {
+        headers.remove(alg.header_name());
+    }
+    let raw = small_body(
+        &Ctx {
+            headers: &headers,
+            ..*ctx
+        },
+        body,
+        4 << 20,
+    )
+    .await?;
     let req: CompleteRequest = xml::parse(&raw)?;
     if req.parts.is_empty() || req.parts.len() > MAX_PART_NUMBER as usize {
         return Err(S3Error::malformed_xml());
@@ -228,6 +287,7 @@ pub async fn complete(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3R
         .into_iter()
         .map(|p| CompletedPart {
             number: p.number,
+            checksum: p.checksum(),
             etag: p.etag,
         })
         .collect();
@@ -239,7 +299,7 @@ pub async fn complete(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3R
     let rec = ctx
         .state
         .store
-        .complete_upload(bucket, key, &id, &parts, expected)
+        .complete_upload(bucket, key, &id, &parts, expected, condition.as_ref())
         .await?;
     let host = ctx.header("host").unwrap_or("localhost");
     let mut x = Xml::new();
@@ -362,9 +422,9 @@ pub async fn list_uploads(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
     x.elem("Bucket", bucket);
     x.elem("KeyMarker", &key_marker);
     x.elem("UploadIdMarker", &upload_marker);
-    if let Some(last) = page.uploads.last().filter(|_| page.truncated) {
-        x.elem("NextKeyMarker", &last.key);
-        x.elem("NextUploadIdMarker", &last.upload_id);
+    if let Some((key, upload)) = &page.next {
+        x.elem("NextKeyMarker", key);
+        x.elem("NextUploadIdMarker", upload);
     }
     if let Some(d) = &delimiter {
         x.elem("Delimiter", d);

@@ -33,11 +33,42 @@ const STORED_HEADERS: &[&str] = &[
     "expires",
 ];
 
-/// `PUT /bucket/key`, with `If-None-Match: *` or `If-Match` as conditional writes.
-pub async fn put(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3Result<Response> {
+/// The storage classes S3 names. Tessera keeps every object alike, but refuses a class that
+/// does not exist, as S3 does.
+const STORAGE_CLASSES: [&str; 11] = [
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "OUTPOSTS",
+    "GLACIER_IR",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+];
+
+/// The headers of a request that writes an object (PUT, copy, CreateMultipartUpload) that
+/// are checked before anything is read: the canned ACL and the storage class.
+pub(super) fn check_write_headers(ctx: &Ctx<'_>) -> S3Result<()> {
     if let Some(a) = ctx.header("x-amz-acl") {
         super::acl::check_canned(a)?;
     }
+    if let Some(class) = ctx.header("x-amz-storage-class") {
+        if !STORAGE_CLASSES.contains(&class.trim()) {
+            return Err(S3Error::bad(
+                "InvalidStorageClass",
+                "The storage class you specified is not valid",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `PUT /bucket/key`, with `If-None-Match: *` or `If-Match` as conditional writes.
+pub async fn put(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3Result<Response> {
+    check_write_headers(ctx)?;
     check_put_length(ctx)?;
     let condition = write_condition(ctx)?;
     let (stream, slot) = body::request_body(body, ctx.headers, ctx.auth)?;
@@ -73,8 +104,8 @@ pub async fn put(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3Result
     Ok(resp)
 }
 
-/// The conditional-write headers of a PUT.
-fn write_condition(ctx: &Ctx<'_>) -> S3Result<Option<WriteCondition>> {
+/// The conditional-write headers of a PUT or a CompleteMultipartUpload.
+pub(super) fn write_condition(ctx: &Ctx<'_>) -> S3Result<Option<WriteCondition>> {
     match (ctx.header("if-none-match"), ctx.header("if-match")) {
         (Some(_), Some(_)) => Err(S3Error::invalid_request(
             "If-Match and If-None-Match cannot be used together",
@@ -99,17 +130,19 @@ pub(super) fn version_header(h: &mut HeaderMap, version_id: &str) {
     }
 }
 
-fn check_put_length(ctx: &Ctx<'_>) -> S3Result<()> {
+/// The declared length of a PUT or UploadPart body: required, and at most 5 GiB.
+pub(super) fn check_put_length(ctx: &Ctx<'_>) -> S3Result<()> {
     let declared = ctx
         .header("x-amz-decoded-content-length")
         .or_else(|| ctx.header("content-length"));
     match declared {
-        None if ctx.header("transfer-encoding").is_some() => Err(S3Error::new(
+        // No length declared, for a chunked body or none at all: 411, as S3 answers, rather
+        // than an empty object (a bare `curl -X PUT` sends neither body nor length).
+        None => Err(S3Error::new(
             StatusCode::LENGTH_REQUIRED,
             "MissingContentLength",
             "You must provide the Content-Length HTTP header.",
         )),
-        None => Ok(()),
         Some(v) => match v.trim().parse::<u64>() {
             Ok(n) if n > MAX_PUT => Err(S3Error::bad(
                 "EntityTooLarge",
@@ -121,8 +154,12 @@ fn check_put_length(ctx: &Ctx<'_>) -> S3Result<()> {
     }
 }
 
+/// Sets a response header; a value beyond ASCII goes out as its UTF-8 bytes.
 pub(super) fn set(h: &mut HeaderMap, name: &str, value: &str) {
-    if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
+    if let (Ok(n), Ok(v)) = (
+        HeaderName::try_from(name),
+        HeaderValue::from_bytes(value.as_bytes()),
+    ) {
         h.insert(n, v);
     }
 }
@@ -130,7 +167,7 @@ pub(super) fn set(h: &mut HeaderMap, name: &str, value: &str) {
 pub(super) fn stored_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for name in STORED_HEADERS {
-        if let Some(v) = headers.get(*name).and_then(|v| v.to_str().ok()) {
+        if let Some(v) = headers.get(*name).map(header_text) {
             let v = if *name == "content-encoding" {
                 // aws-chunked is the transfer framing, not the object's encoding.
                 v.split(',')
@@ -149,12 +186,31 @@ pub(super) fn stored_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     out
 }
 
+/// A request header's value as text: UTF-8 where it is, else ISO-8859-1 (HTTP's historical
+/// charset, and what Python's `http.client` sends), so that no byte is lost or replaced.
+fn header_text(value: &HeaderValue) -> String {
+    match std::str::from_utf8(value.as_bytes()) {
+        Ok(s) => s.to_string(),
+        Err(_) => value.as_bytes().iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
+/// A user metadata value as S3 returns it: as stored where it is printable ASCII, else
+/// encoded as RFC 2047 (`=?UTF-8?B?...?=`), as S3 documents for non-ASCII metadata.
+fn meta_value(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        v.into()
+    } else {
+        format!("=?UTF-8?B?{}?=", B64.encode(v.as_bytes())).into()
+    }
+}
+
 pub(super) fn user_meta(headers: &HeaderMap) -> S3Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let mut total = 0;
     for (name, value) in headers {
         if let Some(k) = name.as_str().strip_prefix("x-amz-meta-") {
-            let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            let v = header_text(value);
             total += k.len() + v.len();
             out.insert(k.to_string(), v);
         }
@@ -186,6 +242,28 @@ pub(super) fn content_md5(headers: &HeaderMap) -> S3Result<Option<[u8; 16]>> {
 
 /// `GET` or `HEAD /bucket/key`.
 pub async fn get(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> S3Result<Response> {
+    let part = ctx
+        .query
+        .get("partNumber")
+        .map(|n| part_number(n))
+        .transpose()?;
+    if part.is_some() && ctx.header("range").is_some() {
+        return Err(S3Error::invalid_request(
+            "Cannot specify both Range header and partNumber query parameter",
+        ));
+    }
+    // The response-* overrides are for signed requests (a presigned URL among them): S3
+    // refuses them on an anonymous one, which could otherwise serve an object under any
+    // content type it likes.
+    if ctx.auth.access_key.is_empty()
+        && RESPONSE_OVERRIDES
+            .iter()
+            .any(|(p, _)| ctx.query.contains_key(*p))
+    {
+        return Err(S3Error::invalid_request(
+            "Request specific response headers cannot be used for anonymous GET requests.",
+        ));
+    }
     let reader = ctx
         .state
         .store
@@ -203,7 +281,7 @@ pub async fn get(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> S3Result
         );
         return Ok(r);
     }
-    let range = match (ctx.query.get("partNumber"), ctx.header("range")) {
+    let range = match (part, ctx.header("range")) {
         (Some(n), _) => Some(part_range(&info, n)?),
         (None, Some(r)) => parse_range(r, info.size)?,
         (None, None) => None,
@@ -247,20 +325,23 @@ pub async fn get(ctx: &Ctx<'_>, bucket: &str, key: &str, head: bool) -> S3Result
         }
     }
     // response-* query parameters override the stored headers.
-    for (param, header) in [
-        ("response-content-type", "content-type"),
-        ("response-content-language", "content-language"),
-        ("response-expires", "expires"),
-        ("response-cache-control", "cache-control"),
-        ("response-content-disposition", "content-disposition"),
-        ("response-content-encoding", "content-encoding"),
-    ] {
+    for (param, header) in RESPONSE_OVERRIDES {
         if let Some(v) = ctx.query.get(param) {
             set(resp.headers_mut(), header, v);
         }
     }
     Ok(resp)
 }
+
+/// The query parameters of a GET or HEAD that override a response header, and the header.
+const RESPONSE_OVERRIDES: [(&str, &str); 6] = [
+    ("response-content-type", "content-type"),
+    ("response-content-language", "content-language"),
+    ("response-expires", "expires"),
+    ("response-cache-control", "cache-control"),
+    ("response-content-disposition", "content-disposition"),
+    ("response-content-encoding", "content-encoding"),
+];
 
 /// The `versionId` query parameter, if any.
 pub(super) fn version_param<'a>(ctx: &'a Ctx<'_>) -> S3Result<Option<&'a str>> {
@@ -295,7 +376,7 @@ fn object_headers(h: &mut HeaderMap, info: &VersionRecord) {
         set(h, k, v);
     }
     for (k, v) in &info.user_meta {
-        set(h, &format!("x-amz-meta-{k}"), v);
+        set(h, &format!("x-amz-meta-{k}"), &meta_value(v));
     }
 }
 
@@ -352,8 +433,20 @@ fn check_conditions(
     Ok(None)
 }
 
+/// A `partNumber` query parameter: an integer from 1 to 10,000, else `InvalidArgument`.
+fn part_number(n: &str) -> S3Result<usize> {
+    n.parse()
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| {
+            S3Error::invalid_argument(
+                "Part number must be an integer between 1 and 10000, inclusive",
+            )
+        })
+}
+
 /// The byte range of part `n` (`?partNumber=n`); a single PUT is one part.
-fn part_range(info: &VersionRecord, n: &str) -> S3Result<(u64, u64)> {
+fn part_range(info: &VersionRecord, n: usize) -> S3Result<(u64, u64)> {
     let invalid = || {
         S3Error::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
@@ -361,9 +454,6 @@ fn part_range(info: &VersionRecord, n: &str) -> S3Result<(u64, u64)> {
             "The requested partnumber is not satisfiable",
         )
     };
-    let n: usize = n.parse().map_err(|_| {
-        S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
-    })?;
     if info.parts.is_empty() {
         return if n == 1 {
             Ok((0, info.size))
@@ -482,13 +572,23 @@ pub(super) async fn open_copy_source(ctx: &Ctx<'_>) -> S3Result<(String, String,
         .store
         .open_object(src_bucket, src_key, version)
         .await
-        .map_err(|e| S3Error::from(e).with_resource(format!("/{src_bucket}/{src_key}")))?;
+        .map_err(|e| match e {
+            // A GET naming a delete marker is 405; a copy naming one is a bad request.
+            crate::object::Error::DeleteMarker {
+                requested: true, ..
+            } => S3Error::invalid_request(
+                "The source of a copy request may not specifically refer to a delete marker by version id.",
+            ),
+            e => S3Error::from(e),
+        })
+        .map_err(|e| e.with_resource(format!("/{src_bucket}/{src_key}")))?;
     check_conditions(ctx, &reader.info, "x-amz-copy-source-")?;
     Ok((src_bucket.to_string(), src_key.to_string(), reader))
 }
 
 /// `PUT /bucket/key` with `x-amz-copy-source`.
 pub async fn copy(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> {
+    check_write_headers(ctx)?;
     let directive = ctx.header("x-amz-metadata-directive").unwrap_or("COPY");
     let replace = match directive {
         "COPY" => false,
@@ -581,6 +681,17 @@ struct DeleteEntry {
 
 /// `POST /bucket?delete`: up to 1000 keys in one request.
 pub async fn delete_objects(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result<Response> {
+    // S3 requires an integrity check on this request: Content-MD5, or a checksum of the body
+    // (as a header or, for aws-chunked bodies, a trailer), which `small_body` verifies.
+    let checksummed =
+        ctx.headers.keys().any(|k| {
+            k.as_str().starts_with("x-amz-checksum-") && k.as_str() != "x-amz-checksum-type"
+        }) || ctx.header("x-amz-trailer").is_some();
+    if !checksummed && !ctx.headers.contains_key("content-md5") {
+        return Err(S3Error::invalid_request(
+            "Missing required header for this request: Content-MD5",
+        ));
+    }
     let raw = small_body(ctx, body, 2 << 20).await?;
     if let Some(want) = content_md5(ctx.headers)? {
         let got = Md5::digest(&raw);

@@ -408,6 +408,54 @@ def test_method_not_allowed(srv):
     assert_not_stored(srv, "patched")
 
 
+def test_put_without_content_length(srv):
+    """A PUT or UploadPart that declares no length (no Content-Length, no
+    x-amz-decoded-content-length) is 411 MissingContentLength, as S3 answers, not an empty
+    object."""
+    ensure_bucket(srv)
+    target, hdrs = sign(srv, "PUT", key_path("no-length"), body=b"")
+    hdrs = {k: v for k, v in hdrs.items() if k.lower() != "content-length"}
+    r = send(srv, "PUT", target, hdrs)
+    expect_error(r, 411, "MissingContentLength")
+    assert_alive(srv)
+    assert_not_stored(srv, "no-length")
+
+
+def test_delete_objects_needs_an_integrity_header(srv):
+    """DeleteObjects without Content-MD5 or an x-amz-checksum-* header is refused (S3 requires
+    one), and deletes nothing; with a checksum header instead of Content-MD5 it works."""
+    ensure_bucket(srv)
+    assert put(srv, "kept", b"still here").status == 200
+    body = b"<Delete><Object><Key>kept</Key></Object></Delete>"
+    r = request(srv, "POST", f"/{BUCKET}", "delete", body=body,
+                headers={"Content-Type": "application/xml"})
+    expect_error(r, 400, "InvalidRequest")
+    assert get(srv, "kept").body == b"still here"
+    crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    r = request(srv, "POST", f"/{BUCKET}", "delete", body=body,
+                headers={"Content-Type": "application/xml", "x-amz-checksum-crc32": crc})
+    assert r.status == 200, r
+    assert_not_stored(srv, "kept")
+
+
+def test_non_ascii_metadata_is_kept(srv):
+    """User metadata beyond ASCII (sent as UTF-8 bytes) is stored whole, not dropped, and
+    comes back RFC 2047-encoded, as S3 returns it."""
+    ensure_bucket(srv)
+    value = "Hello World \u00e9\u00e8 \u6f22"
+    target, hdrs = sign(srv, "PUT", key_path("meta"), body=b"x",
+                        headers={"Content-Length": "1", "x-amz-meta-text": value,
+                                 "x-amz-meta-plain": "ascii only"})
+    hdrs["x-amz-meta-text"] = value.encode()  # the signature covers these UTF-8 bytes
+    r = send(srv, "PUT", target, hdrs, b"x")
+    assert r.status == 200, r
+    r = head(srv, "meta")
+    assert r.status == 200, r
+    want = "=?UTF-8?B?" + base64.b64encode(value.encode()).decode() + "?="
+    assert r.headers["x-amz-meta-text"] == want, r.headers
+    assert r.headers["x-amz-meta-plain"] == "ascii only", r.headers
+
+
 def test_anonymous_request(srv):
     ensure_bucket(srv)
     hdrs = {"Host": srv.host_port}
