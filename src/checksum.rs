@@ -76,6 +76,18 @@ impl ChecksumAlgorithm {
             .find(|a| a.header_name().eq_ignore_ascii_case(name.trim()))
     }
 
+    /// Whether `value` has the form of this algorithm's checksum: the base64 of a digest of
+    /// its length (4 bytes for the CRC32s, 8 for CRC64NVME, 20 for SHA-1, 32 for SHA-256).
+    pub fn valid_value(self, value: &str) -> bool {
+        let len = match self {
+            Self::Crc32 | Self::Crc32c => 4,
+            Self::Crc64Nvme => 8,
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+        };
+        BASE64.decode(value.trim()).is_ok_and(|d| d.len() == len)
+    }
+
     /// A fresh incremental hasher for this algorithm.
     pub fn hasher(self) -> ChecksumHasher {
         let state = match self {

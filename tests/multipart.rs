@@ -409,6 +409,22 @@ async fn abandoned_uploads_expire_and_free_their_shards() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "NoSuchUpload");
+
+    // Uploads in progress go with their bucket, as in S3: a bucket made again with the same
+    // name has none of them.
+    c.create_bucket().bucket("dropped").send().await.unwrap();
+    let id = create_upload(&c, "dropped", "half").await;
+    upload(&c, "dropped", "half", &id, 1, data(MIB, 2)).await;
+    c.delete_bucket().bucket("dropped").send().await.unwrap();
+    c.create_bucket().bucket("dropped").send().await.unwrap();
+    let ups = c
+        .list_multipart_uploads()
+        .bucket("dropped")
+        .send()
+        .await
+        .unwrap();
+    assert!(ups.uploads().is_empty(), "{:?}", ups.uploads());
+    assert_eq!(shard_file_count(&s.data), 0);
 }
 
 #[tokio::test]

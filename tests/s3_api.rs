@@ -21,6 +21,37 @@ async fn buckets_create_list_head_delete() {
     let again = c.create_bucket().bucket("photos").send().await.unwrap_err();
     assert_eq!(code(&again), "BucketAlreadyOwnedByYou");
     assert_eq!(common::bucket_names(&c).await, ["backups", "photos"]);
+    // ListBuckets with a prefix, and in pages of one bucket.
+    c.create_bucket().bucket("photos-old").send().await.unwrap();
+    let only = c.list_buckets().prefix("photos").send().await.unwrap();
+    let names: Vec<&str> = only.buckets().iter().filter_map(|b| b.name()).collect();
+    assert_eq!(names, ["photos", "photos-old"]);
+    let mut paged = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .list_buckets()
+            .max_buckets(1)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
+        assert!(page.buckets().len() <= 1);
+        paged.extend(
+            page.buckets()
+                .iter()
+                .filter_map(|b| b.name().map(str::to_string)),
+        );
+        token = page.continuation_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+        assert!(paged.len() < 10, "pages must end");
+    }
+    assert_eq!(paged, ["backups", "photos", "photos-old"]);
+    let e = c.list_buckets().max_buckets(0).send().await.unwrap_err();
+    assert_eq!(code(&e), "InvalidArgument");
+    c.delete_bucket().bucket("photos-old").send().await.unwrap();
     c.head_bucket().bucket("photos").send().await.unwrap();
     let missing = c.head_bucket().bucket("nothere").send().await.unwrap_err();
     assert_eq!(status(&missing), 404);
@@ -720,5 +751,143 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
             .await
             .unwrap_or_else(|e| panic!("{key}: {e:?}"));
         assert_eq!(get_bytes(&c, "strict", &key).await, data(200_000, 5));
+    }
+}
+
+/// Settings Tessera does not keep (CORS, lifecycle, encryption, Object Lock, ...) answer as
+/// S3 does for a bucket without them, after the bucket is found; changing them is 501, and a
+/// request for Object Lock or an `aws:` tag is refused rather than accepted and ignored.
+#[tokio::test]
+async fn bucket_settings_not_kept_and_refused_requests() {
+    let (_d, s) = server();
+    let c = s.client().await;
+    c.create_bucket().bucket("plain").send().await.unwrap();
+    let e = c
+        .get_bucket_cors()
+        .bucket("plain")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status(&e), code(&e).as_str()),
+        (404, "NoSuchCORSConfiguration")
+    );
+    let e = c
+        .get_bucket_cors()
+        .bucket("nothere")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchBucket");
+    c.delete_bucket_cors().bucket("plain").send().await.unwrap();
+    let e = c
+        .get_bucket_lifecycle_configuration()
+        .bucket("plain")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchLifecycleConfiguration");
+    let e = c
+        .get_bucket_encryption()
+        .bucket("plain")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "ServerSideEncryptionConfigurationNotFoundError");
+    let e = c
+        .get_object_lock_configuration()
+        .bucket("plain")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "ObjectLockConfigurationNotFoundError");
+    let payer = c
+        .get_bucket_request_payment()
+        .bucket("plain")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(payer.payer().map(|p| p.as_str()), Some("BucketOwner"));
+    let logging = c.get_bucket_logging().bucket("plain").send().await.unwrap();
+    assert!(logging.logging_enabled().is_none());
+    let e = c
+        .put_bucket_cors()
+        .bucket("plain")
+        .cors_configuration(
+            aws_sdk_s3::types::CorsConfiguration::builder()
+                .cors_rules(
+                    aws_sdk_s3::types::CorsRule::builder()
+                        .allowed_methods("GET")
+                        .allowed_origins("*")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NotImplemented");
+    // A subresource no operation here takes never falls through to DeleteBucket.
+    let (status_code, _) = common::cluster::http_request(
+        "DELETE",
+        &format!("{}/plain?metadataTable", s.s3_url),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_ne!(status_code, 204);
+    c.head_bucket().bucket("plain").send().await.unwrap();
+
+    // Object Lock asked for: refused, not silently left unenforced.
+    let e = c
+        .create_bucket()
+        .bucket("locked")
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NotImplemented");
+    let e = c
+        .put_object()
+        .bucket("plain")
+        .key("held")
+        .object_lock_legal_hold_status(aws_sdk_s3::types::ObjectLockLegalHoldStatus::On)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidRequest");
+    // Tag keys starting with aws: are the system's.
+    let e = c
+        .put_object()
+        .bucket("plain")
+        .key("tagged")
+        .tagging("aws%3Acreated=me")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidTag");
+    // A copy source's version id must be one Tessera could have made.
+    let e = c
+        .copy_object()
+        .bucket("plain")
+        .key("copy")
+        .copy_source("plain/held?versionId=garbage")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidArgument");
+    for k in ["held", "tagged", "copy"] {
+        let e = c
+            .head_object()
+            .bucket("plain")
+            .key(k)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(status(&e), 404, "{k}");
     }
 }

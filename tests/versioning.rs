@@ -222,35 +222,80 @@ async fn suspended_versioning_and_version_paging() {
             kept.push((k, put(&c, "susp", k, b"x").await.unwrap()));
         }
     }
-    // Page through 9 versions, 2 at a time.
-    let mut seen = Vec::new();
+    // Page through 9 versions, 1 and 2 at a time: a page that starts inside a key with more
+    // versions left than fit still names where the next one starts.
+    for max in [1, 2] {
+        let mut seen = Vec::new();
+        let (mut km, mut vm): (Option<String>, Option<String>) = (None, None);
+        for _ in 0..20 {
+            let page = c
+                .list_object_versions()
+                .bucket("susp")
+                .max_keys(max)
+                .set_key_marker(km.clone())
+                .set_version_id_marker(vm.clone())
+                .send()
+                .await
+                .unwrap();
+            for v in page.versions() {
+                seen.push((
+                    v.key().unwrap().to_string(),
+                    v.version_id().unwrap().to_string(),
+                ));
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            km = page.next_key_marker().map(str::to_string);
+            vm = page.next_version_id_marker().map(str::to_string);
+            assert!(km.is_some() && vm.is_some(), "max {max}: {seen:?}");
+        }
+        assert_eq!(seen.len(), 9, "max {max}: {seen:?}");
+        let mut dedup = seen.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(dedup.len(), 9);
+    }
+    // With a delimiter, a page that ends in a common prefix goes on after it.
+    for k in ["d/1", "d/2", "e"] {
+        put(&c, "susp", k, b"x").await;
+    }
+    let mut walked = Vec::new();
     let (mut km, mut vm): (Option<String>, Option<String>) = (None, None);
-    loop {
-        let mut req = c.list_object_versions().bucket("susp").max_keys(2);
-        if let Some(k) = &km {
-            req = req.key_marker(k);
-        }
-        if let Some(v) = &vm {
-            req = req.version_id_marker(v);
-        }
-        let page = req.send().await.unwrap();
-        for v in page.versions() {
-            seen.push((
-                v.key().unwrap().to_string(),
-                v.version_id().unwrap().to_string(),
-            ));
-        }
+    for _ in 0..20 {
+        let page = c
+            .list_object_versions()
+            .bucket("susp")
+            .prefix("")
+            .delimiter("/")
+            .max_keys(2)
+            .set_key_marker(km.clone())
+            .set_version_id_marker(vm.clone())
+            .send()
+            .await
+            .unwrap();
+        let mut here: Vec<String> = page
+            .versions()
+            .iter()
+            .map(|v| v.key().unwrap().to_string())
+            .collect();
+        here.extend(
+            page.common_prefixes()
+                .iter()
+                .map(|p| p.prefix().unwrap().to_string()),
+        );
+        here.sort();
+        walked.extend(here);
         if page.is_truncated() != Some(true) {
             break;
         }
         km = page.next_key_marker().map(str::to_string);
         vm = page.next_version_id_marker().map(str::to_string);
     }
-    assert_eq!(seen.len(), 9, "{seen:?}");
-    let mut dedup = seen.clone();
-    dedup.sort();
-    dedup.dedup();
-    assert_eq!(dedup.len(), 9);
+    assert_eq!(
+        walked,
+        ["a", "a", "a", "b", "b", "b", "c", "c", "c", "d/", "e"]
+    );
     // Suspended: writes replace the null version, older versions stay.
     set_versioning(&c, "susp", BucketVersioningStatus::Suspended).await;
     assert_eq!(put(&c, "susp", "a", b"n1").await, None);

@@ -80,6 +80,14 @@ impl ErasureSet {
         if !self.bucket_is_empty(name).await? {
             return Err(Error::BucketNotEmpty);
         }
+        // Uploads in progress go with the bucket, as in S3: their records would otherwise
+        // outlive it and come back in a bucket of the same name, their parts' files gone.
+        let (_, failed) = self.abort_uploads_where(name, |_| true).await?;
+        if failed > 0 {
+            return Err(Error::Quorum(format!(
+                "{failed} uploads in progress in {name} could not be aborted"
+            )));
+        }
         self.update_bucket(name, |rec| {
             rec.versioning = None;
             rec.tags.clear();

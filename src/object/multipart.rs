@@ -462,30 +462,44 @@ impl ErasureSet {
         let cutoff = now_ns() - max_age.as_nanos() as i128;
         let mut expired = 0;
         for bucket in self.list_buckets().await? {
-            let mut after = (String::new(), String::new());
-            loop {
-                let page = self
-                    .list_uploads(&bucket.name, "", None, (&after.0, &after.1), 1000)
-                    .await?;
-                for u in &page.uploads {
-                    if u.initiated_ns < cutoff {
-                        match self.abort_upload(&bucket.name, &u.key, &u.upload_id).await {
-                            Ok(()) => expired += 1,
-                            Err(e) => {
-                                tracing::warn!(bucket = %bucket.name, key = %u.key, error = %e, "cannot expire upload")
-                            }
-                        }
-                    }
-                }
-                match page.uploads.last() {
-                    Some(last) if page.truncated => {
-                        after = (last.key.clone(), last.upload_id.clone());
-                    }
-                    _ => break,
-                }
-            }
+            let (aborted, _) = self
+                .abort_uploads_where(&bucket.name, |u| u.initiated_ns < cutoff)
+                .await?;
+            expired += aborted;
         }
         Ok(expired)
+    }
+
+    /// Aborts the uploads of `bucket` that `doomed` picks; returns how many were aborted and
+    /// how many could not be (each logged).
+    pub(super) async fn abort_uploads_where(
+        &self,
+        bucket: &str,
+        doomed: impl Fn(&UploadRecord) -> bool,
+    ) -> Result<(usize, usize)> {
+        let (mut aborted, mut failed) = (0, 0);
+        let mut after = (String::new(), String::new());
+        loop {
+            let page = self
+                .list_uploads(bucket, "", None, (&after.0, &after.1), 1000)
+                .await?;
+            for u in page.uploads.iter().filter(|u| doomed(u)) {
+                match self.abort_upload(bucket, &u.key, &u.upload_id).await {
+                    Ok(()) => aborted += 1,
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(bucket, key = %u.key, error = %e, "cannot abort upload")
+                    }
+                }
+            }
+            match page.uploads.last() {
+                Some(last) if page.truncated => {
+                    after = (last.key.clone(), last.upload_id.clone());
+                }
+                _ => break,
+            }
+        }
+        Ok((aborted, failed))
     }
 }
 

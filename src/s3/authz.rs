@@ -178,6 +178,12 @@ pub fn action(endpoint: &Endpoint, query: &Query) -> Option<(&'static str, bool)
             Method::DELETE => ("s3:DeleteBucketPolicy", false),
             _ => ("s3:PutBucketPolicy", false),
         },
+        Endpoint::BucketSetting {
+            setting, method, ..
+        } => match *method {
+            Method::GET => (setting.actions.0, false),
+            _ => (setting.actions.1, false),
+        },
     };
     Some(a)
 }

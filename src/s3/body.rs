@@ -49,6 +49,17 @@ pub fn request_body(
     let mut checksum = None;
     for alg in ChecksumAlgorithm::ALL {
         if let Some(v) = header(alg.header_name()) {
+            if checksum.is_some() {
+                return Err(S3Error::invalid_request(
+                    "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+                ));
+            }
+            if !alg.valid_value(v) {
+                return Err(S3Error::invalid_request(format!(
+                    "Value for {} header is invalid.",
+                    alg.header_name()
+                )));
+            }
             checksum = Some((alg, Some(v.trim().to_string()), alg.hasher()));
         }
     }
@@ -136,6 +147,11 @@ impl BodyState {
         loop {
             if let Some(b) = self.ready.pop_front() {
                 self.seen += b.len() as u64;
+                // More than the declared decoded length is refused as it arrives, not after
+                // the whole body was written.
+                if self.expect.decoded_len.is_some_and(|want| self.seen > want) {
+                    return Err(S3Error::incomplete_body());
+                }
                 if let Some((_, h)) = &mut self.expect.sha256 {
                     h.update(&b);
                 }

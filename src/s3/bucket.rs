@@ -2,13 +2,51 @@
 //! GetBucketLocation, GetBucketVersioning.
 
 use axum::body::Body;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
 use serde::Deserialize;
 
 use super::error::{S3Error, S3Result};
+use super::router::{BucketSetting, SettingReply};
 use super::xml::{self, Xml};
 use super::{small_body, xml_response, Ctx};
+
+/// `GET` or `DELETE /bucket?cors` and the other settings Tessera does not keep: for an
+/// existing bucket, what S3 answers for a bucket without the setting.
+pub async fn setting(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    setting: &BucketSetting,
+    method: &Method,
+) -> S3Result<Response> {
+    ctx.state
+        .store
+        .get_bucket(bucket)
+        .await
+        .map_err(|e| S3Error::from(e).with_resource(bucket))?;
+    if *method == Method::DELETE {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    match setting.get_reply {
+        SettingReply::NotFound(code, message) => {
+            Err(S3Error::new(StatusCode::NOT_FOUND, code, message).with_resource(bucket))
+        }
+        SettingReply::Document(root, elements) => {
+            let mut x = Xml::new();
+            x.root(root);
+            for (name, value) in elements {
+                x.elem(name, value);
+            }
+            x.close(root);
+            Ok(xml_response(x.finish()))
+        }
+    }
+}
+
+fn bad_token() -> S3Error {
+    S3Error::invalid_argument("The continuation token provided is incorrect")
+}
 
 #[derive(Deserialize)]
 pub(crate) struct CreateBucketConfiguration {
@@ -16,9 +54,34 @@ pub(crate) struct CreateBucketConfiguration {
     location: Option<String>,
 }
 
-/// `GET /`: every bucket.
+/// `GET /`: the buckets, in name order; `prefix` filters them, and with `max-buckets` (1 to
+/// 10,000) they come in pages that a `continuation-token` continues.
 pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<Response> {
-    let buckets = ctx.state.store.list_buckets().await?;
+    let q = ctx.query;
+    let prefix = q.get("prefix").map(String::as_str).unwrap_or_default();
+    let max = match q.get("max-buckets") {
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| {
+                S3Error::invalid_argument("max-buckets must be an integer from 1 to 10000")
+            })?,
+        None => usize::MAX,
+    };
+    let after = match q.get("continuation-token") {
+        Some(t) => {
+            String::from_utf8(B64.decode(t).map_err(|_| bad_token())?).map_err(|_| bad_token())?
+        }
+        None => String::new(),
+    };
+    let mut buckets = ctx.state.store.list_buckets().await?;
+    buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut page = buckets
+        .into_iter()
+        .filter(|b| b.name.starts_with(prefix) && b.name > after);
+    let shown: Vec<_> = page.by_ref().take(max).collect();
+    let more = page.next().is_some();
     let mut x = Xml::new();
     x.root("ListAllMyBucketsResult");
     x.open("Owner");
@@ -26,13 +89,19 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<Response> {
     x.elem("DisplayName", &ctx.auth.access_key);
     x.close("Owner");
     x.open("Buckets");
-    for b in buckets {
+    for b in &shown {
         x.open("Bucket");
         x.elem("Name", &b.name);
         x.elem("CreationDate", &xml::timestamp(b.created_ns));
         x.close("Bucket");
     }
     x.close("Buckets");
+    if let (true, Some(last)) = (more, shown.last()) {
+        x.elem("ContinuationToken", &B64.encode(&last.name));
+    }
+    if q.contains_key("prefix") {
+        x.elem("Prefix", prefix);
+    }
     x.close("ListAllMyBucketsResult");
     Ok(xml_response(x.finish()))
 }
@@ -41,6 +110,12 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<Response> {
 pub async fn create(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result<Response> {
     if let Some(a) = ctx.header("x-amz-acl") {
         super::acl::check_canned(a)?;
+    }
+    if ctx
+        .header("x-amz-bucket-object-lock-enabled")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        return Err(S3Error::not_implemented("Object Lock"));
     }
     let raw = small_body(ctx, body, 64 * 1024).await?;
     let mut location = None;

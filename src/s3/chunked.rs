@@ -31,8 +31,9 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The longest chunk header or trailer line accepted, without its CRLF.
 pub const MAX_LINE: usize = 4096;
-/// The largest chunk accepted (64 MiB).
-pub const MAX_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
+/// The largest chunk accepted: 5 GiB, the largest part or single PUT. A chunk is passed on
+/// as it arrives, never held whole; the AWS CRT sends a whole part as one chunk.
+pub const MAX_CHUNK_SIZE: u64 = 5 << 30;
 /// The most trailer bytes (all lines together) accepted.
 pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
@@ -838,7 +839,7 @@ mod tests {
 
     #[test]
     fn limits_and_framing_errors() {
-        for size in ["4000001", "ffffffffffffffffffff", "10000000000000000"] {
+        for size in ["140000001", "ffffffffffffffffffff", "10000000000000000"] {
             let body = format!("{size}\r\n");
             assert!(
                 matches!(

@@ -22,6 +22,8 @@ pub struct S3Error {
     pub resource: Option<String>,
     /// Headers S3 sends with this error (e.g. `x-amz-delete-marker`).
     pub headers: Vec<(&'static str, String)>,
+    /// Further elements of the error body (e.g. `Region`).
+    pub elements: Vec<(&'static str, String)>,
 }
 
 impl std::fmt::Display for S3Error {
@@ -44,7 +46,14 @@ impl S3Error {
             message: message.into(),
             resource: None,
             headers: Vec::new(),
+            elements: Vec::new(),
         }
+    }
+
+    /// Adds an element to the error body.
+    pub fn with_element(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.elements.push((name, value.into()));
+        self
     }
 
     /// Adds a response header.
@@ -145,6 +154,9 @@ impl S3Error {
         x.elem("Message", &self.message);
         if let Some(r) = &self.resource {
             x.elem("Resource", r);
+        }
+        for (name, value) in &self.elements {
+            x.elem(name, value);
         }
         x.elem("RequestId", request_id);
         x.close("Error");
@@ -268,7 +280,14 @@ impl From<AuthError> for S3Error {
             AuthError::Expired => "Request has expired".to_string(),
             other => other.to_string(),
         };
-        Self::new(status, e.s3_code(), message)
+        let err = Self::new(status, e.s3_code(), message);
+        match e {
+            AuthError::WrongRegion { region, .. } => err
+                .with_element("Region", region.clone())
+                .with_header("x-amz-bucket-region", region),
+            AuthError::HeadersNotSigned(names) => err.with_element("HeadersNotSigned", names),
+            _ => err,
+        }
     }
 }
 

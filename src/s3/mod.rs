@@ -296,6 +296,11 @@ async fn dispatch(
         Endpoint::BucketPolicy { bucket, method } => {
             authz::bucket_policy(&ctx, &bucket, &method, body).await
         }
+        Endpoint::BucketSetting {
+            bucket,
+            setting,
+            method,
+        } => bucket::setting(&ctx, &bucket, setting, &method).await,
     };
     result.map(|r| (op, r)).map_err(|e| (op, e))
 }

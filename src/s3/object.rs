@@ -50,10 +50,24 @@ const STORAGE_CLASSES: [&str; 11] = [
 ];
 
 /// The headers of a request that writes an object (PUT, copy, CreateMultipartUpload) that
-/// are checked before anything is read: the canned ACL and the storage class.
+/// are checked before anything is read: the canned ACL, Object Lock and the storage class.
 pub(super) fn check_write_headers(ctx: &Ctx<'_>) -> S3Result<()> {
     if let Some(a) = ctx.header("x-amz-acl") {
         super::acl::check_canned(a)?;
+    }
+    // Object Lock is not kept: a retention or legal hold asked for must not be accepted and
+    // then silently not enforced. S3 answers so for a bucket without Object Lock.
+    if [
+        "x-amz-object-lock-mode",
+        "x-amz-object-lock-retain-until-date",
+        "x-amz-object-lock-legal-hold",
+    ]
+    .iter()
+    .any(|h| ctx.headers.contains_key(*h))
+    {
+        return Err(S3Error::invalid_request(
+            "Bucket is missing Object Lock Configuration",
+        ));
     }
     if let Some(class) = ctx.header("x-amz-storage-class") {
         if !STORAGE_CLASSES.contains(&class.trim()) {
@@ -545,6 +559,9 @@ pub(super) async fn open_copy_source(ctx: &Ctx<'_>) -> S3Result<(String, String,
         return Err(S3Error::invalid_argument(
             "Version id cannot be the empty string",
         ));
+    }
+    if let Some(v) = version {
+        check_version_id(v)?;
     }
     let decoded = percent_encoding::percent_decode_str(src_path)
         .decode_utf8()

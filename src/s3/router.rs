@@ -77,7 +77,170 @@ pub enum Endpoint {
         key: String,
         method: Method,
     },
+    /// `GET` or `DELETE /bucket?cors` (and the other settings of [`BUCKET_SETTINGS`]),
+    /// which Tessera does not keep: answered as S3 answers for a bucket without them.
+    BucketSetting {
+        bucket: String,
+        setting: &'static BucketSetting,
+        method: Method,
+    },
 }
+
+/// A bucket setting (subresource) that Tessera does not keep, and how S3 answers for a
+/// bucket that has none: GET is `get_reply`, DELETE (where S3 has it) 204, PUT 501
+/// NotImplemented.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BucketSetting {
+    /// The query parameter, e.g. `cors`.
+    pub name: &'static str,
+    /// The operations' names, for logs: GET, and DELETE where S3 has one (elsewhere a
+    /// DELETE is 405 MethodNotAllowed).
+    pub ops: (&'static str, Option<&'static str>),
+    /// The IAM actions of a GET and of a change (S3 checks DELETE with the PUT action).
+    pub actions: (&'static str, &'static str),
+    /// The answer to a GET.
+    pub get_reply: SettingReply,
+}
+
+/// What a GET of a bucket setting that is not there answers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SettingReply {
+    /// 404 with this code and message.
+    NotFound(&'static str, &'static str),
+    /// 200 with a document of this root element and these child elements (the setting's
+    /// empty or default form).
+    Document(&'static str, &'static [(&'static str, &'static str)]),
+}
+
+/// The bucket settings answered as "not configured" (AWS S3 API reference, each GET*).
+pub const BUCKET_SETTINGS: &[BucketSetting] = &[
+    BucketSetting {
+        name: "cors",
+        ops: ("GetBucketCors", Some("DeleteBucketCors")),
+        actions: ("s3:GetBucketCORS", "s3:PutBucketCORS"),
+        get_reply: SettingReply::NotFound(
+            "NoSuchCORSConfiguration",
+            "The CORS configuration does not exist",
+        ),
+    },
+    BucketSetting {
+        name: "lifecycle",
+        ops: (
+            "GetBucketLifecycleConfiguration",
+            Some("DeleteBucketLifecycle"),
+        ),
+        actions: (
+            "s3:GetLifecycleConfiguration",
+            "s3:PutLifecycleConfiguration",
+        ),
+        get_reply: SettingReply::NotFound(
+            "NoSuchLifecycleConfiguration",
+            "The lifecycle configuration does not exist",
+        ),
+    },
+    BucketSetting {
+        name: "website",
+        ops: ("GetBucketWebsite", Some("DeleteBucketWebsite")),
+        actions: ("s3:GetBucketWebsite", "s3:DeleteBucketWebsite"),
+        get_reply: SettingReply::NotFound(
+            "NoSuchWebsiteConfiguration",
+            "The specified bucket does not have a website configuration",
+        ),
+    },
+    BucketSetting {
+        name: "encryption",
+        ops: ("GetBucketEncryption", Some("DeleteBucketEncryption")),
+        actions: (
+            "s3:GetEncryptionConfiguration",
+            "s3:PutEncryptionConfiguration",
+        ),
+        get_reply: SettingReply::NotFound(
+            "ServerSideEncryptionConfigurationNotFoundError",
+            "The server side encryption configuration was not found",
+        ),
+    },
+    BucketSetting {
+        name: "replication",
+        ops: ("GetBucketReplication", Some("DeleteBucketReplication")),
+        actions: (
+            "s3:GetReplicationConfiguration",
+            "s3:PutReplicationConfiguration",
+        ),
+        get_reply: SettingReply::NotFound(
+            "ReplicationConfigurationNotFoundError",
+            "The replication configuration was not found",
+        ),
+    },
+    BucketSetting {
+        name: "object-lock",
+        ops: ("GetObjectLockConfiguration", None),
+        actions: (
+            "s3:GetBucketObjectLockConfiguration",
+            "s3:PutBucketObjectLockConfiguration",
+        ),
+        get_reply: SettingReply::NotFound(
+            "ObjectLockConfigurationNotFoundError",
+            "Object Lock configuration does not exist for this bucket",
+        ),
+    },
+    BucketSetting {
+        name: "publicAccessBlock",
+        ops: ("GetPublicAccessBlock", Some("DeletePublicAccessBlock")),
+        actions: (
+            "s3:GetBucketPublicAccessBlock",
+            "s3:PutBucketPublicAccessBlock",
+        ),
+        get_reply: SettingReply::NotFound(
+            "NoSuchPublicAccessBlockConfiguration",
+            "The public access block configuration was not found",
+        ),
+    },
+    BucketSetting {
+        name: "ownershipControls",
+        ops: (
+            "GetBucketOwnershipControls",
+            Some("DeleteBucketOwnershipControls"),
+        ),
+        actions: (
+            "s3:GetBucketOwnershipControls",
+            "s3:PutBucketOwnershipControls",
+        ),
+        get_reply: SettingReply::NotFound(
+            "OwnershipControlsNotFoundError",
+            "The bucket ownership controls were not found",
+        ),
+    },
+    BucketSetting {
+        name: "notification",
+        ops: ("GetBucketNotificationConfiguration", None),
+        actions: ("s3:GetBucketNotification", "s3:PutBucketNotification"),
+        get_reply: SettingReply::Document("NotificationConfiguration", &[]),
+    },
+    BucketSetting {
+        name: "logging",
+        ops: ("GetBucketLogging", None),
+        actions: ("s3:GetBucketLogging", "s3:PutBucketLogging"),
+        get_reply: SettingReply::Document("BucketLoggingStatus", &[]),
+    },
+    BucketSetting {
+        name: "accelerate",
+        ops: ("GetBucketAccelerateConfiguration", None),
+        actions: (
+            "s3:GetAccelerateConfiguration",
+            "s3:PutAccelerateConfiguration",
+        ),
+        get_reply: SettingReply::Document("AccelerateConfiguration", &[]),
+    },
+    BucketSetting {
+        name: "requestPayment",
+        ops: ("GetBucketRequestPayment", None),
+        actions: ("s3:GetBucketRequestPayment", "s3:PutBucketRequestPayment"),
+        get_reply: SettingReply::Document(
+            "RequestPaymentConfiguration",
+            &[("Payer", "BucketOwner")],
+        ),
+    },
+];
 
 impl Endpoint {
     /// The bucket the request is about, if any.
@@ -104,6 +267,7 @@ impl Endpoint {
             | Endpoint::ObjectTagging { bucket, .. }
             | Endpoint::GetObjectAttributes { bucket, .. }
             | Endpoint::Acl { bucket, .. }
+            | Endpoint::BucketSetting { bucket, .. }
             | Endpoint::PutObject { bucket, .. }
             | Endpoint::CopyObject { bucket, .. }
             | Endpoint::GetObject { bucket, .. }
@@ -180,6 +344,12 @@ impl Endpoint {
                 (false, true) => "PutObjectAcl",
                 (false, false) => "GetObjectAcl",
             },
+            Endpoint::BucketSetting {
+                setting, method, ..
+            } => match *method {
+                Method::GET => setting.ops.0,
+                _ => setting.ops.1.unwrap_or("DeleteBucketSetting"),
+            },
         }
     }
 }
@@ -203,26 +373,29 @@ fn decode(s: &str) -> String {
 /// Object-level subresources that Tessera does not serve yet.
 const OBJECT_UNSUPPORTED: &[&str] = &["retention", "legal-hold", "torrent", "restore", "select"];
 
-/// Bucket-level subresources that Tessera does not serve yet.
+/// Bucket-level subresources that Tessera does not serve yet (beyond [`BUCKET_SETTINGS`]).
 const BUCKET_UNSUPPORTED: &[&str] = &[
-    "cors",
-    "lifecycle",
-    "website",
-    "logging",
-    "notification",
-    "replication",
-    "encryption",
-    "object-lock",
-    "accelerate",
-    "requestPayment",
-    "ownershipControls",
-    "publicAccessBlock",
     "analytics",
     "metrics",
     "inventory",
     "intelligent-tiering",
     "policyStatus",
+    "metadataTable",
+    "metadataConfiguration",
+    "metadataInventoryTable",
+    "metadataJournalTable",
+    "session",
 ];
+
+/// A query parameter on a bucket-level PUT or DELETE that no operation Tessera serves takes:
+/// such a request must not fall through to CreateBucket or DeleteBucket. Presigned URLs'
+/// `X-Amz-*` parameters and the SDKs' `x-id` are not subresources.
+fn stray_subresource(query: &Query) -> Option<&str> {
+    query
+        .keys()
+        .map(String::as_str)
+        .find(|k| !k.to_ascii_lowercase().starts_with("x-amz-") && *k != "x-id")
+}
 
 /// Routes a request. `vhost_bucket` is the bucket named by the Host header, when the request
 /// uses virtual-host-style addressing.
@@ -252,6 +425,25 @@ pub fn route(
     }
     names::check_bucket(&bucket)?;
     if key.is_empty() {
+        if let Some(setting) = BUCKET_SETTINGS.iter().find(|s| query.contains_key(s.name)) {
+            return match *method {
+                Method::GET => Ok(Endpoint::BucketSetting {
+                    bucket,
+                    setting,
+                    method: method.clone(),
+                }),
+                Method::DELETE if setting.ops.1.is_some() => Ok(Endpoint::BucketSetting {
+                    bucket,
+                    setting,
+                    method: method.clone(),
+                }),
+                Method::DELETE => Err(method_not_allowed()),
+                _ => Err(S3Error::not_implemented(&format!(
+                    "bucket ?{} (Tessera keeps no such setting)",
+                    setting.name
+                ))),
+            };
+        }
         if let Some(sub) = BUCKET_UNSUPPORTED.iter().find(|s| query.contains_key(**s)) {
             return Err(S3Error::not_implemented(&format!("bucket ?{sub}")));
         }
@@ -283,6 +475,12 @@ pub fn route(
             Method::GET if query.contains_key("versions") => {
                 Ok(Endpoint::ListObjectVersions { bucket })
             }
+            Method::PUT | Method::DELETE if stray_subresource(query).is_some() => {
+                Err(S3Error::not_implemented(&format!(
+                    "bucket ?{}",
+                    stray_subresource(query).unwrap_or_default()
+                )))
+            }
             Method::PUT => Ok(Endpoint::CreateBucket { bucket }),
             Method::HEAD => Ok(Endpoint::HeadBucket { bucket }),
             Method::DELETE => Ok(Endpoint::DeleteBucket { bucket }),
@@ -300,6 +498,9 @@ pub fn route(
                 bucket,
             }),
             Method::POST if query.contains_key("delete") => Ok(Endpoint::DeleteObjects { bucket }),
+            Method::POST if query.is_empty() => Err(S3Error::not_implemented(
+                "POST Object (browser-based uploads with an HTML form)",
+            )),
             _ => Err(method_not_allowed()),
         };
     }
@@ -410,10 +611,38 @@ mod tests {
             r(Method::GET, "/ab/x", "").unwrap_err().code,
             "InvalidBucketName"
         );
+        // Settings Tessera does not keep: GET (and DELETE where S3 has one) are answered as
+        // for a bucket without them, a change is 501; unknown subresources never fall
+        // through to CreateBucket or DeleteBucket.
+        assert!(matches!(
+            r(Method::GET, "/photos", "cors"),
+            Ok(Endpoint::BucketSetting { setting, .. }) if setting.name == "cors"
+        ));
+        assert!(matches!(
+            r(Method::DELETE, "/photos", "lifecycle"),
+            Ok(Endpoint::BucketSetting { .. })
+        ));
         assert_eq!(
-            r(Method::GET, "/photos", "cors").unwrap_err().code,
-            "NotImplemented"
+            r(Method::DELETE, "/photos", "logging").unwrap_err().code,
+            "MethodNotAllowed"
         );
+        for (m, q) in [
+            (Method::PUT, "cors"),
+            (Method::GET, "analytics"),
+            (Method::DELETE, "metadataTable"),
+            (Method::DELETE, "somethingNew"),
+            (Method::PUT, "somethingNew"),
+        ] {
+            assert_eq!(
+                r(m.clone(), "/photos", q).unwrap_err().code,
+                "NotImplemented",
+                "{m} {q}"
+            );
+        }
+        assert!(matches!(
+            r(Method::DELETE, "/photos", "x-id=DeleteBucket"),
+            Ok(Endpoint::DeleteBucket { .. })
+        ));
     }
 
     #[test]

@@ -180,6 +180,22 @@ pub enum AuthError {
     /// A presigned URL used after `X-Amz-Date + X-Amz-Expires`.
     #[error("Request has expired")]
     Expired,
+    /// The credential names another region than the server's. S3 answers as for a
+    /// malformed credential, and names the region to use (botocore follows it).
+    #[error("{message}")]
+    WrongRegion {
+        /// The message, worded for the form the request used.
+        message: String,
+        /// The server's region.
+        region: String,
+    },
+    /// `x-amz-*` headers that the signature does not cover (comma-separated): a presigned
+    /// URL must not be turned into, say, a copy by adding `x-amz-copy-source`.
+    #[error("There were headers present in the request which were not signed")]
+    HeadersNotSigned(String),
+    /// A request signed in its header without `x-amz-content-sha256`.
+    #[error("Missing required header for this request: x-amz-content-sha256")]
+    MissingContentSha256,
     /// `x-amz-content-sha256` is not a recognised value.
     #[error("x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, STREAMING-UNSIGNED-PAYLOAD-TRAILER, or a valid sha256 value.")]
     InvalidContentSha256,
@@ -194,7 +210,12 @@ impl AuthError {
                 "AuthorizationQueryParametersError"
             }
             Self::Malformed(_) => "AuthorizationHeaderMalformed",
-            Self::UnsupportedSignatureV2 => "InvalidRequest",
+            Self::WrongRegion { message, .. } if message.starts_with(QUERY_ERROR_PREFIX) => {
+                "AuthorizationQueryParametersError"
+            }
+            Self::WrongRegion { .. } => "AuthorizationHeaderMalformed",
+            Self::HeadersNotSigned(_) => "AccessDenied",
+            Self::UnsupportedSignatureV2 | Self::MissingContentSha256 => "InvalidRequest",
             Self::InvalidAccessKeyId => "InvalidAccessKeyId",
             Self::SignatureDoesNotMatch => "SignatureDoesNotMatch",
             Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
@@ -205,8 +226,13 @@ impl AuthError {
     /// The HTTP status to answer with.
     pub fn status(&self) -> u16 {
         match self {
-            Self::Malformed(_) | Self::UnsupportedSignatureV2 | Self::InvalidContentSha256 => 400,
-            Self::MissingAuth
+            Self::Malformed(_)
+            | Self::WrongRegion { .. }
+            | Self::MissingContentSha256
+            | Self::UnsupportedSignatureV2
+            | Self::InvalidContentSha256 => 400,
+            Self::HeadersNotSigned(_)
+            | Self::MissingAuth
             | Self::InvalidAccessKeyId
             | Self::SignatureDoesNotMatch
             | Self::RequestTimeTooSkewed
@@ -221,10 +247,15 @@ fn malformed(msg: impl Into<String>) -> AuthError {
 
 /// A [`AuthError::Malformed`] worded for the form the request used.
 fn form_error(presigned: bool, msg: impl std::fmt::Display) -> AuthError {
+    AuthError::Malformed(form_message(presigned, msg))
+}
+
+/// An error message worded for the form the request used (header or query).
+fn form_message(presigned: bool, msg: impl std::fmt::Display) -> String {
     if presigned {
-        AuthError::Malformed(format!("{QUERY_ERROR_PREFIX}{msg}"))
+        format!("{QUERY_ERROR_PREFIX}{msg}")
     } else {
-        AuthError::Malformed(format!("The authorization header is malformed; {msg}"))
+        format!("The authorization header is malformed; {msg}")
     }
 }
 
@@ -406,14 +437,14 @@ fn query_claim(params: &[(Vec<u8>, Vec<u8>)], now: OffsetDateTime) -> Result<Cla
 /// Splits `AK/date/region/service/aws4_request` and checks it against the
 /// request; returns `(access_key, date, scope)`.
 fn parse_credential<'a>(claim: &Claim<'a>, region: &str) -> Result<[&'a str; 3], AuthError> {
-    let fail = |msg: String| {
-        let what = if claim.presigned {
-            "X-Amz-Credential"
-        } else {
-            "Credential"
-        };
-        form_error(claim.presigned, format!("error parsing the {what}: {msg}"))
+    let what = if claim.presigned {
+        "X-Amz-Credential"
+    } else {
+        "Credential"
     };
+    let message =
+        |msg: String| form_message(claim.presigned, format!("error parsing the {what}: {msg}"));
+    let fail = |msg: String| AuthError::Malformed(message(msg));
     let credential = claim.credential;
     let parts: Vec<&str> = credential.rsplitn(5, '/').collect();
     let [terminator, service, cred_region, date, access_key] = parts[..] else {
@@ -431,9 +462,12 @@ fn parse_credential<'a>(claim: &Claim<'a>, region: &str) -> Result<[&'a str; 3],
         )));
     }
     if cred_region != region {
-        return Err(fail(format!(
-            "the region '{cred_region}' is wrong; expecting '{region}'"
-        )));
+        return Err(AuthError::WrongRegion {
+            message: message(format!(
+                "the region '{cred_region}' is wrong; expecting '{region}'"
+            )),
+            region: region.to_owned(),
+        });
     }
     if service != "s3" {
         return Err(fail(format!(
@@ -460,7 +494,7 @@ fn check_claim(
     let hashed_payload = match req.headers.get("x-amz-content-sha256") {
         Some(v) => v.to_str().map_err(|_| AuthError::InvalidContentSha256)?,
         None if claim.presigned => UNSIGNED_PAYLOAD,
-        None => return Err(malformed("missing x-amz-content-sha256")),
+        None => return Err(AuthError::MissingContentSha256),
     };
     let payload = PayloadMode::parse(hashed_payload).ok_or(AuthError::InvalidContentSha256)?;
     let [access_key, date, scope] = parse_credential(claim, region)?;
@@ -491,6 +525,19 @@ fn check_claim(
     let computed = hmac(&key, string_to_sign.as_bytes());
     if !bool::from(computed.ct_eq(&provided)) {
         return Err(AuthError::SignatureDoesNotMatch);
+    }
+    // Every x-amz-* header must be signed, as S3 requires; x-amz-content-sha256 may go
+    // unsigned on a presigned URL, as S3 allows.
+    let unsigned: Vec<&str> = req
+        .headers
+        .keys()
+        .map(http::HeaderName::as_str)
+        .filter(|h| {
+            h.starts_with("x-amz-") && *h != "x-amz-content-sha256" && !names.iter().any(|n| n == h)
+        })
+        .collect();
+    if !unsigned.is_empty() {
+        return Err(AuthError::HeadersNotSigned(unsigned.join(",")));
     }
     Ok(Verified {
         access_key: access_key.to_owned(),
@@ -1080,7 +1127,7 @@ mod tests {
     fn presigned_parameter_errors() {
         let h = [("host", HOST)];
         let bad = |uri: String| match check("GET", &uri, &h, T0) {
-            Err(e @ AuthError::Malformed(_)) => {
+            Err(e @ (AuthError::Malformed(_) | AuthError::WrongRegion { .. })) => {
                 assert_eq!(e.s3_code(), "AuthorizationQueryParametersError", "{uri}");
                 assert_eq!(e.status(), 400);
             }
@@ -1411,11 +1458,24 @@ mod tests {
             }
             other => panic!("{other:?}"),
         };
-        let msg = malformed_header(run(&|h| h[4].1 = swap(&h[4].1, "us-east-1", "eu-west-1")));
-        assert!(
-            msg.contains("'eu-west-1' is wrong; expecting 'us-east-1'"),
-            "{msg}"
-        );
+        // Another region: malformed, naming the region to use.
+        match run(&|h| h[4].1 = swap(&h[4].1, "us-east-1", "eu-west-1")) {
+            Err(e @ AuthError::WrongRegion { .. }) => {
+                assert_eq!(
+                    (e.s3_code(), e.status()),
+                    ("AuthorizationHeaderMalformed", 400)
+                );
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("'eu-west-1' is wrong; expecting 'us-east-1'"),
+                    "{msg}"
+                );
+                assert!(
+                    matches!(e, AuthError::WrongRegion { region, .. } if region == "us-east-1")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         malformed_header(run(&|h| h[4].1 = swap(&h[4].1, "/s3/", "/s4/")));
         malformed_header(run(&|h| {
             h[4].1 = swap(&h[4].1, "aws4_request", "aws5_request")
@@ -1429,9 +1489,13 @@ mod tests {
         malformed_header(run(&|h| {
             h[4].1 = swap(&h[4].1, "AWS4-HMAC-SHA256 ", "AWS4-ECDSA-P256-SHA256 ")
         }));
-        malformed_header(run(&|h| {
+        // No x-amz-content-sha256: S3 requires it on a request signed in its header.
+        let e = run(&|h| {
             h.remove(2);
-        }));
+        })
+        .unwrap_err();
+        assert!(matches!(e, AuthError::MissingContentSha256), "{e:?}");
+        assert_eq!((e.s3_code(), e.status()), ("InvalidRequest", 400));
         malformed_header(run(&|h| h[3].1 = "2013-05-24T00:00:00Z".to_owned()));
         // Bad x-amz-content-sha256.
         for bad in [

@@ -42,17 +42,19 @@ fn invalid_tag(message: impl Into<String>) -> S3Error {
     S3Error::bad("InvalidTag", message)
 }
 
-/// Checks S3's tag rules: keys 1..=128 characters, values up to 256, no duplicates.
+/// Checks S3's tag rules: keys 1..=128 characters and not `aws:...`, values up to 256, no
+/// duplicates.
 fn check(pairs: Vec<(String, String)>, max: usize) -> S3Result<BTreeMap<String, String>> {
     if pairs.len() > max {
-        return Err(invalid_tag(format!(
-            "Object tags cannot be greater than {max}"
-        )));
+        return Err(invalid_tag(format!("Cannot have more than {max} tags")));
     }
     let mut out = BTreeMap::new();
     for (k, v) in pairs {
         if k.is_empty() || k.chars().count() > 128 {
             return Err(invalid_tag("The TagKey you have provided is invalid"));
+        }
+        if k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:")) {
+            return Err(invalid_tag("Your TagKey cannot be prefixed with aws:"));
         }
         if v.chars().count() > 256 {
             return Err(invalid_tag("The TagValue you have provided is invalid"));

@@ -39,7 +39,7 @@ class Response:
         return f"<{self.status} {self.body[:400]!r}>"
 
 
-def _signer(access_key, secret_key, payload_hash):
+def _signer(access_key, secret_key, payload_hash, region=harness.REGION):
     from botocore.auth import S3SigV4Auth
     from botocore.credentials import Credentials
 
@@ -49,11 +49,11 @@ def _signer(access_key, secret_key, payload_hash):
                 return payload_hash
             return super().payload(request)
 
-    return Signer(Credentials(access_key, secret_key), "s3", harness.REGION)
+    return Signer(Credentials(access_key, secret_key), "s3", region)
 
 
 def sign(srv, method, path, query="", headers=None, body=b"", *, access_key=None,
-         secret_key=None, when=None, payload_hash=None):
+         secret_key=None, when=None, payload_hash=None, region=harness.REGION):
     """Signs a request the way an SDK does and returns (target, headers). `path` is sent as
     given (already percent-encoded); `payload_hash` overrides x-amz-content-sha256 (default:
     the SHA-256 of `body`); `when` (a datetime) overrides the signing time."""
@@ -64,7 +64,7 @@ def sign(srv, method, path, query="", headers=None, body=b"", *, access_key=None
     hdrs.update(headers or {})
     req = AWSRequest(method=method, url=srv.s3_url + target, data=body, headers=hdrs)
     signer = _signer(access_key or harness.ACCESS_KEY, secret_key or harness.SECRET_KEY,
-                     payload_hash)
+                     payload_hash, region)
     if when is not None:
         with mock.patch("botocore.auth.get_current_datetime", return_value=when):
             signer.add_auth(req)
@@ -481,12 +481,13 @@ def aws_chunked(data, trailer_value, chunk=64 * 1024):
     return bytes(out)
 
 
-def chunked_put(srv, key, data, trailer_value):
+def chunked_put(srv, key, data, trailer_value, declared=None):
+    """An aws-chunked PUT of `data`, declaring `declared` bytes (default: the true length)."""
     body = aws_chunked(data, trailer_value)
     headers = {
         "Content-Encoding": "aws-chunked",
         "Content-Length": str(len(body)),
-        "x-amz-decoded-content-length": str(len(data)),
+        "x-amz-decoded-content-length": str(len(data) if declared is None else declared),
         "x-amz-trailer": "x-amz-checksum-crc32",
         "x-amz-sdk-checksum-algorithm": "CRC32",
     }
@@ -515,6 +516,74 @@ def test_aws_chunked_trailer_wrong(srv):
     r = chunked_put(srv, "chunked-bad", data, harness.crc32_b64(data + b"x"))
     expect_error(r, 400, "BadDigest")
     assert_not_stored(srv, "chunked-bad")
+
+
+def test_aws_chunked_longer_than_declared(srv):
+    """An aws-chunked body that runs past its x-amz-decoded-content-length is refused as the
+    excess arrives, and nothing is stored."""
+    ensure_bucket(srv)
+    data = os.urandom(200_000)
+    r = chunked_put(srv, "chunked-long", data, harness.crc32_b64(data), declared=70_000)
+    expect_error(r, 400, "IncompleteBody")
+    assert_alive(srv)
+    assert_not_stored(srv, "chunked-long")
+
+
+def test_unsigned_amz_header(srv):
+    """An x-amz-* header that the signature does not cover is refused (403 AccessDenied, as
+    S3 answers), so a signed PUT cannot be turned into a copy by adding x-amz-copy-source."""
+    ensure_bucket(srv)
+    assert put(srv, "secret", b"not yours").status == 200
+    target, hdrs = sign(srv, "PUT", key_path("innocent"), body=b"",
+                        headers={"Content-Length": "0"})
+    hdrs["x-amz-copy-source"] = f"/{BUCKET}/secret"
+    r = send(srv, "PUT", target, hdrs)
+    expect_error(r, 403, "AccessDenied")
+    assert b"<HeadersNotSigned>x-amz-copy-source</HeadersNotSigned>" in r.body, r
+    assert_not_stored(srv, "innocent")
+
+
+def test_wrong_region_names_the_right_one(srv):
+    """A credential scoped to another region is AuthorizationHeaderMalformed with the
+    server's region in a Region element and x-amz-bucket-region, as S3 answers."""
+    ensure_bucket(srv)
+    r = request(srv, "GET", f"/{BUCKET}", "list-type=2", region="eu-west-1")
+    expect_error(r, 400, "AuthorizationHeaderMalformed")
+    assert f"<Region>{harness.REGION}</Region>".encode() in r.body, r
+    assert r.headers.get("x-amz-bucket-region") == harness.REGION, dict(r.headers)
+
+
+def test_missing_content_sha256(srv):
+    ensure_bucket(srv)
+    target, hdrs = sign(srv, "GET", f"/{BUCKET}", "list-type=2")
+    hdrs = {k: v for k, v in hdrs.items() if k.lower() != "x-amz-content-sha256"}
+    r = send(srv, "GET", target, hdrs)
+    expect_error(r, 400, "InvalidRequest")
+
+
+def test_checksum_headers_malformed_or_doubled(srv):
+    """A checksum header whose value is not a digest of its algorithm's length, or two
+    checksum headers at once, are InvalidRequest; nothing is stored."""
+    ensure_bucket(srv)
+    body = b"hello world"
+    r = put(srv, "sum-bad-form", body, headers={"x-amz-checksum-crc32": "abc"})
+    expect_error(r, 400, "InvalidRequest")
+    crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    sha = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    r = put(srv, "sum-two", body, headers={"x-amz-checksum-crc32": crc,
+                                            "x-amz-checksum-sha256": sha})
+    expect_error(r, 400, "InvalidRequest")
+    for k in ["sum-bad-form", "sum-two"]:
+        assert_not_stored(srv, k)
+
+
+def test_browser_post_upload(srv):
+    """POST /bucket (an HTML form upload) is not served: 501, not a misleading 405."""
+    ensure_bucket(srv)
+    r = send(srv, "POST", f"/{BUCKET}", {"Host": srv.host_port,
+                                         "Content-Type": "multipart/form-data; boundary=x",
+                                         "Content-Length": "0"})
+    expect_error(r, 501, "NotImplemented")
 
 
 def test_failed_overwrite_keeps_old_object(srv):
