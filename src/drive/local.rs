@@ -1118,6 +1118,11 @@ impl Drive for LocalDrive {
         let mut start = base.clone();
         start.extend_from_slice(prefix.as_bytes());
         let full_prefix = start.clone();
+        // Records sort as (key, upload id): start at the cursor rather than read up to it.
+        let cursor = upload_key(bucket, after.0, after.1);
+        if cursor > start {
+            start = cursor;
+        }
         let (after_key, after_upload) = (after.0.to_string(), after.1.to_string());
         self.blocking(move |db| {
             let iter = db.iterator_cf(

@@ -80,14 +80,7 @@ impl ErasureSet {
         if !self.bucket_is_empty(name).await? {
             return Err(Error::BucketNotEmpty);
         }
-        // Uploads in progress go with the bucket, as in S3: their records would otherwise
-        // outlive it and come back in a bucket of the same name, their parts' files gone.
-        let (_, failed) = self.abort_uploads_where(name, |_| true).await?;
-        if failed > 0 {
-            return Err(Error::Quorum(format!(
-                "{failed} uploads in progress in {name} could not be aborted"
-            )));
-        }
+        self.drop_uploads(name).await?;
         self.update_bucket(name, |rec| {
             rec.versioning = None;
             rec.tags.clear();
@@ -96,6 +89,19 @@ impl ErasureSet {
             rec.deleted_ns = 1;
         })
         .await?;
+        Ok(())
+    }
+
+    /// Aborts every upload in progress in a bucket that is being deleted, as S3 does: their
+    /// records would otherwise outlive it and come back in a bucket of the same name, their
+    /// parts' files gone. An error if any could not be aborted.
+    pub(super) async fn drop_uploads(&self, name: &str) -> Result<()> {
+        let (_, failed) = self.abort_uploads_where(name, |_| true).await?;
+        if failed > 0 {
+            return Err(Error::Quorum(format!(
+                "{failed} uploads in progress in {name} could not be aborted"
+            )));
+        }
         Ok(())
     }
 

@@ -231,7 +231,7 @@ impl ErasureSet {
         };
         // A conditional completion (`If-None-Match: *`, `If-Match`) is checked and committed
         // under the key's lock, as a conditional PUT commits.
-        let _guard = match condition {
+        let guard = match condition {
             Some(c) => {
                 let guard = self.key_lock(bucket, key).lock().await;
                 self.check_write_condition(bucket, key, c).await?;
@@ -315,6 +315,7 @@ impl ErasureSet {
         let rec = self
             .commit_version(bucket, key, rec, vec![None; n], &vec![true; n])
             .await?;
+        drop(guard);
         // A part written while drives were down leaves holes the version's records do not
         // show: check that every drive holds every part, and leave a hint where one does not.
         let dirs: Vec<String> = rec.parts.iter().map(|p| p.data_dir.clone()).collect();
@@ -392,6 +393,12 @@ impl ErasureSet {
             let answers = self
                 .on_drives(|d| d.list_uploads(bucket, prefix, (&cursor.0, &cursor.1), window))
                 .await;
+            let errors = answers.iter().filter(|a| a.is_err()).count();
+            if self.drives.len() - errors < self.read_quorum() {
+                return Err(Error::Quorum(format!(
+                    "{errors} drives failed listing uploads"
+                )));
+            }
             let mut cutoff: Option<(String, String)> = None;
             let mut merged: BTreeMap<(String, String), (UploadRecord, usize)> = BTreeMap::new();
             for recs in answers.into_iter().flatten() {
@@ -410,6 +417,9 @@ impl ErasureSet {
                         .1 += 1;
                 }
             }
+            // Only entries past the cursor count, so that it moves forward whatever a drive
+            // answers.
+            merged.retain(|id, _| *id > cursor);
             if merged.is_empty() {
                 break;
             }
@@ -423,22 +433,18 @@ impl ErasureSet {
                 }
                 if let Some(d) = delimiter {
                     if let Some(pos) = rec.key[prefix.len()..].find(d) {
-                        let cp = rec.key[..prefix.len() + pos + d.len()].to_string();
+                        // Keys under one prefix sort together: the rest of them in this
+                        // window fold into the prefix already counted.
+                        let cp = &rec.key[..prefix.len() + pos + d.len()];
                         // A prefix at or before the key marker was on an earlier page.
-                        if cp.as_str() > after.0 && page.prefixes.last() != Some(&cp) {
+                        if cp > after.0 && page.prefixes.last().map(String::as_str) != Some(cp) {
                             if page.uploads.len() + page.prefixes.len() == max {
                                 page.truncated = true;
                                 break 'rounds;
                             }
-                            page.prefixes.push(cp.clone());
+                            page.prefixes.push(cp.to_string());
                         }
-                        // The uploads under the prefix are skipped (the cursor only ever
-                        // moves forward, even for a key that runs past this bound).
-                        let skip = (format!("{cp}\u{10FFFF}"), "\u{10FFFF}".to_string());
-                        if skip > cursor {
-                            cursor = skip;
-                        }
-                        continue 'rounds;
+                        continue;
                     }
                 }
                 if page.uploads.len() + page.prefixes.len() == max {

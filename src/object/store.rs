@@ -96,6 +96,11 @@ impl Store {
                 return Err(Error::BucketNotEmpty);
             }
         }
+        // Every set's uploads are dropped before any set's record is, so that a set that
+        // cannot drop its own leaves the bucket in place (the uploads dropped so far gone).
+        for set in &self.sets {
+            set.drop_uploads(name).await?;
+        }
         for r in join_all(self.sets.iter().map(|s| s.delete_bucket(name))).await {
             match r {
                 Ok(()) | Err(Error::NoSuchBucket) => {}

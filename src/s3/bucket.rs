@@ -1,5 +1,6 @@
 //! Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
-//! GetBucketLocation, GetBucketVersioning.
+//! GetBucketLocation, GetBucketVersioning, and the bucket settings Tessera does not keep
+//! (CORS, lifecycle, ...), answered as S3 answers for a bucket without them.
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
@@ -8,9 +9,164 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
 use serde::Deserialize;
 
 use super::error::{S3Error, S3Result};
-use super::router::{BucketSetting, SettingReply};
 use super::xml::{self, Xml};
 use super::{small_body, xml_response, Ctx};
+
+/// A bucket setting (subresource) that Tessera does not keep, and how S3 answers for a
+/// bucket that has none: GET is `get_reply`, DELETE (where S3 has it) 204, PUT 501
+/// NotImplemented.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BucketSetting {
+    /// The query parameter, e.g. `cors`.
+    pub name: &'static str,
+    /// The operations' names, for logs: GET, and DELETE where S3 has one (elsewhere a
+    /// DELETE is 405 MethodNotAllowed).
+    pub ops: (&'static str, Option<&'static str>),
+    /// The IAM actions of a GET and of a change (S3 checks DELETE with the PUT action).
+    pub actions: (&'static str, &'static str),
+    /// The answer to a GET.
+    pub get_reply: SettingReply,
+}
+
+/// What a GET of a bucket setting that is not there answers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SettingReply {
+    /// 404 with this code and message.
+    NotFound(&'static str, &'static str),
+    /// 200 with a document of this root element and these child elements (the setting's
+    /// empty or default form).
+    Document(&'static str, &'static [(&'static str, &'static str)]),
+}
+
+/// The bucket settings answered as "not configured" (AWS S3 API reference, each GET*).
+pub const BUCKET_SETTINGS: &[BucketSetting] = &[
+    BucketSetting {
+        name: "cors",
+        ops: ("GetBucketCors", Some("DeleteBucketCors")),
+        actions: ("s3:GetBucketCORS", "s3:PutBucketCORS"),
+        get_reply: SettingReply::NotFound(
+            "NoSuchCORSConfiguration",
+            "The CORS configuration does not exist",
+        ),
+    },
+    BucketSetting {
+        name: "lifecycle",
+        ops: (
+            "GetBucketLifecycleConfiguration",
+            Some("DeleteBucketLifecycle"),
+        ),
+        actions: (
+            "s3:GetLifecycleConfiguration",
+            "s3:PutLifecycleConfiguration",
+        ),
+        get_reply: SettingReply::NotFound(
+            "NoSuchLifecycleConfiguration",
+            "The lifecycle configuration does not exist",
+        ),
+    },
+    BucketSetting {
+        name: "website",
+        ops: ("GetBucketWebsite", Some("DeleteBucketWebsite")),
+        actions: ("s3:GetBucketWebsite", "s3:DeleteBucketWebsite"),
+        get_reply: SettingReply::NotFound(
+            "NoSuchWebsiteConfiguration",
+            "The specified bucket does not have a website configuration",
+        ),
+    },
+    BucketSetting {
+        name: "encryption",
+        ops: ("GetBucketEncryption", Some("DeleteBucketEncryption")),
+        actions: (
+            "s3:GetEncryptionConfiguration",
+            "s3:PutEncryptionConfiguration",
+        ),
+        get_reply: SettingReply::NotFound(
+            "ServerSideEncryptionConfigurationNotFoundError",
+            "The server side encryption configuration was not found",
+        ),
+    },
+    BucketSetting {
+        name: "replication",
+        ops: ("GetBucketReplication", Some("DeleteBucketReplication")),
+        actions: (
+            "s3:GetReplicationConfiguration",
+            "s3:PutReplicationConfiguration",
+        ),
+        get_reply: SettingReply::NotFound(
+            "ReplicationConfigurationNotFoundError",
+            "The replication configuration was not found",
+        ),
+    },
+    BucketSetting {
+        name: "object-lock",
+        ops: ("GetObjectLockConfiguration", None),
+        actions: (
+            "s3:GetBucketObjectLockConfiguration",
+            "s3:PutBucketObjectLockConfiguration",
+        ),
+        get_reply: SettingReply::NotFound(
+            "ObjectLockConfigurationNotFoundError",
+            "Object Lock configuration does not exist for this bucket",
+        ),
+    },
+    BucketSetting {
+        name: "publicAccessBlock",
+        ops: ("GetPublicAccessBlock", Some("DeletePublicAccessBlock")),
+        actions: (
+            "s3:GetBucketPublicAccessBlock",
+            "s3:PutBucketPublicAccessBlock",
+        ),
+        get_reply: SettingReply::NotFound(
+            "NoSuchPublicAccessBlockConfiguration",
+            "The public access block configuration was not found",
+        ),
+    },
+    BucketSetting {
+        name: "ownershipControls",
+        ops: (
+            "GetBucketOwnershipControls",
+            Some("DeleteBucketOwnershipControls"),
+        ),
+        actions: (
+            "s3:GetBucketOwnershipControls",
+            "s3:PutBucketOwnershipControls",
+        ),
+        get_reply: SettingReply::NotFound(
+            "OwnershipControlsNotFoundError",
+            "The bucket ownership controls were not found",
+        ),
+    },
+    BucketSetting {
+        name: "notification",
+        ops: ("GetBucketNotificationConfiguration", None),
+        actions: ("s3:GetBucketNotification", "s3:PutBucketNotification"),
+        get_reply: SettingReply::Document("NotificationConfiguration", &[]),
+    },
+    BucketSetting {
+        name: "logging",
+        ops: ("GetBucketLogging", None),
+        actions: ("s3:GetBucketLogging", "s3:PutBucketLogging"),
+        get_reply: SettingReply::Document("BucketLoggingStatus", &[]),
+    },
+    BucketSetting {
+        name: "accelerate",
+        ops: ("GetBucketAccelerateConfiguration", None),
+        actions: (
+            "s3:GetAccelerateConfiguration",
+            "s3:PutAccelerateConfiguration",
+        ),
+        get_reply: SettingReply::Document("AccelerateConfiguration", &[]),
+    },
+    BucketSetting {
+        name: "requestPayment",
+        ops: ("GetBucketRequestPayment", None),
+        actions: ("s3:GetBucketRequestPayment", "s3:PutBucketRequestPayment"),
+        get_reply: SettingReply::Document(
+            "RequestPaymentConfiguration",
+            &[("Payer", "BucketOwner")],
+        ),
+    },
+];
 
 /// `GET` or `DELETE /bucket?cors` and the other settings Tessera does not keep: for an
 /// existing bucket, what S3 answers for a bucket without the setting.

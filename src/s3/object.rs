@@ -146,9 +146,13 @@ pub(super) fn version_header(h: &mut HeaderMap, version_id: &str) {
 
 /// The declared length of a PUT or UploadPart body: required, and at most 5 GiB.
 pub(super) fn check_put_length(ctx: &Ctx<'_>) -> S3Result<()> {
-    let declared = ctx
-        .header("x-amz-decoded-content-length")
-        .or_else(|| ctx.header("content-length"));
+    // An aws-chunked body declares its decoded length (and the body stream holds it to it);
+    // any other is held to its Content-Length by HTTP itself.
+    let declared = if ctx.auth.payload.is_streaming() {
+        ctx.header("x-amz-decoded-content-length")
+    } else {
+        ctx.header("content-length")
+    };
     match declared {
         // No length declared, for a chunked body or none at all: 411, as S3 answers, rather
         // than an empty object (a bare `curl -X PUT` sends neither body nor length).
@@ -620,7 +624,8 @@ pub async fn copy(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Response> 
     let names_version = ctx
         .header("x-amz-copy-source")
         .is_some_and(|c| c.contains("?versionId="));
-    if src_bucket == bucket && src_key == key && !replace && !names_version {
+    let changes_class = ctx.headers.contains_key("x-amz-storage-class");
+    if src_bucket == bucket && src_key == key && !replace && !names_version && !changes_class {
         return Err(S3Error::invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));

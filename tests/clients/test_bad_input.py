@@ -417,6 +417,15 @@ def test_put_without_content_length(srv):
     hdrs = {k: v for k, v in hdrs.items() if k.lower() != "content-length"}
     r = send(srv, "PUT", target, hdrs)
     expect_error(r, 411, "MissingContentLength")
+    # A chunked transfer that is not aws-chunked is held to no decoded length: it too must
+    # declare its Content-Length, or it could run on unbounded.
+    target, hdrs = sign(srv, "PUT", key_path("no-length"), body=b"",
+                        headers={"x-amz-decoded-content-length": "1"},
+                        payload_hash="UNSIGNED-PAYLOAD")
+    hdrs = {k: v for k, v in hdrs.items() if k.lower() != "content-length"}
+    hdrs["Transfer-Encoding"] = "chunked"
+    r = send(srv, "PUT", target, hdrs, b"5\r\nhello\r\n0\r\n\r\n")
+    expect_error(r, 411, "MissingContentLength")
     assert_alive(srv)
     assert_not_stored(srv, "no-length")
 
