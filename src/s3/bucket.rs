@@ -278,6 +278,14 @@ pub async fn create(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result<Respons
     if !raw.iter().all(|b| b.is_ascii_whitespace()) {
         let conf: CreateBucketConfiguration = xml::parse(&raw)?;
         if let Some(loc) = conf.location.filter(|l| !l.is_empty()) {
+            // The server's own region is taken whatever its form (a deployment may name it
+            // `local`).
+            if loc != ctx.state.region && !is_region_name(&loc) {
+                return Err(S3Error::bad(
+                    "InvalidLocationConstraint",
+                    "The specified location-constraint is not valid",
+                ));
+            }
             if loc != ctx.state.region {
                 return Err(S3Error::bad(
                     "IllegalLocationConstraintException",
@@ -295,6 +303,20 @@ pub async fn create(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result<Respons
         .await
         .map_err(|e| S3Error::from(e).with_resource(bucket))?;
     Ok((StatusCode::OK, [("location", format!("/{bucket}"))]).into_response())
+}
+
+/// Whether `s` has the form of an AWS region name (`eu-west-1`, `us-gov-east-1`, `EU`):
+/// S3 answers `InvalidLocationConstraint` to anything else, and
+/// `IllegalLocationConstraintException` to a real region other than the endpoint's.
+fn is_region_name(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    s == "EU"
+        || (parts.len() >= 3
+            && parts.iter().all(|p| !p.is_empty())
+            && parts[..parts.len() - 1]
+                .iter()
+                .all(|p| p.bytes().all(|b| b.is_ascii_lowercase()))
+            && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `HEAD /bucket`.
@@ -370,5 +392,32 @@ pub async fn put_versioning(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result
             Ok(StatusCode::OK.into_response())
         }
         Some(_) => Err(S3Error::malformed_xml()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn region_names() {
+        for ok in [
+            "us-east-1",
+            "eu-west-1",
+            "us-gov-east-1",
+            "ap-southeast-2",
+            "EU",
+        ] {
+            assert!(super::is_region_name(ok), "{ok}");
+        }
+        for bad in [
+            "coco",
+            "us-east",
+            "US-EAST-1",
+            "eu-west-",
+            "-1",
+            "",
+            "us--1",
+        ] {
+            assert!(!super::is_region_name(bad), "{bad}");
+        }
     }
 }

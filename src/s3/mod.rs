@@ -230,6 +230,7 @@ async fn dispatch(
     )
     .map_err(|e| ("Route", e))?;
     let op = endpoint.name();
+    let bucket_name = endpoint.bucket().map(str::to_string);
     let authz = Authz::new(identity, peer.0, peer.1, &query);
     let ctx = Ctx {
         state,
@@ -302,7 +303,11 @@ async fn dispatch(
             method,
         } => bucket::setting(&ctx, &bucket, setting, &method).await,
     };
-    result.map(|r| (op, r)).map_err(|e| (op, e))
+    result.map(|r| (op, r)).map_err(|e| match bucket_name {
+        // S3 names the missing bucket in an element of its own.
+        Some(b) if e.code == "NoSuchBucket" => (op, e.with_element("BucketName", b)),
+        _ => (op, e),
+    })
 }
 
 /// What every handler needs from the request besides its body.

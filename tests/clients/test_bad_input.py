@@ -348,6 +348,22 @@ def test_invalid_bucket_name(srv):
     assert list_buckets(srv) == before
 
 
+def test_bucket_errors_name_the_bucket_and_the_location(srv):
+    """NoSuchBucket names the bucket in BucketName; a location constraint that is no region
+    is InvalidLocationConstraint (a real one other than the server's region is
+    IllegalLocationConstraintException); nothing is created."""
+    r = request(srv, "GET", "/no-such-bucket-here", "list-type=2")
+    expect_error(r, 404, "NoSuchBucket")
+    assert b"<BucketName>no-such-bucket-here</BucketName>" in r.body, r
+    for loc, code in [("coco", "InvalidLocationConstraint"),
+                      ("eu-west-1", "IllegalLocationConstraintException")]:
+        body = ("<CreateBucketConfiguration><LocationConstraint>" + loc +
+                "</LocationConstraint></CreateBucketConfiguration>").encode()
+        r = request(srv, "PUT", "/located-bucket", body=body)
+        expect_error(r, 400, code)
+    assert "located-bucket" not in list_buckets(srv)
+
+
 def test_key_too_long(srv):
     ensure_bucket(srv)
     before = list_keys(srv)
