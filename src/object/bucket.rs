@@ -81,6 +81,11 @@ impl ErasureSet {
             return Err(Error::BucketNotEmpty);
         }
         self.drop_uploads(name).await?;
+        self.mark_deleted(name).await
+    }
+
+    /// Replaces a bucket's record with its tombstone.
+    pub(super) async fn mark_deleted(&self, name: &str) -> Result<()> {
         self.update_bucket(name, |rec| {
             rec.versioning = None;
             rec.tags.clear();

@@ -101,7 +101,14 @@ impl Store {
         for set in &self.sets {
             set.drop_uploads(name).await?;
         }
-        for r in join_all(self.sets.iter().map(|s| s.delete_bucket(name))).await {
+        // Each set checks again that it is still empty just before its tombstone.
+        let tombstones = self.sets.iter().map(|s| async move {
+            if !s.bucket_is_empty(name).await? {
+                return Err(Error::BucketNotEmpty);
+            }
+            s.mark_deleted(name).await
+        });
+        for r in join_all(tombstones).await {
             match r {
                 Ok(()) | Err(Error::NoSuchBucket) => {}
                 Err(e) => return Err(e),

@@ -9,6 +9,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD as B64, Engine};
 use serde::Deserialize;
 
 use super::error::{S3Error, S3Result};
+use super::list::{bad_token, decode_token};
 use super::xml::{self, Xml};
 use super::{small_body, xml_response, Ctx};
 
@@ -200,10 +201,6 @@ pub async fn setting(
     }
 }
 
-fn bad_token() -> S3Error {
-    S3Error::invalid_argument("The continuation token provided is incorrect")
-}
-
 #[derive(Deserialize)]
 pub(crate) struct CreateBucketConfiguration {
     #[serde(rename = "LocationConstraint", default)]
@@ -226,9 +223,7 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<Response> {
         None => usize::MAX,
     };
     let after = match q.get("continuation-token") {
-        Some(t) => {
-            String::from_utf8(B64.decode(t).map_err(|_| bad_token())?).map_err(|_| bad_token())?
-        }
+        Some(t) => String::from_utf8(decode_token(t)?).map_err(|_| bad_token())?,
         None => String::new(),
     };
     let mut buckets = ctx.state.store.list_buckets().await?;

@@ -40,9 +40,7 @@ pub async fn list_objects(ctx: &Ctx<'_>, bucket: &str, v2: bool) -> S3Result<Res
     let marker = q.get("marker").cloned().unwrap_or_default();
     let after: Vec<u8> = if v2 {
         match token {
-            Some(t) => B64.decode(t).map_err(|_| {
-                S3Error::invalid_argument("The continuation token provided is incorrect")
-            })?,
+            Some(t) => decode_token(t)?,
             None => start_after.clone().into_bytes(),
         }
     } else {
@@ -117,6 +115,17 @@ pub async fn list_objects(ctx: &Ctx<'_>, bucket: &str, v2: bool) -> S3Result<Res
     }
     x.close("ListBucketResult");
     Ok(xml_response(x.finish()))
+}
+
+/// A continuation token this server gave (ListObjectsV2, ListBuckets): the base64 of where
+/// the next page starts.
+pub(super) fn decode_token(token: &str) -> S3Result<Vec<u8>> {
+    B64.decode(token).map_err(|_| bad_token())
+}
+
+/// A continuation token that this server cannot have given.
+pub(super) fn bad_token() -> S3Error {
+    S3Error::invalid_argument("The continuation token provided is incorrect")
 }
 
 /// S3's `encoding-type=url`: every byte but unreserved characters and `/` percent-encoded.

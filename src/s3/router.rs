@@ -272,17 +272,12 @@ pub fn route(
     if key.is_empty() {
         if let Some(setting) = BUCKET_SETTINGS.iter().find(|s| query.contains_key(s.name)) {
             return match *method {
-                Method::GET => Ok(Endpoint::BucketSetting {
+                Method::DELETE if setting.ops.1.is_none() => Err(method_not_allowed()),
+                Method::GET | Method::DELETE => Ok(Endpoint::BucketSetting {
                     bucket,
                     setting,
                     method: method.clone(),
                 }),
-                Method::DELETE if setting.ops.1.is_some() => Ok(Endpoint::BucketSetting {
-                    bucket,
-                    setting,
-                    method: method.clone(),
-                }),
-                Method::DELETE => Err(method_not_allowed()),
                 _ => Err(S3Error::not_implemented(&format!(
                     "bucket ?{} (Tessera keeps no such setting)",
                     setting.name
@@ -320,15 +315,12 @@ pub fn route(
             Method::GET if query.contains_key("versions") => {
                 Ok(Endpoint::ListObjectVersions { bucket })
             }
-            Method::PUT | Method::DELETE if stray_subresource(query).is_some() => {
-                Err(S3Error::not_implemented(&format!(
-                    "bucket ?{}",
-                    stray_subresource(query).unwrap_or_default()
-                )))
-            }
-            Method::PUT => Ok(Endpoint::CreateBucket { bucket }),
+            Method::PUT | Method::DELETE => match stray_subresource(query) {
+                Some(sub) => Err(S3Error::not_implemented(&format!("bucket ?{sub}"))),
+                None if *method == Method::PUT => Ok(Endpoint::CreateBucket { bucket }),
+                None => Ok(Endpoint::DeleteBucket { bucket }),
+            },
             Method::HEAD => Ok(Endpoint::HeadBucket { bucket }),
-            Method::DELETE => Ok(Endpoint::DeleteBucket { bucket }),
             Method::GET if query.contains_key("location") => {
                 Ok(Endpoint::GetBucketLocation { bucket })
             }
