@@ -1741,10 +1741,11 @@ mod tests {
         w.write(Framed::new(Bytes::from(vec![8u8; 10])))
             .await
             .unwrap();
-        // The run is written behind, on a blocking thread: wait for it to land.
+        // The run is written behind, on a blocking thread: wait for it to land (a direct
+        // write sets the file's size when it completes, to the run's aligned part).
         let mut written = tmp_len();
         for _ in 0..1000 {
-            if written > 0 {
+            if written == DIRECT_RUN as u64 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -1757,6 +1758,65 @@ mod tests {
         w.commit().await.unwrap();
         let f = std::fs::read(d.shard_path("bkt", "abcd-small")).unwrap();
         assert_eq!(f.len(), 4 * (32 + DIRECT_RUN / 4) + 32 + 10);
+    }
+
+    /// A shard writer over `tmp` whose file handle cannot be written (opened read-only), so
+    /// that every run fails, as on a drive gone bad.
+    fn failing_writer(root: &Path) -> (LocalShardWriter, PathBuf, PathBuf) {
+        let tmp = root.join("tmp-shard");
+        let dest = root.join("dest-shard");
+        std::fs::write(&tmp, b"").unwrap();
+        let w = LocalShardWriter {
+            out: Some(ShardOut {
+                file: std::fs::File::open(&tmp).unwrap(),
+                direct: None,
+                direct_refused: true,
+                aligned: None,
+                tail: Vec::new(),
+                written: 0,
+                flushing: 0,
+            }),
+            writing: None,
+            held: Vec::new(),
+            held_blocks: 0,
+            tmp: tmp.clone(),
+            dest: dest.clone(),
+            committed: false,
+        };
+        (w, tmp, dest)
+    }
+
+    /// A run written behind that fails fails the commit: the file is not named, and the
+    /// temporary one is removed.
+    #[tokio::test]
+    async fn a_run_that_failed_behind_fails_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, tmp, dest) = failing_writer(dir.path());
+        // The fifth frame starts a run; it has not failed yet when `write` returns.
+        for _ in 0..5 {
+            w.write(Framed::new(Bytes::from(vec![7u8; DIRECT_RUN / 4])))
+                .await
+                .unwrap();
+        }
+        assert!(Box::new(w).commit().await.is_err());
+        assert!(!dest.exists());
+        assert!(!tmp.exists());
+    }
+
+    /// ... and the next run, when there is one before the commit: the writer then refuses
+    /// everything after.
+    #[tokio::test]
+    async fn a_run_that_failed_behind_fails_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _, _) = failing_writer(dir.path());
+        let frame = || Framed::new(Bytes::from(vec![7u8; DIRECT_RUN / 4]));
+        for _ in 0..9 {
+            w.write(frame()).await.unwrap();
+        }
+        // The tenth frame starts the second run, which first waits for the first.
+        assert!(w.write(frame()).await.is_err());
+        assert!(w.write(frame()).await.is_err());
+        assert!(Box::new(w).commit().await.is_err());
     }
 
     #[tokio::test]

@@ -63,7 +63,8 @@ pub struct Space {
 /// (temporary name, fsync, rename, directory fsync). Dropping it uncommitted removes it.
 #[async_trait]
 pub trait ShardWriter: Send {
-    /// Appends one frame.
+    /// Appends one frame. Its return does not mean the bytes are on the disk: a writer may
+    /// write behind, so an error can come from a later `write` or from `commit`.
     async fn write(&mut self, frame: crate::erasure::frame::Framed) -> Result<(), DriveError>;
     /// Makes the file durable under its final name.
     async fn commit(self: Box<Self>) -> Result<(), DriveError>;
