@@ -718,6 +718,27 @@ fn write_all_vectored_at(
 }
 
 impl LocalShardWriter {
+    /// A writer of `file`, open at the temporary path `tmp`, to be named `dest` at commit.
+    fn new(file: std::fs::File, tmp: PathBuf, dest: PathBuf) -> Self {
+        LocalShardWriter {
+            out: Some(ShardOut {
+                file,
+                direct: None,
+                direct_refused: false,
+                aligned: None,
+                tail: Vec::new(),
+                written: 0,
+                flushing: 0,
+            }),
+            writing: None,
+            held: Vec::new(),
+            held_blocks: 0,
+            tmp,
+            dest,
+            committed: false,
+        }
+    }
+
     /// Waits for the run being written, if any: its error is this call's.
     async fn settle(&mut self) -> Result<(), DriveError> {
         if let Some(run) = self.writing.take() {
@@ -850,23 +871,7 @@ impl Drive for LocalDrive {
                 .await
                 .map_err(|e| DriveError::Io(std::io::Error::other(e)))??
         };
-        Ok(Box::new(LocalShardWriter {
-            out: Some(ShardOut {
-                file,
-                direct: None,
-                direct_refused: false,
-                aligned: None,
-                tail: Vec::new(),
-                written: 0,
-                flushing: 0,
-            }),
-            writing: None,
-            held: Vec::new(),
-            held_blocks: 0,
-            tmp,
-            dest,
-            committed: false,
-        }))
+        Ok(Box::new(LocalShardWriter::new(file, tmp, dest)))
     }
 
     async fn read_shard(
@@ -1766,23 +1771,15 @@ mod tests {
         let tmp = root.join("tmp-shard");
         let dest = root.join("dest-shard");
         std::fs::write(&tmp, b"").unwrap();
-        let w = LocalShardWriter {
-            out: Some(ShardOut {
-                file: std::fs::File::open(&tmp).unwrap(),
-                direct: None,
-                direct_refused: true,
-                aligned: None,
-                tail: Vec::new(),
-                written: 0,
-                flushing: 0,
-            }),
-            writing: None,
-            held: Vec::new(),
-            held_blocks: 0,
-            tmp: tmp.clone(),
-            dest: dest.clone(),
-            committed: false,
-        };
+        let mut w = LocalShardWriter::new(
+            std::fs::File::open(&tmp).unwrap(),
+            tmp.clone(),
+            dest.clone(),
+        );
+        // Through that handle only: no direct I/O opened by path.
+        if let Some(out) = w.out.as_mut() {
+            out.direct_refused = true;
+        }
         (w, tmp, dest)
     }
 
