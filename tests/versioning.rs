@@ -100,6 +100,19 @@ async fn versioned_bucket_full_life() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "NoSuchKey");
+    // Both name the marker and say when it was made, as S3 does since 2023.
+    fn header<E>(
+        e: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+        name: &str,
+    ) -> Option<String> {
+        e.raw_response()
+            .and_then(|r| r.headers().get(name))
+            .map(str::to_string)
+    }
+    let made = header(&e, "last-modified").expect("Last-Modified of the marker");
+    assert!(made.ends_with(" GMT"), "{made}");
+    assert_eq!(header(&e, "x-amz-delete-marker").as_deref(), Some("true"));
+    assert_eq!(header(&e, "x-amz-version-id"), Some(marker.clone()));
     let e = c
         .head_object()
         .bucket("vers")
@@ -109,6 +122,7 @@ async fn versioned_bucket_full_life() {
         .await
         .unwrap_err();
     assert_eq!(status(&e), 405);
+    assert_eq!(header(&e, "last-modified"), Some(made));
     // A copy naming the marker as its source is a bad request, not 405.
     let e = c
         .copy_object()

@@ -77,6 +77,7 @@ impl ErasureSet {
             return Err(Error::DeleteMarker {
                 version_id: info.version_id,
                 requested: version_id.is_some(),
+                mod_time_ns: info.mod_time_ns,
             });
         }
         let n = self.drives.len();

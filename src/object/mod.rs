@@ -63,6 +63,8 @@ pub enum Error {
         version_id: String,
         /// Whether the request named that version.
         requested: bool,
+        /// When the marker was made (S3 sends it as `Last-Modified`).
+        mod_time_ns: i128,
     },
     /// The multipart upload does not exist (or was completed or aborted).
     #[error("no such upload")]

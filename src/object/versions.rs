@@ -52,6 +52,7 @@ impl ErasureSet {
             return Err(Error::DeleteMarker {
                 version_id: rec.version_id,
                 requested: version_id.is_some(),
+                mod_time_ns: rec.mod_time_ns,
             });
         }
         // Later than the copies it replaces, even on a clock behind the last writer's.

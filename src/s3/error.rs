@@ -214,6 +214,7 @@ impl From<object::Error> for S3Error {
             E::DeleteMarker {
                 version_id,
                 requested,
+                mod_time_ns,
             } => {
                 let e = if requested {
                     Self::new(
@@ -228,8 +229,10 @@ impl From<object::Error> for S3Error {
                         "The specified key does not exist.",
                     )
                 };
+                // Since 2023 S3 also says when the marker was made.
                 e.with_header("x-amz-delete-marker", "true")
                     .with_header("x-amz-version-id", version_id)
+                    .with_header("last-modified", super::xml::http_date(mod_time_ns))
             }
             E::NoSuchUpload => Self::new(
                 StatusCode::NOT_FOUND,
