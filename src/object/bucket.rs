@@ -77,15 +77,20 @@ impl ErasureSet {
     /// replaced by a tombstone on every drive (see [`BucketRecord::deleted_ns`]).
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
         self.get_bucket(name).await?;
+        // Checked first too, so that a bucket that is not empty keeps its uploads.
         if !self.bucket_is_empty(name).await? {
             return Err(Error::BucketNotEmpty);
         }
         self.drop_uploads(name).await?;
-        self.mark_deleted(name).await
+        self.tombstone_if_empty(name).await
     }
 
-    /// Replaces a bucket's record with its tombstone.
-    pub(super) async fn mark_deleted(&self, name: &str) -> Result<()> {
+    /// Replaces a bucket's record with its tombstone, after checking again that it is empty
+    /// (an object may have been written since the caller's check): `BucketNotEmpty` if not.
+    pub(super) async fn tombstone_if_empty(&self, name: &str) -> Result<()> {
+        if !self.bucket_is_empty(name).await? {
+            return Err(Error::BucketNotEmpty);
+        }
         self.update_bucket(name, |rec| {
             rec.versioning = None;
             rec.tags.clear();

@@ -101,13 +101,7 @@ impl Store {
         for set in &self.sets {
             set.drop_uploads(name).await?;
         }
-        // Each set checks again that it is still empty just before its tombstone.
-        let tombstones = self.sets.iter().map(|s| async move {
-            if !s.bucket_is_empty(name).await? {
-                return Err(Error::BucketNotEmpty);
-            }
-            s.mark_deleted(name).await
-        });
+        let tombstones = self.sets.iter().map(|s| s.tombstone_if_empty(name));
         for r in join_all(tombstones).await {
             match r {
                 Ok(()) | Err(Error::NoSuchBucket) => {}
