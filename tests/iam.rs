@@ -125,6 +125,11 @@ async fn users_and_bucket_policies_allow_and_deny_as_written() {
         r.map_err(|e| code(&e)).err().as_deref(),
         Some("AccessDenied")
     );
+    // A bucket that does not exist is 404 to anyone, whatever they may do, as in S3.
+    let none = Err("NoSuchBucket".to_string());
+    assert_eq!(get(&alice, "gamma", "x").await, none);
+    assert_eq!(put(&alice, "gamma", "x").await, none);
+    assert_eq!(list(&alice, "gamma", "").await, none);
 
     get(&bob, "beta", "pub/a").await.unwrap();
     assert!(denied(get(&bob, "beta", "priv/a").await));
@@ -188,6 +193,7 @@ async fn users_and_bucket_policies_allow_and_deny_as_written() {
     let public = format!("{}/alpha/public/a", s.s3_url);
     let private = format!("{}/alpha/x", s.s3_url);
     assert_eq!(http_status(&public), 403);
+    assert_eq!(http_status(&format!("{}/no-such-bucket/k", s.s3_url)), 404);
     let policy = r#"{"Version":"2012-10-17","Statement":[
         {"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::alpha/public/*"},
         {"Effect":"Allow","Principal":{"AWS":["arn:aws:iam:::user/bob"]},"Action":"s3:PutObject","Resource":"arn:aws:s3:::alpha/bob/*"}]}"#;
@@ -204,6 +210,20 @@ async fn users_and_bucket_policies_allow_and_deny_as_written() {
         .await
         .unwrap();
     assert_eq!(got.policy(), Some(policy));
+    // The policy lets everyone read: the bucket is public; beta, without a policy, is not.
+    for (bucket, public) in [("alpha", true), ("beta", false)] {
+        let st = root
+            .get_bucket_policy_status()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            st.policy_status().unwrap().is_public(),
+            Some(public),
+            "{bucket}"
+        );
+    }
     assert_eq!(http_status(&public), 200);
     assert_eq!(http_status(&private), 403);
     // An anonymous GET may not choose the response's headers (S3: 400 InvalidRequest), or

@@ -621,15 +621,22 @@ async fn full_object_and_composite_checksums() {
             if let Some(v) = whole_sum {
                 req = match alg {
                     ChecksumAlgorithm::Crc64Nvme => req.checksum_crc64_nvme(v),
+                    ChecksumAlgorithm::Crc32 => req.checksum_crc32(v),
                     _ => req.checksum_crc32_c(v),
                 };
             }
             req.send()
         };
+        // A value that is no checksum of this algorithm at all is a bad request.
+        let e = complete(done.clone(), Some("bad")).await.unwrap_err();
+        assert_eq!(code(&e), "InvalidRequest", "{key}");
         if full {
-            let wrong = complete(done.clone(), Some("AAAAAAAAAAA="))
-                .await
-                .unwrap_err();
+            // A checksum of the algorithm's size, but not the object's.
+            let zero = match alg {
+                ChecksumAlgorithm::Crc64Nvme => "AAAAAAAAAAA=",
+                _ => "AAAAAA==",
+            };
+            let wrong = complete(done.clone(), Some(zero)).await.unwrap_err();
             assert_eq!(code(&wrong), "BadDigest", "{key}");
             // A part listed with a checksum that is not the one it was uploaded with.
             let mut bad_part = done.clone();
@@ -644,7 +651,20 @@ async fn full_object_and_composite_checksums() {
             let e = complete(bad_part, None).await.unwrap_err();
             assert_eq!(code(&e), "InvalidPart", "{key}");
         }
-        let out = complete(done, full.then_some(want.as_str()))
+        // A composite checksum: the CRC of the parts' CRCs, which the client may name with
+        // its part count or without (S3 takes both).
+        let composite = {
+            let mut h = crc32fast::Hasher::new();
+            for p in &done {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(p.checksum_crc32().unwrap_or_default())
+                    .unwrap();
+                h.update(&raw);
+            }
+            base64::engine::general_purpose::STANDARD.encode(h.finalize().to_be_bytes())
+        };
+        let whole_sum = if full { &want } else { &composite };
+        let out = complete(done, Some(whole_sum))
             .await
             .unwrap_or_else(|e| panic!("{key}: {e:?}"));
         let head = c
@@ -666,7 +686,10 @@ async fn full_object_and_composite_checksums() {
                 Some(want.as_str())
             );
         } else {
-            assert!(out.checksum_crc32().unwrap().ends_with("-3"), "{key}");
+            assert_eq!(
+                out.checksum_crc32(),
+                Some(format!("{composite}-3").as_str())
+            );
         }
         // The bytes are right, with the SDK validating the response checksum where it can.
         let got = c

@@ -578,6 +578,31 @@ async fn copy_and_multi_delete() {
         .await
         .unwrap_err();
     assert_eq!(code(&public), "NotImplemented");
+    // A name that is no canned ACL at all is a bad argument, as in S3 (s3-tests'
+    // test_bucket_put_bad_canned_acl), on an object and on a bucket.
+    let bogus = c
+        .put_object()
+        .bucket("dst-bucket")
+        .key("bogus")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::from("public-ready"))
+        .body(ByteStream::from_static(b"z"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&bogus), "InvalidArgument");
+    let bogus = c
+        .create_bucket()
+        .bucket("bogus-acl")
+        .acl(aws_sdk_s3::types::BucketCannedAcl::from("public-ready"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&bogus), "InvalidArgument");
+    c.head_bucket()
+        .bucket("bogus-acl")
+        .send()
+        .await
+        .unwrap_err();
 
     for i in 0..5 {
         c.put_object()

@@ -135,6 +135,66 @@ async fn versioned_bucket_full_life() {
     assert_eq!((status(&e), code(&e).as_str()), (400, "InvalidRequest"));
     let l = c.list_objects_v2().bucket("vers").send().await.unwrap();
     assert_eq!(l.key_count(), Some(0));
+    // A full page followed only by keys whose current version is a delete marker is the
+    // last page: nothing more would be listed after it (the markers take many rounds of
+    // the merge when the page asks for few keys).
+    c.create_bucket().bucket("markers").send().await.unwrap();
+    set_versioning(&c, "markers", BucketVersioningStatus::Enabled).await;
+    for k in ["live/1", "live/2", "m/x"] {
+        put(&c, "markers", k, b"v").await;
+    }
+    for i in 0..40 {
+        let k = format!("n/{i:02}");
+        put(&c, "markers", &k, b"gone").await;
+        c.delete_object()
+            .bucket("markers")
+            .key(&k)
+            .send()
+            .await
+            .unwrap();
+    }
+    for (max, delimiter, want) in [
+        (3, None, vec!["live/1", "live/2", "m/x"]),
+        (2, Some("/"), vec!["live/", "m/"]),
+    ] {
+        let l = c
+            .list_objects_v2()
+            .bucket("markers")
+            .max_keys(max)
+            .set_delimiter(delimiter.map(str::to_string))
+            .send()
+            .await
+            .unwrap();
+        let got: Vec<&str> = l
+            .contents()
+            .iter()
+            .map(|o| o.key().unwrap())
+            .chain(l.common_prefixes().iter().map(|p| p.prefix().unwrap()))
+            .collect();
+        assert_eq!(got, want, "max-keys {max}, delimiter {delimiter:?}");
+        assert_eq!(
+            l.is_truncated(),
+            Some(false),
+            "max-keys {max}, delimiter {delimiter:?}"
+        );
+    }
+    let l = c
+        .list_objects_v2()
+        .bucket("markers")
+        .max_keys(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(l.is_truncated(), Some(true));
+    let l = c
+        .list_objects_v2()
+        .bucket("markers")
+        .continuation_token(l.next_continuation_token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(l.contents().len(), 1);
+    assert_eq!(l.is_truncated(), Some(false));
     let lv = c
         .list_object_versions()
         .bucket("vers")
@@ -187,7 +247,17 @@ async fn versioned_bucket_full_life() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "NoSuchVersion");
-    // DeleteObjects with versions.
+    // DeleteObjects with versions, a delete marker among them.
+    let marker2 = c
+        .delete_object()
+        .bucket("vers")
+        .key("doc")
+        .send()
+        .await
+        .unwrap()
+        .version_id()
+        .unwrap()
+        .to_string();
     let all = c
         .list_object_versions()
         .bucket("vers")
@@ -197,10 +267,12 @@ async fn versioned_bucket_full_life() {
     let ids: Vec<ObjectIdentifier> = all
         .versions()
         .iter()
+        .map(|v| v.version_id().unwrap())
+        .chain(all.delete_markers().iter().map(|m| m.version_id().unwrap()))
         .map(|v| {
             ObjectIdentifier::builder()
                 .key("doc")
-                .version_id(v.version_id().unwrap())
+                .version_id(v)
                 .build()
                 .unwrap()
         })
@@ -214,6 +286,19 @@ async fn versioned_bucket_full_life() {
         .await
         .unwrap();
     assert_eq!(d.deleted().len(), n);
+    // The marker's entry says it was one, and which (the API reference's DeletedObject).
+    let m = d
+        .deleted()
+        .iter()
+        .find(|e| e.version_id() == Some(marker2.as_str()))
+        .unwrap();
+    assert_eq!(m.delete_marker(), Some(true));
+    assert_eq!(m.delete_marker_version_id(), Some(marker2.as_str()));
+    assert!(d
+        .deleted()
+        .iter()
+        .filter(|e| e.version_id() != Some(marker2.as_str()))
+        .all(|e| e.delete_marker() != Some(true) && e.delete_marker_version_id().is_none()));
     let lv = c
         .list_object_versions()
         .bucket("vers")

@@ -6,13 +6,15 @@
 //! ARNs `arn:aws:iam:::user/NAME` or names), `Action`/`NotAction` (`s3:*`, `s3:Get*`, ...),
 //! `Resource` (`arn:aws:s3:::bucket`, `arn:aws:s3:::bucket/prefix/*`, wildcards `*` and `?`),
 //! and `Condition` with `IpAddress`/`NotIpAddress` on `aws:SourceIp` and
-//! `StringEquals`/`StringNotEquals`/`StringLike`/`StringNotLike` on `s3:prefix`,
-//! `s3:delimiter`, `aws:username` and `aws:SecureTransport`. Anything else is refused when the
-//! policy is stored (`MalformedPolicy`), never silently ignored.
+//! `StringEquals`/`StringNotEquals`/`StringLike`/`StringNotLike`/`Bool` on `s3:prefix`,
+//! `s3:delimiter`, `aws:username` and `aws:SecureTransport`, each also with the `IfExists`
+//! suffix, and `Null` on any of these keys. Anything else is refused when the policy is
+//! stored (`MalformedPolicy`), never silently ignored.
 //!
 //! Evaluation follows AWS: an explicit `Deny` wins; otherwise an `Allow` that matches allows;
-//! otherwise the request is denied. A condition on a key the request does not carry does
-//! not match (so an `Allow` with it does not apply, and neither does a `Deny`).
+//! otherwise the request is denied. A condition on a key the request does not carry is false,
+//! but for the negated operators (`StringNotEquals`, `StringNotLike`, `NotIpAddress`), for
+//! which it is true, and for `...IfExists` (true) and `Null` (which tests just that).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -43,6 +45,8 @@ struct Statement {
 #[derive(Clone, Debug)]
 struct Condition {
     op: Op,
+    /// `...IfExists`: true when the request does not carry the key.
+    if_exists: bool,
     key: String,
     values: Vec<String>,
 }
@@ -56,6 +60,8 @@ enum Op {
     StringLike,
     StringNotLike,
     Bool,
+    /// `true`: the key is absent; `false`: it is present.
+    Null,
 }
 
 /// Who asks, for what, from where.
@@ -198,7 +204,12 @@ impl Policy {
             }
             let mut conditions = Vec::new();
             for (op, keys) in s.condition.unwrap_or_default() {
-                let op = match op.as_str() {
+                let (name, if_exists) = match op.strip_suffix("IfExists") {
+                    Some(base) if base != "Null" => (base, true),
+                    _ => (op.as_str(), false),
+                };
+                let op = match name {
+                    "Null" => Op::Null,
                     "IpAddress" => Op::IpAddress,
                     "NotIpAddress" => Op::NotIpAddress,
                     "StringEquals" => Op::StringEquals,
@@ -221,7 +232,13 @@ impl Policy {
                     };
                     let values = strings(&values, key)?;
                     let ip_op = matches!(op, Op::IpAddress | Op::NotIpAddress);
-                    if ip_op != (*key == "aws:SourceIp") {
+                    if op == Op::Null {
+                        if let Some(v) = values.iter().find(|v| {
+                            !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false")
+                        }) {
+                            return Err(bad(format!("Null takes true or false, not {v:?}")));
+                        }
+                    } else if ip_op != (*key == "aws:SourceIp") {
                         return Err(bad(format!("{key} does not go with this operator")));
                     }
                     if ip_op {
@@ -231,6 +248,7 @@ impl Policy {
                     }
                     conditions.push(Condition {
                         op,
+                        if_exists,
                         key: key.to_string(),
                         values,
                     });
@@ -256,6 +274,30 @@ impl Policy {
         list.iter().any(|p| {
             p == "*"
                 || user.is_some_and(|u| p == u || p.strip_prefix("arn:aws:iam:::user/") == Some(u))
+        })
+    }
+}
+
+impl Policy {
+    /// Whether this bucket policy is public in S3's sense (GetBucketPolicyStatus): some
+    /// statement allows everyone (`Principal` `*`) without confining them to fixed source
+    /// addresses. Of the condition keys understood here only `aws:SourceIp` (with
+    /// `IpAddress`, and no network wider than /8 for IPv4 or /32 for IPv6, as S3 counts
+    /// fixed values) narrows the principal; the others hold for anyone.
+    pub fn is_public(&self) -> bool {
+        self.statements.iter().any(|s| {
+            s.allow
+                && s.principals
+                    .as_ref()
+                    .is_some_and(|list| list.iter().any(|p| p == "*"))
+                && !s.conditions.iter().any(|c| {
+                    c.op == Op::IpAddress
+                        && !c.if_exists
+                        && c.values.iter().all(|v| {
+                            parse_cidr(v)
+                                .is_some_and(|(net, len)| len >= if net.is_ipv4() { 8 } else { 32 })
+                        })
+                })
         })
     }
 }
@@ -294,9 +336,16 @@ pub fn evaluate(policies: &[&Policy], req: &Request<'_>) -> Decision {
 impl Condition {
     fn holds(&self, req: &Request<'_>) -> bool {
         let Some(value) = req.context.get(self.key.as_str()) else {
-            return false;
+            return self.if_exists
+                || matches!(
+                    self.op,
+                    Op::NotIpAddress | Op::StringNotEquals | Op::StringNotLike
+                )
+                || (self.op == Op::Null
+                    && self.values.iter().any(|v| v.eq_ignore_ascii_case("true")));
         };
         match self.op {
+            Op::Null => self.values.iter().any(|v| v.eq_ignore_ascii_case("false")),
             Op::IpAddress | Op::NotIpAddress => {
                 let Ok(ip) = value.parse::<IpAddr>() else {
                     return false;
@@ -565,10 +614,172 @@ mod tests {
                 r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"300.1.1.1"}}}}"#,
                 false,
             ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"Null":{"s3:prefix":"maybe"}}}}"#,
+                false,
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"NullIfExists":{"s3:prefix":"true"}}}}"#,
+                false,
+            ),
             ("not json", false),
         ] {
             assert!(Policy::parse(text, bucket).is_err(), "accepted: {text}");
         }
+    }
+
+    #[test]
+    fn public_policies_are_told_from_confined_ones() {
+        let p = |statement: &str| {
+            Policy::parse(&format!(r#"{{"Statement":[{statement}]}}"#), true).unwrap()
+        };
+        let get = r#""Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*""#;
+        for (statement, public) in [
+            (
+                format!(r#"{{"Effect":"Allow","Principal":"*",{get}}}"#),
+                true,
+            ),
+            (
+                format!(r#"{{"Effect":"Allow","Principal":{{"AWS":"*"}},{get}}}"#),
+                true,
+            ),
+            (
+                format!(r#"{{"Effect":"Deny","Principal":"*",{get}}}"#),
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"Effect":"Allow","Principal":{{"AWS":["arn:aws:iam:::user/bob"]}},{get}}}"#
+                ),
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"Effect":"Allow","Principal":"*",{get},"Condition":{{"IpAddress":{{"aws:SourceIp":"10.0.0.0/32"}}}}}}"#
+                ),
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"Effect":"Allow","Principal":"*",{get},"Condition":{{"IpAddress":{{"aws:SourceIp":"0.0.0.0/0"}}}}}}"#
+                ),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"Effect":"Allow","Principal":"*",{get},"Condition":{{"NotIpAddress":{{"aws:SourceIp":"10.0.0.0/8"}}}}}}"#
+                ),
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"Effect":"Allow","Principal":"*",{get},"Condition":{{"Bool":{{"aws:SecureTransport":"true"}}}}}}"#
+                ),
+                true,
+            ),
+        ] {
+            assert_eq!(p(&statement).is_public(), public, "{statement}");
+        }
+    }
+
+    /// A key the request does not carry: false for the plain operators, true for the
+    /// negated ones and for `...IfExists`, and what `Null` tests (the AWS IAM condition
+    /// operators reference).
+    #[test]
+    fn conditions_on_a_key_the_request_does_not_carry() {
+        let deny_outside_home = Policy::parse(
+            r#"{"Statement":[
+                {"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::b"},
+                {"Effect":"Deny","Action":"s3:ListBucket","Resource":"arn:aws:s3:::b",
+                 "Condition":{"StringNotLike":{"s3:prefix":"home/*"}}}]}"#,
+            false,
+        )
+        .unwrap();
+        let list = |p: &Policy, c: &[(&'static str, &str)]| {
+            decide(p, Some("u"), "s3:ListBucket", "arn:aws:s3:::b", c)
+        };
+        assert_eq!(
+            list(&deny_outside_home, &[("s3:prefix", "home/u/")]),
+            Decision::Allow
+        );
+        assert_eq!(
+            list(&deny_outside_home, &[("s3:prefix", "etc/")]),
+            Decision::Deny
+        );
+        // No prefix at all lists everything: the negated condition holds, and denies.
+        assert_eq!(list(&deny_outside_home, &[]), Decision::Deny);
+
+        let p = |cond: &str| {
+            Policy::parse(
+                &format!(
+                    r#"{{"Statement":{{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::b","Condition":{cond}}}}}"#
+                ),
+                false,
+            )
+            .unwrap()
+        };
+        for (cond, absent, home, etc) in [
+            (
+                r#"{"StringLike":{"s3:prefix":"home/*"}}"#,
+                false,
+                true,
+                false,
+            ),
+            (
+                r#"{"StringLikeIfExists":{"s3:prefix":"home/*"}}"#,
+                true,
+                true,
+                false,
+            ),
+            (
+                r#"{"StringEquals":{"s3:prefix":"etc/"}}"#,
+                false,
+                false,
+                true,
+            ),
+            (
+                r#"{"StringNotEquals":{"s3:prefix":"etc/"}}"#,
+                true,
+                true,
+                false,
+            ),
+            (
+                r#"{"StringNotEqualsIfExists":{"s3:prefix":"etc/"}}"#,
+                true,
+                true,
+                false,
+            ),
+            (r#"{"Null":{"s3:prefix":"true"}}"#, true, false, false),
+            (r#"{"Null":{"s3:prefix":"false"}}"#, false, true, true),
+        ] {
+            let policy = p(cond);
+            let want = |b: bool| {
+                if b {
+                    Decision::Allow
+                } else {
+                    Decision::NotAllowed
+                }
+            };
+            assert_eq!(list(&policy, &[]), want(absent), "{cond}, no prefix");
+            assert_eq!(
+                list(&policy, &[("s3:prefix", "home/a")]),
+                want(home),
+                "{cond}, home/a"
+            );
+            assert_eq!(
+                list(&policy, &[("s3:prefix", "etc/")]),
+                want(etc),
+                "{cond}, etc/"
+            );
+        }
+        // NotIpAddress: a request without a source address (none is ever without one over
+        // TCP) is outside every network.
+        let q = p(r#"{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#);
+        assert_eq!(list(&q, &[]), Decision::Allow);
+        assert_eq!(
+            list(&q, &[("aws:SourceIp", "10.1.1.1")]),
+            Decision::NotAllowed
+        );
     }
 
     #[test]

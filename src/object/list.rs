@@ -41,36 +41,47 @@ impl ErasureSet {
             page.next_after = cursor;
             return Ok(page);
         }
+        // Keys fetched beyond what the page still needs: one, so that a full page learns in
+        // the same round whether more follow; more after a round that met delete markers,
+        // which take no room on the page, so that a run of them costs few rounds.
+        let mut extra = 1;
         'outer: loop {
-            // One key more than the page still needs, so that a full page learns in the same
-            // round whether more follow (S3 pages hold at most 1,000 keys).
-            let want = (max_keys - page.objects.len() - page.prefixes.len() + 1).clamp(2, 1001);
+            // S3 pages hold at most 1,000 keys.
+            let want = (max_keys - page.objects.len() - page.prefixes.len() + extra).clamp(2, 1001);
             let (batch, scanned_to) = self.merged_scan(bucket, prefix, &cursor, want).await?;
             if batch.is_empty() && scanned_to.is_none() {
                 break;
             }
             for (key, rec) in batch {
-                if page.objects.len() + page.prefixes.len() == max_keys {
-                    page.truncated = true;
-                    break 'outer;
-                }
                 if rec.delete_marker {
                     // The key's current version is a delete marker: it is not listed.
                     cursor = key.into_bytes();
+                    extra = (extra * 4).min(1000);
                     continue;
                 }
+                // The page is full only when another entry is there to take its place: a
+                // listing whose last keys are all delete markers is not truncated.
+                let full = page.objects.len() + page.prefixes.len() == max_keys;
                 if let Some(d) = delimiter {
                     if let Some(pos) = key[prefix.len()..].find(d) {
                         let cp = key[..prefix.len() + pos + d.len()].to_string();
                         let mut skip_to = cp.clone().into_bytes();
                         skip_to.push(0xFF);
                         if cp.as_bytes() > after {
+                            if full {
+                                page.truncated = true;
+                                break 'outer;
+                            }
                             page.prefixes.push(cp);
                         }
                         cursor = skip_to;
                         // The rest of this batch may be under the folded prefix: rescan.
                         continue 'outer;
                     }
+                }
+                if full {
+                    page.truncated = true;
+                    break 'outer;
                 }
                 cursor = key.clone().into_bytes();
                 page.objects.push((key, rec));

@@ -277,7 +277,11 @@ impl ErasureSet {
         let checksum = whole_checksum(&upload, expected.as_ref(), &chosen);
         if let Some((alg, want)) = &expected {
             match &checksum {
-                Some((a, got)) if a.eq_ignore_ascii_case(alg) && got == want => {}
+                // A composite value named without its part count matches it too.
+                Some((a, got))
+                    if a.eq_ignore_ascii_case(alg)
+                        && (got == want
+                            || got.rsplit_once('-').is_some_and(|(bare, _)| bare == want)) => {}
                 _ => {
                     return Err(Error::ChecksumMismatch(format!(
                         "the {alg} checksum of the object does not match {want}"

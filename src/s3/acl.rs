@@ -67,12 +67,17 @@ async fn check_private(ctx: &Ctx<'_>, body: Body) -> S3Result<()> {
     Ok(())
 }
 
-/// Accepts `private` (and the owner-only canned ACLs); refuses any that would grant others.
+/// Accepts `private` (and the owner-only canned ACLs); refuses those that would grant others
+/// as not implemented, and any other name as the bad argument it is (400, as S3 answers).
 pub(super) fn check_canned(canned: &str) -> S3Result<()> {
     match canned.trim() {
         "private" | "bucket-owner-full-control" | "bucket-owner-read" => Ok(()),
-        other => Err(S3Error::not_implemented(&format!(
+        other @ ("public-read" | "public-read-write" | "authenticated-read" | "aws-exec-read"
+        | "log-delivery-write") => Err(S3Error::not_implemented(&format!(
             "the canned ACL {other:?} (Tessera grants access by policies, not ACLs)"
+        ))),
+        other => Err(S3Error::invalid_argument(format!(
+            "{other:?} is not a canned ACL"
         ))),
     }
 }

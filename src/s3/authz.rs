@@ -37,8 +37,9 @@ pub struct Authz {
     pub identity: Identity,
     /// `aws:SourceIp`, `s3:prefix`, ...
     context: BTreeMap<&'static str, String>,
-    /// Bucket policies read for this request (DeleteObjects checks every key of one bucket).
-    bucket_policies: tokio::sync::Mutex<BTreeMap<String, Option<Policy>>>,
+    /// Bucket policies read for this request (DeleteObjects checks every key of one bucket);
+    /// `None` for a bucket that does not exist.
+    bucket_policies: tokio::sync::Mutex<BTreeMap<String, Option<Option<Policy>>>>,
 }
 
 impl Authz {
@@ -65,14 +66,15 @@ impl Authz {
         }
     }
 
-    /// The policy of `bucket` (none for a bucket that does not exist), read once per request.
-    async fn bucket_policy(&self, ctx: &Ctx<'_>, bucket: &str) -> S3Result<Option<Policy>> {
+    /// The policy of `bucket`, or `None` when the bucket does not exist, read once per
+    /// request.
+    async fn bucket_policy(&self, ctx: &Ctx<'_>, bucket: &str) -> S3Result<Option<Option<Policy>>> {
         let mut known = self.bucket_policies.lock().await;
         if let Some(p) = known.get(bucket) {
             return Ok(p.clone());
         }
         let policy = match ctx.state.store.get_bucket(bucket).await {
-            Ok(rec) => rec.policy.and_then(|p| Policy::parse(&p, true).ok()),
+            Ok(rec) => Some(rec.policy.and_then(|p| Policy::parse(&p, true).ok())),
             Err(crate::object::Error::NoSuchBucket) => None,
             Err(e) => return Err(e.into()),
         };
@@ -98,9 +100,12 @@ impl Authz {
             (Some(b), None) => format!("arn:aws:s3:::{b}"),
             (Some(b), Some(k)) => format!("arn:aws:s3:::{b}/{k}"),
         };
-        let bucket_policy = match bucket {
-            Some(b) => self.bucket_policy(ctx, b).await?,
-            None => None,
+        let (bucket_policy, no_bucket) = match bucket {
+            Some(b) => match self.bucket_policy(ctx, b).await? {
+                Some(policy) => (policy, false),
+                None => (None, true),
+            },
+            None => (None, false),
         };
         let policies: Vec<&Policy> = own.into_iter().chain(bucket_policy.as_ref()).collect();
         let decision = evaluate(
@@ -114,6 +119,11 @@ impl Authz {
         );
         if decision == Decision::Allow {
             return Ok(());
+        }
+        // A bucket that does not exist is 404 to anyone, as in S3 (which tells whether a
+        // name is taken on every CreateBucket anyway); creating it is checked as usual.
+        if no_bucket && action != "s3:CreateBucket" {
+            return Err(crate::object::Error::NoSuchBucket.into());
         }
         tracing::warn!(
             target: "audit",
@@ -173,6 +183,7 @@ pub fn action(endpoint: &Endpoint, query: &Query) -> Option<(&'static str, bool)
             (false, true) => ("s3:GetObjectAcl", true),
             (false, false) => ("s3:PutObjectAcl", true),
         },
+        Endpoint::GetBucketPolicyStatus { .. } => ("s3:GetBucketPolicyStatus", false),
         Endpoint::BucketPolicy { method, .. } => match *method {
             Method::GET => ("s3:GetBucketPolicy", false),
             Method::DELETE => ("s3:DeleteBucketPolicy", false),
@@ -186,6 +197,20 @@ pub fn action(endpoint: &Endpoint, query: &Query) -> Option<(&'static str, bool)
         },
     };
     Some(a)
+}
+
+/// `GET /bucket?policyStatus`: whether the bucket's policy makes it public (a bucket without
+/// one is not).
+pub async fn bucket_policy_status(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
+    let public = match ctx.state.store.get_bucket(bucket).await?.policy {
+        Some(text) => Policy::parse(&text, true).is_ok_and(|p| p.is_public()),
+        None => false,
+    };
+    let mut x = super::xml::Xml::new();
+    x.root("PolicyStatus");
+    x.elem("IsPublic", if public { "true" } else { "false" });
+    x.close("PolicyStatus");
+    Ok(super::xml_response(x.finish()))
 }
 
 /// `GET`, `PUT` or `DELETE /bucket?policy`.

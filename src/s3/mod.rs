@@ -294,6 +294,9 @@ async fn dispatch(
         Endpoint::GetObjectAttributes { bucket, key } => {
             tagging::attributes(&ctx, &bucket, &key).await
         }
+        Endpoint::GetBucketPolicyStatus { bucket } => {
+            authz::bucket_policy_status(&ctx, &bucket).await
+        }
         Endpoint::BucketPolicy { bucket, method } => {
             authz::bucket_policy(&ctx, &bucket, &method, body).await
         }

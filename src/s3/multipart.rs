@@ -291,11 +291,26 @@ pub async fn complete(ctx: &Ctx<'_>, bucket: &str, key: &str, body: Body) -> S3R
             etag: p.etag,
         })
         .collect();
-    // A whole-object checksum the client computed, to check against the parts'.
-    let expected = ChecksumAlgorithm::ALL.iter().find_map(|a| {
-        ctx.header(a.header_name())
-            .map(|v| (a.as_str().to_string(), v.trim().to_string()))
-    });
+    // A whole-object checksum the client computed, to check against the parts'. A
+    // composite one may come with its part count (`-N`) or without.
+    let mut expected = None;
+    for a in ChecksumAlgorithm::ALL {
+        let Some(v) = ctx.header(a.header_name()).map(str::trim) else {
+            continue;
+        };
+        let bare = match v.rsplit_once('-') {
+            Some((b, n)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => b,
+            _ => v,
+        };
+        if !a.valid_value(bare) {
+            return Err(S3Error::invalid_request(format!(
+                "Value for {} header is invalid.",
+                a.header_name()
+            )));
+        }
+        expected = Some((a.as_str().to_string(), v.to_string()));
+        break;
+    }
     let rec = ctx
         .state
         .store

@@ -770,11 +770,11 @@ pub async fn delete_objects(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result
                     x.elem("VersionId", v);
                 }
                 if out.delete_marker {
+                    // The marker made, or the marker version deleted (the API reference's
+                    // `DeletedObject`).
                     x.elem("DeleteMarker", "true");
-                    if entry.version_id.is_none() {
-                        if let Some(v) = &out.version_id {
-                            x.elem("DeleteMarkerVersionId", v);
-                        }
+                    if let Some(v) = entry.version_id.as_ref().or(out.version_id.as_ref()) {
+                        x.elem("DeleteMarkerVersionId", v);
                     }
                 }
                 x.close("Deleted");

@@ -72,6 +72,8 @@ pub enum Endpoint {
     GetObjectAttributes { bucket: String, key: String },
     /// `PUT`, `GET` or `DELETE /bucket?policy`
     BucketPolicy { bucket: String, method: Method },
+    /// `GET /bucket?policyStatus`
+    GetBucketPolicyStatus { bucket: String },
     /// `GET` or `PUT /bucket?acl` and `/bucket/key?acl` (`key` empty for the bucket)
     Acl {
         bucket: String,
@@ -109,6 +111,7 @@ impl Endpoint {
             | Endpoint::ListObjectVersions { bucket }
             | Endpoint::BucketTagging { bucket, .. }
             | Endpoint::BucketPolicy { bucket, .. }
+            | Endpoint::GetBucketPolicyStatus { bucket }
             | Endpoint::ObjectTagging { bucket, .. }
             | Endpoint::GetObjectAttributes { bucket, .. }
             | Endpoint::Acl { bucket, .. }
@@ -183,6 +186,7 @@ impl Endpoint {
                 _ => "GetObjectTagging",
             },
             Endpoint::GetObjectAttributes { .. } => "GetObjectAttributes",
+            Endpoint::GetBucketPolicyStatus { .. } => "GetBucketPolicyStatus",
             Endpoint::Acl { key, method, .. } => match (key.is_empty(), *method == Method::PUT) {
                 (true, true) => "PutBucketAcl",
                 (true, false) => "GetBucketAcl",
@@ -224,7 +228,6 @@ const BUCKET_UNSUPPORTED: &[&str] = &[
     "metrics",
     "inventory",
     "intelligent-tiering",
-    "policyStatus",
     "metadataTable",
     "metadataConfiguration",
     "metadataInventoryTable",
@@ -296,6 +299,12 @@ pub fn route(
                     bucket,
                     method: method.clone(),
                 }),
+                _ => Err(method_not_allowed()),
+            };
+        }
+        if query.contains_key("policyStatus") {
+            return match *method {
+                Method::GET => Ok(Endpoint::GetBucketPolicyStatus { bucket }),
                 _ => Err(method_not_allowed()),
             };
         }
