@@ -17,8 +17,12 @@ pub fn policy(data: &[u8]) {
             continue;
         };
         let mut context = BTreeMap::new();
-        context.insert("aws:SourceIp", "10.1.2.3".to_string());
-        context.insert("s3:prefix", "photos/2026/".to_string());
+        context.insert("aws:SourceIp".to_string(), "10.1.2.3".to_string());
+        context.insert("s3:prefix".to_string(), "photos/2026/".to_string());
+        context.insert(
+            "s3:ExistingObjectTag/class".to_string(),
+            "public".to_string(),
+        );
         for (action, resource) in [
             ("s3:GetObject", "arn:aws:s3:::b/photos/2026/x.jpg"),
             ("s3:ListBucket", "arn:aws:s3:::b"),

@@ -230,8 +230,8 @@ proptest! {
         let doc: String = chars.into_iter().collect();
         if let Ok(p) = Policy::parse(&doc, true) {
             let mut context = BTreeMap::new();
-            context.insert("aws:SourceIp", ip);
-            context.insert("s3:prefix", resource.clone());
+            context.insert("aws:SourceIp".to_string(), ip);
+            context.insert("s3:prefix".to_string(), resource.clone());
             let arn = format!("arn:aws:s3:::{resource}");
             let _ = evaluate(&[&p], &Request { user: Some("u"), action: "s3:GetObject", resource: &arn, context: &context });
         }

@@ -385,3 +385,85 @@ async fn users_survive_a_restart_and_secrets_are_not_stored_in_the_clear() {
     put(&carol, "keep", "k").await.unwrap();
     assert!(denied(list(&carol, "keep", "").await));
 }
+
+/// Bucket policies with conditions on the object's tags (s3-tests'
+/// test_bucket_policy_get_obj_existing_tag), on the tags and canned ACL a PUT sets, and on
+/// the Referer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_conditions_on_object_tags_and_request_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_env(
+        &dir.path().join("data"),
+        &[],
+        &[("TESSERA_ADMIN_TOKEN", TOKEN)],
+    );
+    let root = s.client().await;
+    root.create_bucket().bucket("tagged").send().await.unwrap();
+    for (key, tags) in [
+        ("open", Some("security=public")),
+        ("shut", Some("security=private")),
+        ("bare", None),
+    ] {
+        root.put_object()
+            .bucket("tagged")
+            .key(key)
+            .set_tagging(tags.map(str::to_string))
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+    }
+    root.put_bucket_policy()
+        .bucket("tagged")
+        .policy(
+            r#"{"Statement":[
+            {"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::tagged/*",
+             "Condition":{"StringEquals":{"s3:ExistingObjectTag/security":"public"}}},
+            {"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::tagged/*",
+             "Condition":{"StringLike":{"aws:Referer":"https://bad.example/*"}}}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    let url = |k: &str| format!("{}/tagged/{k}", s.s3_url);
+    assert_eq!(http_status(&url("open")), 200);
+    assert_eq!(http_status(&url("shut")), 403);
+    assert_eq!(http_status(&url("bare")), 403);
+    assert_eq!(http_status(&url("missing")), 403);
+    let referred =
+        |from: &str| http_request("GET", &url("open"), &[("Referer", from)], b"").map(|(st, _)| st);
+    assert_eq!(referred("https://good.example/page"), Some(200));
+    assert_eq!(referred("https://bad.example/page"), Some(403));
+
+    // carol may write only with the bucket owner's ACL and her team's tag.
+    let carol = user(
+        &s,
+        "carol",
+        r#"{"Statement":[{"Effect":"Allow","Action":"s3:PutObject","Resource":"arn:aws:s3:::tagged/*",
+            "Condition":{"StringEquals":{"s3:x-amz-acl":"bucket-owner-full-control",
+                                         "s3:RequestObjectTag/team":"carol"}}}]}"#,
+    );
+    for (acl, tags, allowed) in [
+        (Some("bucket-owner-full-control"), Some("team=carol"), true),
+        (None, Some("team=carol"), false),
+        (Some("bucket-owner-full-control"), Some("team=dave"), false),
+        (Some("bucket-owner-full-control"), None, false),
+        (Some("private"), Some("team=carol&x=y"), false),
+    ] {
+        let r = carol
+            .put_object()
+            .bucket("tagged")
+            .key("by-carol")
+            .set_acl(acl.map(aws_sdk_s3::types::ObjectCannedAcl::from))
+            .set_tagging(tags.map(str::to_string))
+            .body(ByteStream::from_static(b"c"))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| code(&e));
+        assert_eq!(r.is_ok(), allowed, "{acl:?} {tags:?}: {r:?}");
+        if !allowed {
+            assert!(denied(r), "{acl:?} {tags:?}");
+        }
+    }
+}

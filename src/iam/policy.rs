@@ -6,10 +6,10 @@
 //! ARNs `arn:aws:iam:::user/NAME` or names), `Action`/`NotAction` (`s3:*`, `s3:Get*`, ...),
 //! `Resource` (`arn:aws:s3:::bucket`, `arn:aws:s3:::bucket/prefix/*`, wildcards `*` and `?`),
 //! and `Condition` with `IpAddress`/`NotIpAddress` on `aws:SourceIp` and
-//! `StringEquals`/`StringNotEquals`/`StringLike`/`StringNotLike`/`Bool` on `s3:prefix`,
-//! `s3:delimiter`, `aws:username` and `aws:SecureTransport`, each also with the `IfExists`
-//! suffix, and `Null` on any of these keys. Anything else is refused when the policy is
-//! stored (`MalformedPolicy`), never silently ignored.
+//! `StringEquals`/`StringNotEquals`/`StringLike`/`StringNotLike`/`Bool` on the other keys
+//! of [`KEYS`] and on `s3:ExistingObjectTag/<tag>` and `s3:RequestObjectTag/<tag>`, each
+//! also with the `IfExists` suffix, and `Null` on any of them. Anything else is refused when
+//! the policy is stored (`MalformedPolicy`), never silently ignored.
 //!
 //! Evaluation follows AWS: an explicit `Deny` wins; otherwise an `Allow` that matches allows;
 //! otherwise the request is denied. A condition on a key the request does not carry is false,
@@ -64,6 +64,26 @@ enum Op {
     Null,
 }
 
+/// The condition keys understood, as AWS spells them (a policy may spell them in any case).
+pub const KEYS: &[&str] = &[
+    "aws:SourceIp",
+    "aws:SecureTransport",
+    "aws:username",
+    "aws:Referer",
+    "aws:UserAgent",
+    "s3:prefix",
+    "s3:delimiter",
+    "s3:versionid",
+    "s3:x-amz-acl",
+    "s3:x-amz-copy-source",
+    "s3:x-amz-metadata-directive",
+];
+
+/// Condition keys named by a prefix and a tag key: the object's tags, and the tags a
+/// request sets (`x-amz-tagging`).
+pub const EXISTING_TAG: &str = "s3:ExistingObjectTag/";
+pub const REQUEST_TAG: &str = "s3:RequestObjectTag/";
+
 /// Who asks, for what, from where.
 #[derive(Clone, Debug)]
 pub struct Request<'a> {
@@ -73,8 +93,9 @@ pub struct Request<'a> {
     pub action: &'a str,
     /// The resource ARN, e.g. `arn:aws:s3:::bucket/key`.
     pub resource: &'a str,
-    /// Condition keys the request carries (`aws:SourceIp`, `s3:prefix`, ...).
-    pub context: &'a BTreeMap<&'a str, String>,
+    /// Condition keys the request carries (`aws:SourceIp`, `s3:prefix`, ...), as spelt in
+    /// [`KEYS`].
+    pub context: &'a BTreeMap<String, String>,
 }
 
 /// What a set of policies says of a request.
@@ -220,16 +241,20 @@ impl Policy {
                     o => return Err(bad(format!("unsupported condition operator {o:?}"))),
                 };
                 for (key, values) in keys {
-                    let known = [
-                        "aws:SourceIp",
-                        "s3:prefix",
-                        "s3:delimiter",
-                        "aws:username",
-                        "aws:SecureTransport",
-                    ];
-                    let Some(key) = known.iter().find(|k| k.eq_ignore_ascii_case(&key)) else {
-                        return Err(bad(format!("unsupported condition key {key:?}")));
+                    let tag = [EXISTING_TAG, REQUEST_TAG].into_iter().find_map(|p| {
+                        let head = key.get(..p.len())?;
+                        let tag = &key[p.len()..];
+                        (head.eq_ignore_ascii_case(p) && !tag.is_empty())
+                            .then(|| format!("{p}{tag}"))
+                    });
+                    let key = match tag {
+                        Some(k) => k,
+                        None => match KEYS.iter().find(|k| k.eq_ignore_ascii_case(&key)) {
+                            Some(k) => k.to_string(),
+                            None => return Err(bad(format!("unsupported condition key {key:?}"))),
+                        },
                     };
+                    let key = key.as_str();
                     let values = strings(&values, key)?;
                     let ip_op = matches!(op, Op::IpAddress | Op::NotIpAddress);
                     if op == Op::Null {
@@ -238,7 +263,7 @@ impl Policy {
                         }) {
                             return Err(bad(format!("Null takes true or false, not {v:?}")));
                         }
-                    } else if ip_op != (*key == "aws:SourceIp") {
+                    } else if ip_op != (key == "aws:SourceIp") {
                         return Err(bad(format!("{key} does not go with this operator")));
                     }
                     if ip_op {
@@ -279,6 +304,15 @@ impl Policy {
 }
 
 impl Policy {
+    /// Whether a condition of this policy names a key that starts with `prefix` (so that
+    /// the request's context needs it).
+    pub fn mentions(&self, prefix: &str) -> bool {
+        self.statements
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.key.starts_with(prefix))
+    }
+
     /// Whether this bucket policy is public in S3's sense (GetBucketPolicyStatus): some
     /// statement allows everyone (`Principal` `*`) without confining them to fixed source
     /// addresses. Of the condition keys understood here only `aws:SourceIp` (with
@@ -432,8 +466,11 @@ fn in_net(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
 mod tests {
     use super::*;
 
-    fn ctx(pairs: &[(&'static str, &str)]) -> BTreeMap<&'static str, String> {
-        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+    fn ctx(pairs: &[(&'static str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn decide(
@@ -679,6 +716,51 @@ mod tests {
             ),
         ] {
             assert_eq!(p(&statement).is_public(), public, "{statement}");
+        }
+    }
+
+    #[test]
+    fn tag_and_header_keys() {
+        let p = Policy::parse(
+            r#"{"Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"*","Condition":{
+                "StringEquals":{"S3:existingObjectTag/Class":"open","aws:referer":"https://a.example/"}}}}"#,
+            false,
+        )
+        .unwrap();
+        assert!(p.mentions(EXISTING_TAG));
+        let get = |c: &[(&'static str, &str)]| {
+            decide(&p, Some("u"), "s3:GetObject", "arn:aws:s3:::b/k", c)
+        };
+        // The prefix is matched in any case and spelt as AWS does; the tag key keeps its own.
+        let (tag, referer) = ("s3:ExistingObjectTag/Class", "aws:Referer");
+        assert_eq!(
+            get(&[(tag, "open"), (referer, "https://a.example/")]),
+            Decision::Allow
+        );
+        assert_eq!(
+            get(&[(tag, "shut"), (referer, "https://a.example/")]),
+            Decision::NotAllowed
+        );
+        assert_eq!(
+            get(&[(referer, "https://a.example/")]),
+            Decision::NotAllowed
+        );
+        assert_eq!(
+            get(&[
+                ("s3:ExistingObjectTag/class", "open"),
+                (referer, "https://a.example/")
+            ]),
+            Decision::NotAllowed
+        );
+        for bad in [
+            "s3:ExistingObjectTag/",
+            "s3:ExistingObjectTags/x",
+            "aws:CurrentTime",
+        ] {
+            let text = format!(
+                r#"{{"Statement":{{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{{"StringEquals":{{"{bad}":"x"}}}}}}}}"#
+            );
+            assert!(Policy::parse(&text, false).is_err(), "{bad}");
         }
     }
 

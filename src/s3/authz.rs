@@ -7,13 +7,15 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use axum::body::Body;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::error::{S3Error, S3Result};
 use super::router::{Endpoint, Query};
 use super::Ctx;
-use crate::iam::policy::{evaluate, Decision, Policy, Request, MAX_POLICY};
+use crate::iam::policy::{
+    evaluate, Decision, Policy, Request, EXISTING_TAG, MAX_POLICY, REQUEST_TAG,
+};
 
 /// Who signed the request.
 #[derive(Clone, Debug)]
@@ -36,7 +38,7 @@ pub struct Authz {
     /// Who asks.
     pub identity: Identity,
     /// `aws:SourceIp`, `s3:prefix`, ...
-    context: BTreeMap<&'static str, String>,
+    context: BTreeMap<String, String>,
     /// Bucket policies read for this request (DeleteObjects checks every key of one bucket);
     /// `None` for a bucket that does not exist.
     bucket_policies: tokio::sync::Mutex<BTreeMap<String, Option<Option<Policy>>>>,
@@ -44,19 +46,62 @@ pub struct Authz {
 
 impl Authz {
     /// The identity of a request from `peer` (over TLS when `secure`), with the condition
-    /// keys of its query.
-    pub fn new(identity: Identity, peer: Option<IpAddr>, secure: bool, query: &Query) -> Self {
+    /// keys of its query and headers.
+    pub fn new(
+        identity: Identity,
+        peer: Option<IpAddr>,
+        secure: bool,
+        query: &Query,
+        headers: &HeaderMap,
+    ) -> Self {
         let mut context = BTreeMap::new();
         if let Some(ip) = peer {
-            context.insert("aws:SourceIp", ip.to_string());
+            context.insert("aws:SourceIp".to_string(), ip.to_string());
         }
-        context.insert("aws:SecureTransport", secure.to_string());
+        context.insert("aws:SecureTransport".to_string(), secure.to_string());
         if let Identity::User { name, .. } = &identity {
-            context.insert("aws:username", name.clone());
+            context.insert("aws:username".to_string(), name.clone());
         }
-        for (key, param) in [("s3:prefix", "prefix"), ("s3:delimiter", "delimiter")] {
+        for (key, param) in [
+            ("s3:prefix", "prefix"),
+            ("s3:delimiter", "delimiter"),
+            ("s3:versionid", "versionId"),
+        ] {
             if let Some(v) = query.get(param) {
-                context.insert(key, v.clone());
+                context.insert(key.to_string(), v.clone());
+            }
+        }
+        for (key, header) in [
+            ("aws:Referer", "referer"),
+            ("aws:UserAgent", "user-agent"),
+            ("s3:x-amz-acl", "x-amz-acl"),
+            ("s3:x-amz-metadata-directive", "x-amz-metadata-directive"),
+        ] {
+            if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
+                context.insert(key.to_string(), v.trim().to_string());
+            }
+        }
+        // `bucket/key`, decoded, without a leading slash or a version id, as AWS's examples
+        // match it (`"s3:x-amz-copy-source": "source-bucket/public/*"`).
+        if let Some(v) = headers
+            .get("x-amz-copy-source")
+            .and_then(|v| v.to_str().ok())
+        {
+            let path = v.split_once('?').map_or(v, |(p, _)| p);
+            let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+            context.insert(
+                "s3:x-amz-copy-source".to_string(),
+                decoded.trim_start_matches('/').to_string(),
+            );
+        }
+        // The tags a request sets; a header that does not parse fails in its handler.
+        if let Some(tags) = headers
+            .get("x-amz-tagging")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| super::tagging::parse_header(v).ok())
+        {
+            for (k, v) in tags {
+                context.insert(format!("{REQUEST_TAG}{k}"), v);
             }
         }
         Self {
@@ -108,13 +153,27 @@ impl Authz {
             None => (None, false),
         };
         let policies: Vec<&Policy> = own.into_iter().chain(bucket_policy.as_ref()).collect();
+        // The object's tags, read only for a policy that asks about them.
+        let mut with_tags = None;
+        if let (Some(b), Some(k)) = (bucket, key) {
+            if !no_bucket && policies.iter().any(|p| p.mentions(EXISTING_TAG)) {
+                let version = ctx.query.get("versionId").map(String::as_str);
+                let mut context = self.context.clone();
+                if let Ok(found) = ctx.state.store.open_object(b, k, version).await {
+                    for (tk, tv) in &found.info.tags {
+                        context.insert(format!("{EXISTING_TAG}{tk}"), tv.clone());
+                    }
+                }
+                with_tags = Some(context);
+            }
+        }
         let decision = evaluate(
             &policies,
             &Request {
                 user,
                 action,
                 resource: &resource,
-                context: &self.context,
+                context: with_tags.as_ref().unwrap_or(&self.context),
             },
         );
         if decision == Decision::Allow {

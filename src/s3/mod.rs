@@ -231,7 +231,7 @@ async fn dispatch(
     .map_err(|e| ("Route", e))?;
     let op = endpoint.name();
     let bucket_name = endpoint.bucket().map(str::to_string);
-    let authz = Authz::new(identity, peer.0, peer.1, &query);
+    let authz = Authz::new(identity, peer.0, peer.1, &query, &parts.headers);
     let ctx = Ctx {
         state,
         headers: &parts.headers,
