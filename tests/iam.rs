@@ -210,20 +210,22 @@ async fn users_and_bucket_policies_allow_and_deny_as_written() {
         .await
         .unwrap();
     assert_eq!(got.policy(), Some(policy));
-    // The policy lets everyone read: the bucket is public; beta, without a policy, is not.
-    for (bucket, public) in [("alpha", true), ("beta", false)] {
-        let st = root
-            .get_bucket_policy_status()
-            .bucket(bucket)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            st.policy_status().unwrap().is_public(),
-            Some(public),
-            "{bucket}"
-        );
-    }
+    // The policy lets everyone read: the bucket is public; beta, without a policy, has no
+    // status (as S3 answers).
+    let st = root
+        .get_bucket_policy_status()
+        .bucket("alpha")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(st.policy_status().unwrap().is_public(), Some(true));
+    let e = root
+        .get_bucket_policy_status()
+        .bucket("beta")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchBucketPolicy");
     assert_eq!(http_status(&public), 200);
     assert_eq!(http_status(&private), 403);
     // An anonymous GET may not choose the response's headers (S3: 400 InvalidRequest), or
@@ -435,14 +437,101 @@ async fn policy_conditions_on_object_tags_and_request_headers() {
     assert_eq!(referred("https://good.example/page"), Some(200));
     assert_eq!(referred("https://bad.example/page"), Some(403));
 
-    // carol may write only with the bucket owner's ACL and her team's tag.
+    // carol may write only with the bucket owner's ACL and her team's tag, and tag only
+    // with her team's tag (the tags of PutObjectTagging's body, not of a header).
     let carol = user(
         &s,
         "carol",
         r#"{"Statement":[{"Effect":"Allow","Action":"s3:PutObject","Resource":"arn:aws:s3:::tagged/*",
             "Condition":{"StringEquals":{"s3:x-amz-acl":"bucket-owner-full-control",
-                                         "s3:RequestObjectTag/team":"carol"}}}]}"#,
+                                         "s3:RequestObjectTag/team":"carol"}}},
+            {"Effect":"Allow","Action":"s3:PutObjectTagging","Resource":"arn:aws:s3:::tagged/*",
+             "Condition":{"StringEquals":{"s3:RequestObjectTag/team":"carol"}}}]}"#,
     );
+    for (team, allowed) in [("carol", true), ("dave", false)] {
+        let tagging = aws_sdk_s3::types::Tagging::builder()
+            .tag_set(
+                aws_sdk_s3::types::Tag::builder()
+                    .key("team")
+                    .value(team)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let r = carol
+            .put_object_tagging()
+            .bucket("tagged")
+            .key("bare")
+            .tagging(tagging)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| code(&e));
+        assert_eq!(r.is_ok(), allowed, "tagging team={team}: {r:?}");
+        if !allowed {
+            assert!(denied(r));
+        }
+    }
+    // A Deny on the object's tags holds for the version the request names: a copy from an
+    // old version, and a GET of it, read that version's tags.
+    root.create_bucket().bucket("vtag").send().await.unwrap();
+    root.put_bucket_versioning()
+        .bucket("vtag")
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut versions = Vec::new();
+    for tags in [Some("class=secret"), None] {
+        let out = root
+            .put_object()
+            .bucket("vtag")
+            .key("doc")
+            .set_tagging(tags.map(str::to_string))
+            .body(ByteStream::from_static(b"v"))
+            .send()
+            .await
+            .unwrap();
+        versions.push(out.version_id().unwrap().to_string());
+    }
+    root.put_bucket_policy()
+        .bucket("vtag")
+        .policy(
+            r#"{"Statement":[
+            {"Effect":"Allow","Principal":"*","Action":["s3:GetObject","s3:GetObjectVersion"],"Resource":"arn:aws:s3:::vtag/*"},
+            {"Effect":"Allow","Principal":{"AWS":["arn:aws:iam:::user/carol"]},"Action":"s3:PutObject","Resource":"arn:aws:s3:::vtag/*"},
+            {"Effect":"Deny","Principal":"*","Action":["s3:GetObject","s3:GetObjectVersion"],"Resource":"arn:aws:s3:::vtag/*",
+             "Condition":{"StringEquals":{"s3:ExistingObjectTag/class":"secret"}}}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    let doc = format!("{}/vtag/doc", s.s3_url);
+    assert_eq!(http_status(&doc), 200);
+    assert_eq!(
+        http_status(&format!("{doc}?versionId={}", versions[0])),
+        403
+    );
+    let copy = |source: String| {
+        carol
+            .copy_object()
+            .bucket("vtag")
+            .key("copy")
+            .copy_source(source)
+            .send()
+    };
+    let r = copy(format!("vtag/doc?versionId={}", versions[0]))
+        .await
+        .map(|_| ())
+        .map_err(|e| code(&e));
+    assert!(denied(r));
+    copy("vtag/doc".to_string()).await.unwrap();
+
     for (acl, tags, allowed) in [
         (Some("bucket-owner-full-control"), Some("team=carol"), true),
         (None, Some("team=carol"), false),

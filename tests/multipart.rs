@@ -663,6 +663,13 @@ async fn full_object_and_composite_checksums() {
             }
             base64::engine::general_purpose::STANDARD.encode(h.finalize().to_be_bytes())
         };
+        if !full {
+            // With a part count, the count must be the object's.
+            let e = complete(done.clone(), Some(&format!("{composite}-2")))
+                .await
+                .unwrap_err();
+            assert_eq!(code(&e), "BadDigest", "{key}");
+        }
         let whole_sum = if full { &want } else { &composite };
         let out = complete(done, Some(whole_sum))
             .await
@@ -689,6 +696,21 @@ async fn full_object_and_composite_checksums() {
             assert_eq!(
                 out.checksum_crc32(),
                 Some(format!("{composite}-3").as_str())
+            );
+            // GetObjectAttributes gives it without the part count, as S3 does.
+            let attrs = c
+                .get_object_attributes()
+                .bucket("sums")
+                .key(&key)
+                .object_attributes(aws_sdk_s3::types::ObjectAttributes::Checksum)
+                .send()
+                .await
+                .unwrap();
+            let sum = attrs.checksum().unwrap();
+            assert_eq!(sum.checksum_crc32(), Some(composite.as_str()));
+            assert_eq!(
+                sum.checksum_type(),
+                Some(&aws_sdk_s3::types::ChecksumType::Composite)
             );
         }
         // The bytes are right, with the SDK validating the response checksum where it can.

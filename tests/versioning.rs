@@ -230,6 +230,33 @@ async fn versioned_bucket_full_life() {
         .unwrap();
     assert_eq!(cp.copy_source_version_id(), Some(v1.as_str()));
     assert_eq!(body(&c, "vers", "doc", None).await, b"v1");
+    // A part copied from a version says which, as CopyObject does.
+    let up = c
+        .create_multipart_upload()
+        .bucket("vers")
+        .key("assembled")
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let part = c
+        .upload_part_copy()
+        .bucket("vers")
+        .key("assembled")
+        .upload_id(id)
+        .part_number(1)
+        .copy_source(format!("vers/doc?versionId={v1}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.copy_source_version_id(), Some(v1.as_str()));
+    c.abort_multipart_upload()
+        .bucket("vers")
+        .key("assembled")
+        .upload_id(id)
+        .send()
+        .await
+        .unwrap();
     // Deleting a version for good.
     c.delete_object()
         .bucket("vers")

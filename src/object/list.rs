@@ -52,11 +52,12 @@ impl ErasureSet {
             if batch.is_empty() && scanned_to.is_none() {
                 break;
             }
+            let mut markers = false;
             for (key, rec) in batch {
                 if rec.delete_marker {
                     // The key's current version is a delete marker: it is not listed.
                     cursor = key.into_bytes();
-                    extra = (extra * 4).min(1000);
+                    markers = true;
                     continue;
                 }
                 // The page is full only when another entry is there to take its place: a
@@ -85,6 +86,9 @@ impl ErasureSet {
                 }
                 cursor = key.clone().into_bytes();
                 page.objects.push((key, rec));
+            }
+            if markers {
+                extra = (extra * 4).min(1000);
             }
             match scanned_to {
                 None => break,

@@ -46,13 +46,15 @@ pub struct Authz {
 
 impl Authz {
     /// The identity of a request from `peer` (over TLS when `secure`), with the condition
-    /// keys of its query and headers.
+    /// keys of its query and headers; `sets_tags`: the request's `x-amz-tagging` header
+    /// gives the tags of the object it writes (`s3:RequestObjectTag/<tag>`).
     pub fn new(
         identity: Identity,
         peer: Option<IpAddr>,
         secure: bool,
         query: &Query,
         headers: &HeaderMap,
+        sets_tags: bool,
     ) -> Self {
         let mut context = BTreeMap::new();
         if let Some(ip) = peer {
@@ -97,6 +99,7 @@ impl Authz {
         // The tags a request sets; a header that does not parse fails in its handler.
         if let Some(tags) = headers
             .get("x-amz-tagging")
+            .filter(|_| sets_tags)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| super::tagging::parse_header(v).ok())
         {
@@ -127,13 +130,31 @@ impl Authz {
         Ok(policy)
     }
 
-    /// Checks `action` on `bucket` (and `key`, for object actions).
+    /// Checks `action` on `bucket` (and `key`, for object actions, in the version the
+    /// request's query names).
     pub async fn check(
         &self,
         ctx: &Ctx<'_>,
         action: &str,
         bucket: Option<&str>,
         key: Option<&str>,
+    ) -> S3Result<()> {
+        let version = ctx.query.get("versionId").map(String::as_str);
+        self.check_object(ctx, action, bucket, key, version, None)
+            .await
+    }
+
+    /// Checks `action` on `bucket` and `key` in `version` (a copy's source, an entry of
+    /// DeleteObjects), with `request_tags` as the tags the request sets where they come
+    /// from its body (PutObjectTagging).
+    pub async fn check_object(
+        &self,
+        ctx: &Ctx<'_>,
+        action: &str,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        version: Option<&str>,
+        request_tags: Option<&BTreeMap<String, String>>,
     ) -> S3Result<()> {
         let (user, own) = match &self.identity {
             Identity::Root => return Ok(()),
@@ -153,18 +174,39 @@ impl Authz {
             None => (None, false),
         };
         let policies: Vec<&Policy> = own.into_iter().chain(bucket_policy.as_ref()).collect();
-        // The object's tags, read only for a policy that asks about them.
-        let mut with_tags = None;
+        let mut context = std::borrow::Cow::Borrowed(&self.context);
+        if key.is_some() && self.context.get("s3:versionid").map(String::as_str) != version {
+            let c = context.to_mut();
+            match version {
+                Some(v) => c.insert("s3:versionid".to_string(), v.to_string()),
+                None => c.remove("s3:versionid"),
+            };
+        }
+        if let Some(tags) = request_tags {
+            let c = context.to_mut();
+            for (k, v) in tags {
+                c.insert(format!("{REQUEST_TAG}{k}"), v.clone());
+            }
+        }
+        // The object's tags, read only for the actions that AWS gives them to, and only
+        // for a policy that asks about them. A read that fails for another reason than a
+        // missing object fails the check: a Deny on a tag must not lapse for want of it.
         if let (Some(b), Some(k)) = (bucket, key) {
-            if !no_bucket && policies.iter().any(|p| p.mentions(EXISTING_TAG)) {
-                let version = ctx.query.get("versionId").map(String::as_str);
-                let mut context = self.context.clone();
-                if let Ok(found) = ctx.state.store.open_object(b, k, version).await {
-                    for (tk, tv) in &found.info.tags {
-                        context.insert(format!("{EXISTING_TAG}{tk}"), tv.clone());
+            if !no_bucket
+                && TAGGED_ACTIONS.contains(&action)
+                && policies.iter().any(|p| p.mentions(EXISTING_TAG))
+            {
+                use crate::object::Error as E;
+                match ctx.state.store.open_object(b, k, version).await {
+                    Ok(found) => {
+                        let c = context.to_mut();
+                        for (tk, tv) in &found.info.tags {
+                            c.insert(format!("{EXISTING_TAG}{tk}"), tv.clone());
+                        }
                     }
+                    Err(E::NoSuchKey | E::NoSuchVersion | E::DeleteMarker { .. }) => {}
+                    Err(e) => return Err(e.into()),
                 }
-                with_tags = Some(context);
             }
         }
         let decision = evaluate(
@@ -173,16 +215,11 @@ impl Authz {
                 user,
                 action,
                 resource: &resource,
-                context: with_tags.as_ref().unwrap_or(&self.context),
+                context: &context,
             },
         );
         if decision == Decision::Allow {
             return Ok(());
-        }
-        // A bucket that does not exist is 404 to anyone, as in S3 (which tells whether a
-        // name is taken on every CreateBucket anyway); creating it is checked as usual.
-        if no_bucket && action != "s3:CreateBucket" {
-            return Err(crate::object::Error::NoSuchBucket.into());
         }
         tracing::warn!(
             target: "audit",
@@ -193,12 +230,35 @@ impl Authz {
             explicit_deny = (decision == Decision::Deny),
             "access denied"
         );
+        // A bucket that does not exist is 404 to anyone, as in S3 (which tells whether a
+        // name is taken on every CreateBucket anyway); creating it is checked as usual.
+        if no_bucket && action != "s3:CreateBucket" {
+            return Err(crate::object::Error::NoSuchBucket.into());
+        }
         Err(S3Error::access_denied("Access Denied"))
     }
 }
 
+/// The actions whose requests carry `s3:ExistingObjectTag/<tag>` (the Service
+/// Authorization Reference for S3).
+const TAGGED_ACTIONS: &[&str] = &[
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetObjectAcl",
+    "s3:GetObjectVersionAcl",
+    "s3:PutObjectAcl",
+    "s3:PutObjectVersionAcl",
+    "s3:GetObjectTagging",
+    "s3:GetObjectVersionTagging",
+    "s3:PutObjectTagging",
+    "s3:PutObjectVersionTagging",
+    "s3:DeleteObjectTagging",
+    "s3:DeleteObjectVersionTagging",
+];
+
 /// The action an operation needs, checked before its handler runs; `None` where the handler
-/// checks for itself (DeleteObjects: each key).
+/// checks for itself (DeleteObjects: each key; PutObjectTagging: with the tags of its
+/// body).
 pub fn action(endpoint: &Endpoint, query: &Query) -> Option<(&'static str, bool)> {
     let versioned = query.contains_key("versionId");
     // (action, whether the resource is the object rather than the bucket)
@@ -234,7 +294,7 @@ pub fn action(endpoint: &Endpoint, query: &Query) -> Option<(&'static str, bool)
         Endpoint::ObjectTagging { method, .. } => match *method {
             Method::GET => ("s3:GetObjectTagging", true),
             Method::DELETE => ("s3:DeleteObjectTagging", true),
-            _ => ("s3:PutObjectTagging", true),
+            _ => return None,
         },
         Endpoint::Acl { key, method, .. } => match (key.is_empty(), method == Method::GET) {
             (true, true) => ("s3:GetBucketAcl", false),
@@ -259,11 +319,11 @@ pub fn action(endpoint: &Endpoint, query: &Query) -> Option<(&'static str, bool)
 }
 
 /// `GET /bucket?policyStatus`: whether the bucket's policy makes it public (a bucket without
-/// one is not).
+/// one has no status: 404 `NoSuchBucketPolicy`, as S3 answers).
 pub async fn bucket_policy_status(ctx: &Ctx<'_>, bucket: &str) -> S3Result<Response> {
     let public = match ctx.state.store.get_bucket(bucket).await?.policy {
         Some(text) => Policy::parse(&text, true).is_ok_and(|p| p.is_public()),
-        None => false,
+        None => return Err(no_policy(bucket)),
     };
     let mut x = super::xml::Xml::new();
     x.root("PolicyStatus");
@@ -302,12 +362,16 @@ pub async fn bucket_policy(
                 p,
             )
                 .into_response()),
-            None => Err(S3Error::new(
-                StatusCode::NOT_FOUND,
-                "NoSuchBucketPolicy",
-                "The bucket policy does not exist",
-            )
-            .with_resource(format!("/{bucket}"))),
+            None => Err(no_policy(bucket)),
         },
     }
+}
+
+fn no_policy(bucket: &str) -> S3Error {
+    S3Error::new(
+        StatusCode::NOT_FOUND,
+        "NoSuchBucketPolicy",
+        "The bucket policy does not exist",
+    )
+    .with_resource(format!("/{bucket}"))
 }

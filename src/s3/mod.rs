@@ -231,7 +231,16 @@ async fn dispatch(
     .map_err(|e| ("Route", e))?;
     let op = endpoint.name();
     let bucket_name = endpoint.bucket().map(str::to_string);
-    let authz = Authz::new(identity, peer.0, peer.1, &query, &parts.headers);
+    // The writes whose x-amz-tagging header gives the new object's tags.
+    let sets_tags = match &endpoint {
+        Endpoint::PutObject { .. } | Endpoint::CreateMultipartUpload { .. } => true,
+        Endpoint::CopyObject { .. } => parts
+            .headers
+            .get("x-amz-tagging-directive")
+            .is_some_and(|d| d.as_bytes().eq_ignore_ascii_case(b"REPLACE")),
+        _ => false,
+    };
+    let authz = Authz::new(identity, peer.0, peer.1, &query, &parts.headers, sets_tags);
     let ctx = Ctx {
         state,
         headers: &parts.headers,

@@ -159,6 +159,7 @@ async fn upload_part_copy(
 ) -> S3Result<Response> {
     let (_, _, reader) = open_copy_source(ctx).await?;
     let size = reader.info.size;
+    let source_version = reader.info.version_id.clone();
     let (start, end) = match ctx.header("x-amz-copy-source-range") {
         Some(r) => copy_source_range(r, size)?,
         None => (0, size),
@@ -181,7 +182,16 @@ async fn upload_part_copy(
     x.elem("LastModified", &xml::timestamp(part.mod_time_ns));
     x.elem("ETag", &format!("\"{}\"", part.etag));
     x.close("CopyPartResult");
-    Ok(xml_response(x.finish()))
+    let mut resp = xml_response(x.finish());
+    // The version copied, where the source bucket keeps versions (as CopyObject says it).
+    if source_version != "null" {
+        set(
+            resp.headers_mut(),
+            "x-amz-copy-source-version-id",
+            &source_version,
+        );
+    }
+    Ok(resp)
 }
 
 /// An `x-amz-copy-source-range` against a source of `size` bytes, as `(start, end)` with

@@ -586,7 +586,7 @@ pub(super) async fn open_copy_source(ctx: &Ctx<'_>) -> S3Result<(String, String,
         None => "s3:GetObject",
     };
     ctx.authz
-        .check(ctx, action, Some(src_bucket), Some(src_key))
+        .check_object(ctx, action, Some(src_bucket), Some(src_key), version, None)
         .await?;
     let reader = ctx
         .state
@@ -747,7 +747,14 @@ pub async fn delete_objects(ctx: &Ctx<'_>, bucket: &str, body: Body) -> S3Result
         let checked = match checked {
             Ok(()) => {
                 ctx.authz
-                    .check(ctx, action, Some(bucket), Some(&entry.key))
+                    .check_object(
+                        ctx,
+                        action,
+                        Some(bucket),
+                        Some(&entry.key),
+                        entry.version_id.as_deref(),
+                        None,
+                    )
                     .await
             }
             e => e,

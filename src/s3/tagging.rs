@@ -137,6 +137,17 @@ pub async fn object(
     let rec = match *method {
         Method::PUT => {
             let tags = parse_body(ctx, body, MAX_OBJECT_TAGS).await?;
+            // Checked here, not before the handler: a policy may ask about the tags set.
+            ctx.authz
+                .check_object(
+                    ctx,
+                    "s3:PutObjectTagging",
+                    Some(bucket),
+                    Some(key),
+                    version,
+                    Some(&tags),
+                )
+                .await?;
             set_.update_version(bucket, key, version, move |v| v.tags = tags.clone())
                 .await?
         }
@@ -230,13 +241,14 @@ pub async fn attributes(ctx: &Ctx<'_>, bucket: &str, key: &str) -> S3Result<Resp
     }
     if has("Checksum") {
         if let Some((alg, v)) = &info.checksum {
-            x.open("Checksum");
-            x.elem(&format!("Checksum{}", alg.to_ascii_uppercase()), v);
-            let kind = if v.contains('-') {
-                "COMPOSITE"
-            } else {
-                "FULL_OBJECT"
+            // A composite checksum goes without its part count here, unlike in GET and
+            // HEAD: S3 gives the count as ObjectParts' TotalPartsCount instead.
+            let (value, kind) = match v.rsplit_once('-') {
+                Some((bare, _)) => (bare, "COMPOSITE"),
+                None => (v.as_str(), "FULL_OBJECT"),
             };
+            x.open("Checksum");
+            x.elem(&format!("Checksum{}", alg.to_ascii_uppercase()), value);
             x.elem("ChecksumType", kind);
             x.close("Checksum");
         }
