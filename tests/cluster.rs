@@ -407,16 +407,12 @@ async fn a_bucket_change_made_while_a_node_was_down_holds_once_it_is_back() {
             .await
             .unwrap();
     }
-    c.put_bucket_versioning()
-        .bucket("vers")
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    common::set_versioning(
+        &c,
+        "vers",
+        aws_sdk_s3::types::BucketVersioningStatus::Enabled,
+    )
+    .await;
     c.delete_bucket().bucket("gone").send().await.unwrap();
     cl.start_node(0);
     // Back once the gateway counts all six drives online again (bounded: 30 s).

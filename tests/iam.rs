@@ -30,6 +30,17 @@ fn admin(s: &TestServer, method: &str, path: &str, body: &str) -> (u16, serde_js
 }
 
 /// Creates a user with `policy`; returns an S3 client with its keys.
+/// A server with the admin API on, over a fresh data folder.
+fn server() -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_env(
+        &dir.path().join("data"),
+        &[],
+        &[("TESSERA_ADMIN_TOKEN", TOKEN)],
+    );
+    (dir, s)
+}
+
 fn user(s: &TestServer, name: &str, policy: &str) -> aws_sdk_s3::Client {
     let body = format!(r#"{{"name":"{name}","policy":{policy}}}"#);
     let (status, v) = admin(s, "POST", "/admin/v1/users", &body);
@@ -78,12 +89,7 @@ fn denied(r: Result<(), String>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_and_bucket_policies_allow_and_deny_as_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start_env(
-        &dir.path().join("data"),
-        &[],
-        &[("TESSERA_ADMIN_TOKEN", TOKEN)],
-    );
+    let (_dir, s) = server();
     let root = s.client().await;
     for b in ["alpha", "beta"] {
         root.create_bucket().bucket(b).send().await.unwrap();
@@ -393,12 +399,7 @@ async fn users_survive_a_restart_and_secrets_are_not_stored_in_the_clear() {
 /// the Referer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_conditions_on_object_tags_and_request_headers() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start_env(
-        &dir.path().join("data"),
-        &[],
-        &[("TESSERA_ADMIN_TOKEN", TOKEN)],
-    );
+    let (_dir, s) = server();
     let root = s.client().await;
     root.create_bucket().bucket("tagged").send().await.unwrap();
     for (key, tags) in [
@@ -476,16 +477,12 @@ async fn policy_conditions_on_object_tags_and_request_headers() {
     // A Deny on the object's tags holds for the version the request names: a copy from an
     // old version, and a GET of it, read that version's tags.
     root.create_bucket().bucket("vtag").send().await.unwrap();
-    root.put_bucket_versioning()
-        .bucket("vtag")
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    common::set_versioning(
+        &root,
+        "vtag",
+        aws_sdk_s3::types::BucketVersioningStatus::Enabled,
+    )
+    .await;
     let mut versions = Vec::new();
     for tags in [Some("class=secret"), None] {
         let out = root

@@ -6,9 +6,8 @@ mod common;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     BucketVersioningStatus, Delete, ObjectAttributes, ObjectIdentifier, Tag, Tagging,
-    VersioningConfiguration,
 };
-use common::{code, status, TestServer};
+use common::{code, set_versioning, status, TestServer};
 
 fn server() -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().unwrap();
@@ -30,15 +29,6 @@ async fn put(c: &aws_sdk_s3::Client, b: &str, k: &str, data: impl AsRef<[u8]>) -
         .unwrap()
         .version_id()
         .map(str::to_string)
-}
-
-async fn set_versioning(c: &aws_sdk_s3::Client, b: &str, status: BucketVersioningStatus) {
-    c.put_bucket_versioning()
-        .bucket(b)
-        .versioning_configuration(VersioningConfiguration::builder().status(status).build())
-        .send()
-        .await
-        .unwrap();
 }
 
 #[tokio::test]

@@ -193,6 +193,24 @@ pub async fn get_with(
         .to_vec()
 }
 
+/// Sets `bucket`'s versioning to `status`.
+pub async fn set_versioning(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    status: aws_sdk_s3::types::BucketVersioningStatus,
+) {
+    c.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(status)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 /// The bytes of `bucket/key`.
 pub async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
     get_with(c, bucket, key, None, None).await
