@@ -287,7 +287,12 @@ async fn a_full_drive_fails_its_writes_cleanly_and_is_healed_when_space_returns(
             .body(ByteStream::from(body.clone()))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("PUT {key} with one drive full: {e:?}"));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PUT {key} with one drive full: {e:?}\nserver log:\n{}",
+                    s.log_text()
+                )
+            });
         objects.push((key, body));
     }
     // The drive is full and missed writes; everything still reads.

@@ -397,6 +397,12 @@ fn memory_tier<T: serde::de::DeserializeOwned>() -> T {
     serde_json::from_str("\"BlockCache\"").expect("ReadTier has a BlockCache variant")
 }
 
+/// The free space a drive of `total` bytes keeps for its metadata database: no new shard
+/// file starts below it. A 64th of the drive, within 1 MiB..1 GiB.
+fn space_reserve(total: u64) -> u64 {
+    (total / 64).clamp(1 << 20, 1 << 30)
+}
+
 /// RocksDB reports damaged files as `Corruption: ...`.
 fn is_corruption(e: &str) -> bool {
     e.contains("Corruption")
@@ -867,9 +873,25 @@ impl Drive for LocalDrive {
         let dest = self.shard_path(bucket, data_dir);
         let file = {
             let tmp = tmp.clone();
-            tokio::task::spawn_blocking(move || std::fs::File::create(tmp))
-                .await
-                .map_err(|e| DriveError::Io(std::io::Error::other(e)))??
+            let root = self.root.clone();
+            tokio::task::spawn_blocking(move || {
+                // Shard files stop short of filling the drive, so that its metadata database
+                // always has room: RocksDB (Debian's 7.8 build, with its assertions on) aborts
+                // the whole process when its log cannot be written and is then used again.
+                let (free, total) = (fs2::available_space(&root)?, fs2::total_space(&root)?);
+                if free < space_reserve(total) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::StorageFull,
+                        format!(
+                            "the drive's free space ({free} bytes) is below the {} kept for its metadata",
+                            space_reserve(total)
+                        ),
+                    ));
+                }
+                std::fs::File::create(tmp)
+            })
+            .await
+            .map_err(|e| DriveError::Io(std::io::Error::other(e)))??
         };
         Ok(Box::new(LocalShardWriter::new(file, tmp, dest)))
     }
